@@ -1,0 +1,1 @@
+"""The BRPO algorithm (DESIGN.md §2): budgets, cuts and summary prompts, advantages, loss, packing."""

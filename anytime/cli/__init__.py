@@ -1,0 +1,1 @@
+"""The `anytime` command line. Arguments are parsed before heavy libraries are imported."""

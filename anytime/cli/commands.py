@@ -1,0 +1,99 @@
+"""What the CLI commands do, once their arguments are parsed (imports torch and transformers)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import typer
+from tqdm import tqdm
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from anytime.cli.errors import CliError
+from anytime.problems import Problem, ProblemSetError, load_problems, write_problems
+from anytime.summary_format import SummaryFormat
+from anytime.tinymodel.facts import ModelFacts
+
+DEMO_BUDGETS = [32, 64, 96, 128]
+
+
+def load_model(path: Path) -> tuple[Any, Any]:
+    if not (path / "config.json").is_file():
+        raise CliError(f"model folder {path} has no config.json; build one with `anytime model tiny --out {path}`")
+    return AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+
+
+def read_problems(path: Path) -> list[Problem]:
+    try:
+        return load_problems(path)
+    except ProblemSetError as err:
+        raise CliError(str(err)) from None
+
+
+def run_sft(model_dir: Path, data: Path, out: Path, steps: int, batch_size: int, lr: float, seed: int) -> float:
+    from services.learner.warmstart import WarmStartConfig, build_examples, save_model, warm_start
+
+    problems = read_problems(data)
+    missing = [p.id for p in problems if p.trace is None]
+    if missing:
+        raise CliError(f"{len(missing)} problems in {data} have no trace (first: {missing[0]}); use synthetic data")
+    model, tokenizer = load_model(model_dir)
+    fmt = SummaryFormat()
+    facts = ModelFacts.from_tokenizer(tokenizer, fmt)
+    config = WarmStartConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+    examples = build_examples(problems, tokenizer, facts, fmt, config.cut_fraction, seed)
+    with tqdm(total=steps, desc="warm start", unit="step") as bar:
+
+        def on_step(step: int, loss: float) -> None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}")
+
+        report = warm_start(model, examples, config, facts.pad_id, on_step)
+    save_model(model, tokenizer, out)
+    typer.echo(
+        f"warm start: {report.steps} steps on {report.examples} examples in {report.seconds:.0f} s, "
+        f"final loss {report.final_loss:.3f}; model written to {out}"
+    )
+    return report.seconds
+
+
+def run_eval(model_dir: Path, data: Path, budgets: list[int], n: int, summary_tokens: int) -> list[float]:
+    from services.rollout.anytime_eval import evaluate_anytime
+    from services.rollout.transformers_engine import TransformersEngine
+
+    problems = read_problems(data)[:n]
+    model, tokenizer = load_model(model_dir)
+    fmt = SummaryFormat()
+    engine = TransformersEngine(model, ModelFacts.from_tokenizer(tokenizer, fmt))
+    result = evaluate_anytime(engine, tokenizer, problems, budgets, fmt, summary_max_tokens=summary_tokens)
+    typer.echo(f"{'budget':>8} {'accuracy':>9}")
+    for budget, accuracy in zip(result.budgets, result.accuracy, strict=True):
+        typer.echo(f"{budget:>8} {accuracy:>9.3f}")
+    typer.echo(
+        f"problems {result.total}, anytime score (uniform) {result.anytime_score:.3f}, "
+        f"mean thinking length {result.mean_thinking_length:.1f} tokens, "
+        f"closed thoughts {result.closed}/{result.total}, summary statuses {dict(result.statuses)}"
+    )
+    return result.accuracy
+
+
+def run_demo(workdir: Path, steps: int, seed: int) -> None:
+    from anytime.synth import get_task
+    from anytime.tinymodel.build import build_tiny_model
+
+    torch.manual_seed(seed)
+    workdir.mkdir(parents=True, exist_ok=True)
+    base, warm = workdir / "tiny-base", workdir / "tiny-sft"
+    train, held_out = workdir / "train.jsonl", workdir / "eval.jsonl"
+    typer.echo("1/4 building the tiny reasoner")
+    build_tiny_model(base, seed=seed)
+    typer.echo("2/4 synthetic digit-chain data (train and held-out eval, different seeds)")
+    task = get_task("digit-chain")
+    write_problems(task.generate(4000, seed), train)
+    write_problems(task.generate(200, seed + 10_000), held_out)
+    typer.echo(f"3/4 supervised warm start ({steps} steps)")
+    run_sft(base, train, warm, steps=steps, batch_size=32, lr=3e-3, seed=seed)
+    typer.echo("4/4 anytime accuracy on 200 held-out problems (greedy)")
+    accuracy = run_eval(warm, held_out, DEMO_BUDGETS, n=200, summary_tokens=24)
+    typer.echo(f"accuracy at full budget ({DEMO_BUDGETS[-1]} thinking tokens): {accuracy[-1]:.3f}")

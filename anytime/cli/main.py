@@ -1,0 +1,129 @@
+"""`anytime`: build the tiny model, make synthetic data, warm-start, evaluate, run the demo."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from anytime.cli.errors import CliError
+
+app = typer.Typer(
+    help="Anytime: train and serve reasoners that answer well at any token budget.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+model_app = typer.Typer(help="Build models.", no_args_is_help=True)
+data_app = typer.Typer(help="Make data sets.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+app.add_typer(data_app, name="data")
+
+
+def parse_budgets(text: str) -> list[int]:
+    try:
+        budgets = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise CliError(f"--budgets must be comma-separated integers, e.g. 32,64,96,128; got {text!r}") from None
+    if not budgets or any(b <= 0 for b in budgets) or budgets != sorted(set(budgets)):
+        raise CliError(f"--budgets must be positive and strictly increasing; got {text!r}")
+    return budgets
+
+
+@model_app.command("tiny")
+def model_tiny(
+    out: Annotated[Path, typer.Option(help="Folder to write the model to (Hugging Face format).")],
+    seed: Annotated[int, typer.Option(help="Seed for the tokenizer corpus and the weights.")] = 0,
+) -> None:
+    """Build the tiny reasoner (tokenizer + ~3M-parameter Qwen2) with no network."""
+    from anytime.tinymodel.build import build_tiny_model
+
+    path = build_tiny_model(out, seed=seed)
+    typer.echo(f"tiny model written to {path}")
+
+
+@data_app.command("synth")
+def data_synth(
+    out: Annotated[Path, typer.Option(help="JSON-lines file to write.")],
+    task: Annotated[str, typer.Option(help="Synthetic task name.")] = "digit-chain",
+    n: Annotated[int, typer.Option(min=1, help="Number of problems.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Write N synthetic problems with answers and worked traces: {id, problem, answer, trace}."""
+    from anytime.problems import write_problems
+    from anytime.synth import get_task
+
+    try:
+        generator = get_task(task)
+    except ValueError as err:
+        raise CliError(str(err)) from None
+    count = write_problems(generator.generate(n, seed), out)
+    typer.echo(f"{count} {task} problems written to {out}")
+
+
+@app.command("sft")
+def sft(
+    model: Annotated[Path, typer.Option(help="Model folder to start from.")],
+    data: Annotated[Path, typer.Option(help="Problems with traces (.jsonl or .json).")],
+    out: Annotated[Path, typer.Option(help="Folder to write the warm-started model to.")],
+    steps: Annotated[int, typer.Option(min=1, help="Optimizer steps.")] = 500,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    lr: Annotated[float, typer.Option(min=0.0)] = 3e-3,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Supervised warm start: think inside <think> … </think>, answer as **Final Answer** \\boxed{}."""
+    from anytime.cli.commands import run_sft
+
+    run_sft(model, data, out, steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+
+
+@app.command("eval")
+def evaluate(
+    model: Annotated[Path, typer.Option(help="Model folder.")],
+    data: Annotated[Path, typer.Option(help="Problems (.jsonl or .json).")],
+    budgets: Annotated[str, typer.Option(help="Thinking budgets, comma-separated, increasing.")] = "32,64,96,128",
+    n: Annotated[int, typer.Option(min=1, help="Evaluate the first N problems.")] = 200,
+    summary_tokens: Annotated[int, typer.Option(min=1, help="Most tokens per summary.")] = 24,
+) -> None:
+    """Anytime accuracy: one greedy thought per problem, a summary at every budget."""
+    from anytime.cli.commands import run_eval
+
+    run_eval(model, data, parse_budgets(budgets), n=n, summary_tokens=summary_tokens)
+
+
+@app.command("demo")
+def demo(
+    workdir: Annotated[Path, typer.Option(help="Folder for the demo's model, data and results.")] = Path("build/demo"),
+    steps: Annotated[int, typer.Option(min=1, help="Warm-start steps.")] = 500,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """The embedded default end to end on the CPU: tiny model, synthetic data, warm start, evaluation."""
+    from anytime.cli.commands import run_demo
+
+    run_demo(workdir, steps=steps, seed=seed)
+
+
+def main() -> None:
+    """Entry point: usage errors and CliErrors become one line on stderr and exit code 2."""
+    try:
+        result = app(standalone_mode=False)
+    except typer.Abort:
+        typer.echo("anytime: aborted", err=True)
+        sys.exit(130)
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
+    except typer.TyperException as err:
+        message = err.format_message()
+        if message:  # empty when the help was shown for a bare group (`anytime data`)
+            typer.echo(f"anytime: error: {message}", err=True)
+        sys.exit(2)
+    except CliError as err:
+        typer.echo(f"anytime: error: {err}", err=True)
+        sys.exit(2)
+    sys.exit(result if isinstance(result, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,10 @@
+"""Celery queue names: one queue per kind of work (DESIGN.md §3)."""
+
+from enum import StrEnum
+
+
+class Queue(StrEnum):
+    ROLLOUT = "rollout"
+    VERIFY = "verify"
+    LEARN = "learn"
+    EVAL = "eval"

@@ -1,0 +1,59 @@
+"""Settings: environment → one settings object per process → constructor arguments.
+
+Shared values (Redis, database, MLflow, logging) read the `ANYTIME_` prefix; each service adds its own
+fields under its own prefix (`ANYTIME_API_`, `ANYTIME_ROLLOUT_`, …) by subclassing `ServiceSettings`.
+Nothing else in the code reads `os.environ`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LogFormat = Literal["console", "json"]
+
+
+class CommonSettings(BaseSettings):
+    """What every process needs to find the shared infrastructure."""
+
+    model_config = SettingsConfigDict(env_prefix="ANYTIME_", extra="ignore", frozen=True)
+
+    home: Path = Field(default=Path("build"), description="Folder for local state (SQLite, MLflow, runs).")
+    redis_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ANYTIME_REDIS_URL", "REDIS_URL"),
+        description="Redis to use; unset means start a local redis-server (embedded default).",
+    )
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; unset means a SQLite file in home.")
+    mlflow_tracking_uri: str | None = Field(
+        default=None, description="MLflow store or server; unset means a SQLite store in home."
+    )
+    log_level: str = "INFO"
+    log_format: LogFormat = "console"
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError(f"log level must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL; got {value!r}")
+        return level
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.home / 'anytime.db').resolve()}"
+
+    @property
+    def resolved_mlflow_uri(self) -> str:
+        # MLflow 3 refuses a plain file store by default; a SQLite backend is the supported local store.
+        return self.mlflow_tracking_uri or f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
+
+
+@lru_cache(maxsize=1)
+def get_common_settings() -> CommonSettings:
+    """The process's settings, built once (tests call `get_common_settings.cache_clear()`)."""
+    return CommonSettings()

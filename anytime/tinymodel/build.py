@@ -1,0 +1,83 @@
+"""Build the tiny reasoner: tokenizer from synthetic task text, a randomly initialised Qwen2, saved to disk."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+
+from anytime.summary_format import SummaryFormat
+from anytime.synth import TASKS
+from anytime.tinymodel.facts import ModelFacts
+from anytime.tinymodel.tokenizer import build_tokenizer
+
+
+@dataclass(frozen=True)
+class TinyModelSpec:
+    """Shape of the tiny Qwen2: ~3M parameters; head_dim 64 is one that vLLM's CPU attention supports."""
+
+    vocab_size: int = 384
+    hidden_size: int = 256
+    intermediate_size: int = 704
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    max_position_embeddings: int = 2048
+    corpus_problems_per_task: int = 3000
+
+
+def tokenizer_corpus(spec: TinyModelSpec, fmt: SummaryFormat, seed: int) -> Iterator[str]:
+    """The project's own data: every synthetic task's problems, traces and answers in the summary format."""
+    for task in TASKS.values():
+        for problem in task.generate(spec.corpus_problems_per_task, seed):
+            yield problem.problem
+            yield f"{problem.trace}\n{fmt.think_end}{fmt.delimiter}\\boxed{{{problem.answer}}}"
+    yield fmt.ellipsis + fmt.delimiter
+
+
+def build_tiny_model(out: Path, seed: int = 0, spec: TinyModelSpec | None = None) -> Path:
+    """Write tokenizer, config, generation config and safetensors weights to `out` (atomically)."""
+    spec = spec or TinyModelSpec()
+    fmt = SummaryFormat()
+    tokenizer = build_tokenizer(tokenizer_corpus(spec, fmt, seed), spec.vocab_size, fmt)
+    facts = ModelFacts.from_tokenizer(tokenizer, fmt)  # fails early if a marker is not one token
+    torch.manual_seed(seed)
+    config = Qwen2Config(
+        vocab_size=-(-len(tokenizer) // 64) * 64,
+        hidden_size=spec.hidden_size,
+        intermediate_size=spec.intermediate_size,
+        num_hidden_layers=spec.num_hidden_layers,
+        num_attention_heads=spec.num_attention_heads,
+        num_key_value_heads=spec.num_key_value_heads,
+        max_position_embeddings=spec.max_position_embeddings,
+        tie_word_embeddings=True,
+        bos_token_id=facts.eos_id,
+        eos_token_id=facts.eos_id,
+        pad_token_id=facts.pad_id,
+        torch_dtype="float32",
+        rope_theta=10000.0,
+    )
+    model = Qwen2ForCausalLM(config)
+    model.generation_config = GenerationConfig(
+        eos_token_id=facts.eos_id, pad_token_id=facts.pad_id, bos_token_id=facts.eos_id
+    )
+    staging = out.with_name(out.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    model.save_pretrained(staging, safe_serialization=True)
+    tokenizer.save_pretrained(staging)
+    (staging / "anytime_tiny_spec.json").write_text(
+        __import__("json").dumps({"seed": seed, **asdict(spec)}, indent=2) + "\n"
+    )
+    if out.exists():
+        shutil.rmtree(out)
+    staging.rename(out)
+    return out
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

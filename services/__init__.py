@@ -1,0 +1,1 @@
+"""The platform's processes, one package per role: api, rollout, verifier, learner."""

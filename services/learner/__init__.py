@@ -1,0 +1,1 @@
+"""Learner: the supervised warm start and (later) BRPO updates on packed trees."""

@@ -1,0 +1,1 @@
+"""Rollout: generation engines and the anytime rollout (thinking, cuts, summaries)."""

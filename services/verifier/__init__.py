@@ -1,0 +1,1 @@
+"""Verifier: answer extraction, the format rule and grading with math-verify. Torch-free."""

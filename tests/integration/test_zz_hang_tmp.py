@@ -1,0 +1,3 @@
+import time
+def test_hang(redis_server, postgres_server):
+    time.sleep(60)

@@ -1,0 +1,80 @@
+"""The digit-chain task: answers are right, traces vary, the CLI writes the shared data format."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+
+import pytest
+
+from anytime.problems import load_problems
+from anytime.synth import DigitChainTask, get_task
+from anytime.synth.chain import apply_op
+from tests.conftest import anytime_cli
+
+
+@pytest.mark.parametrize(
+    ("value", "op", "operand", "expected"),
+    [(7, "+", 3, 0), (2, "-", 5, 7), (4, "*", 8, 2), (0, "-", 1, 9), (9, "*", 9, 1)],
+)
+def test_apply_op_keeps_last_digit(value: int, op: str, operand: int, expected: int) -> None:
+    assert apply_op(value, op, operand) == expected
+
+
+def test_solve_hand_computed_chain() -> None:
+    # 6 +5 -> 1, *9 -> 9, -5 -> 4; no re-checks at probability 0.
+    trace, answer = DigitChainTask().solve(6, [("+", 5), ("*", 9), ("-", 5)], random.Random(0), recheck_prob=0.0)
+    assert answer == 4
+    assert trace == "A: 6 + 5 -> 1\nB: 1 * 9 -> 9\nC: 9 - 5 -> 4\nso the result is 4"
+
+
+def test_recheck_is_a_detour_that_keeps_the_answer() -> None:
+    ops = [("+", 5), ("-", 3)]
+    plain, a = DigitChainTask().solve(2, ops, random.Random(0), recheck_prob=0.0)
+    checked, b = DigitChainTask().solve(2, ops, random.Random(0), recheck_prob=1.0)
+    assert a == b == 4
+    assert checked.count("check") == 2 and "B: 7 - 3 -> 4\ncheck 7 - 3 -> 4" in checked
+    assert len(checked) > len(plain)
+
+
+def test_answers_match_the_problem_text() -> None:
+    """Recompute every answer from the problem text alone, independently of the generator."""
+    for problem in get_task("digit-chain").generate(200, seed=3):
+        match = re.match(r"Digit chain: start at (\d)\. Steps: (.*)\. Keep", problem.problem)
+        assert match is not None
+        value = int(match.group(1))
+        for step in match.group(2).split(", "):
+            _, token = step.split()
+            op, operand = token[0], int(token[1:])
+            value = {"+": value + operand, "-": value - operand, "*": value * operand}[op] % 10
+        assert problem.answer == str(value)
+        assert problem.trace is not None and problem.trace.endswith(f"so the result is {value}")
+
+
+def test_thinking_length_varies_across_problems_and_traces() -> None:
+    problems = get_task("digit-chain").generate(300, seed=1)
+    lines = [p.trace.count("\n") for p in problems if p.trace]
+    assert min(lines) <= 4 and max(lines) >= 10
+    assert any("check" in (p.trace or "") for p in problems)
+    assert any("check" not in (p.trace or "") for p in problems)
+
+
+def test_generation_is_deterministic_per_seed() -> None:
+    task = get_task("digit-chain")
+    assert task.generate(20, seed=5) == task.generate(20, seed=5)
+    assert task.generate(20, seed=5) != task.generate(20, seed=6)
+
+
+def test_invalid_task_config_says_how_to_fix() -> None:
+    with pytest.raises(ValueError, match="min_ops <= max_ops"):
+        DigitChainTask(min_ops=5, max_ops=2)
+
+
+def test_cli_writes_records_readable_as_problems(tmp_path) -> None:
+    out = tmp_path / "synth.jsonl"
+    result = anytime_cli("data", "synth", "--task", "digit-chain", "--n", "7", "--seed", "2", "--out", str(out))
+    assert "7 digit-chain problems" in result.stdout
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 7 and set(rows[0]) == {"id", "problem", "answer", "trace"}
+    assert [p.id for p in load_problems(out)] == [r["id"] for r in rows]
