@@ -28,7 +28,9 @@ class CommonSettings(BaseSettings):
         validation_alias=AliasChoices("ANYTIME_REDIS_URL", "REDIS_URL"),
         description="Redis to use; unset means start a local redis-server (embedded default).",
     )
-    database_url: str | None = Field(default=None, description="SQLAlchemy URL; unset means a SQLite file in home.")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; unset means a SQLite file in home."
+    )
     mlflow_tracking_uri: str | None = Field(
         default=None, description="MLflow store or server; unset means a SQLite store in home."
     )

@@ -1,4 +1,6 @@
-"""SQL storage: the declarative base with a constraint naming convention (tables arrive with the control plane).
+"""SQL storage: the declarative base with a constraint naming convention.
+
+Tables arrive with the control plane.
 
 Alembic autogenerates stable constraint names from this convention, so migrations stay reversible on
 both SQLite and PostgreSQL.

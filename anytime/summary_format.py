@@ -25,13 +25,16 @@ class SummaryFormat(BaseModel):
     def _delimiter_starts_paragraph(cls, value: str) -> str:
         if not value.startswith("\n\n") or value.strip() == "":
             raise ValueError(
-                "delimiter must start a new paragraph ('\\n\\n…') and contain text, e.g. '\\n\\n**Final Answer**\\n'"
+                "delimiter must start a new paragraph ('\\n\\n…') and contain text, "
+                "e.g. '\\n\\n**Final Answer**\\n'"
             )
         return value
 
     def model_post_init(self, _context: object) -> None:
         if not self.ellipsis.endswith(self.think_end):
-            raise ValueError(f"ellipsis must end with the think-end marker {self.think_end!r}; got {self.ellipsis!r}")
+            raise ValueError(
+                f"ellipsis must end with the think-end marker {self.think_end!r}; got {self.ellipsis!r}"
+            )
 
     @property
     def answer_heading(self) -> str:

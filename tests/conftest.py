@@ -17,7 +17,11 @@ REPO = Path(__file__).resolve().parent.parent
 def anytime_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run the installed `anytime` command line as a user would."""
     return subprocess.run(
-        [sys.executable, "-m", "anytime.cli.main", *args], capture_output=True, text=True, check=check, cwd=REPO
+        [sys.executable, "-m", "anytime.cli.main", *args],
+        capture_output=True,
+        text=True,
+        check=check,
+        cwd=REPO,
     )
 
 
@@ -48,5 +52,7 @@ def warm_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactor
     data = work / "train.jsonl"
     anytime_cli("data", "synth", "--n", "300", "--seed", "1", "--out", str(data))
     out = work / "tiny-sft"
-    anytime_cli("sft", "--model", str(tiny_model_dir), "--data", str(data), "--out", str(out), "--steps", "30")
+    anytime_cli(
+        "sft", "--model", str(tiny_model_dir), "--data", str(data), "--out", str(out), "--steps", "30"
+    )
     return out

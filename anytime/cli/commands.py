@@ -11,6 +11,7 @@ from tqdm import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from anytime.cli.errors import CliError
+from anytime.logging import get_logger
 from anytime.problems import Problem, ProblemSetError, load_problems, write_problems
 from anytime.summary_format import SummaryFormat
 from anytime.tinymodel.facts import ModelFacts
@@ -20,7 +21,9 @@ DEMO_BUDGETS = [32, 64, 96, 128]
 
 def load_model(path: Path) -> tuple[Any, Any]:
     if not (path / "config.json").is_file():
-        raise CliError(f"model folder {path} has no config.json; build one with `anytime model tiny --out {path}`")
+        raise CliError(
+            f"model folder {path} has no config.json; build one with `anytime model tiny --out {path}`"
+        )
     return AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
 
 
@@ -31,13 +34,17 @@ def read_problems(path: Path) -> list[Problem]:
         raise CliError(str(err)) from None
 
 
-def run_sft(model_dir: Path, data: Path, out: Path, steps: int, batch_size: int, lr: float, seed: int) -> float:
+def run_sft(
+    model_dir: Path, data: Path, out: Path, steps: int, batch_size: int, lr: float, seed: int
+) -> float:
     from services.learner.warmstart import WarmStartConfig, build_examples, save_model, warm_start
 
     problems = read_problems(data)
     missing = [p.id for p in problems if p.trace is None]
     if missing:
-        raise CliError(f"{len(missing)} problems in {data} have no trace (first: {missing[0]}); use synthetic data")
+        raise CliError(
+            f"{len(missing)} problems in {data} have no trace (first: {missing[0]}); use synthetic data"
+        )
     model, tokenizer = load_model(model_dir)
     fmt = SummaryFormat()
     facts = ModelFacts.from_tokenizer(tokenizer, fmt)
@@ -51,6 +58,12 @@ def run_sft(model_dir: Path, data: Path, out: Path, steps: int, batch_size: int,
 
         report = warm_start(model, examples, config, facts.pad_id, on_step)
     save_model(model, tokenizer, out)
+    get_logger(__name__, command="sft", model=str(model_dir), out=str(out)).info(
+        "warm start finished",
+        steps=report.steps,
+        final_loss=report.final_loss,
+        seconds=round(report.seconds, 1),
+    )
     typer.echo(
         f"warm start: {report.steps} steps on {report.examples} examples in {report.seconds:.0f} s, "
         f"final loss {report.final_loss:.3f}; model written to {out}"
@@ -93,7 +106,7 @@ def run_demo(workdir: Path, steps: int, seed: int) -> None:
     write_problems(task.generate(4000, seed), train)
     write_problems(task.generate(200, seed + 10_000), held_out)
     typer.echo(f"3/4 supervised warm start ({steps} steps)")
-    run_sft(base, train, warm, steps=steps, batch_size=32, lr=3e-3, seed=seed)
+    run_sft(base, train, warm, steps=steps, batch_size=32, lr=1e-3, seed=seed)
     typer.echo("4/4 anytime accuracy on 200 held-out problems (greedy)")
     accuracy = run_eval(warm, held_out, DEMO_BUDGETS, n=200, summary_tokens=24)
     typer.echo(f"accuracy at full budget ({DEMO_BUDGETS[-1]} thinking tokens): {accuracy[-1]:.3f}")

@@ -26,7 +26,9 @@ def parse_budgets(text: str) -> list[int]:
     try:
         budgets = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise CliError(f"--budgets must be comma-separated integers, e.g. 32,64,96,128; got {text!r}") from None
+        raise CliError(
+            f"--budgets must be comma-separated integers, e.g. 32,64,96,128; got {text!r}"
+        ) from None
     if not budgets or any(b <= 0 for b in budgets) or budgets != sorted(set(budgets)):
         raise CliError(f"--budgets must be positive and strictly increasing; got {text!r}")
     return budgets
@@ -70,7 +72,7 @@ def sft(
     out: Annotated[Path, typer.Option(help="Folder to write the warm-started model to.")],
     steps: Annotated[int, typer.Option(min=1, help="Optimizer steps.")] = 500,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
-    lr: Annotated[float, typer.Option(min=0.0)] = 3e-3,
+    lr: Annotated[float, typer.Option(min=0.0)] = 1e-3,
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
     """Supervised warm start: think inside <think> … </think>, answer as **Final Answer** \\boxed{}."""
@@ -83,20 +85,25 @@ def sft(
 def evaluate(
     model: Annotated[Path, typer.Option(help="Model folder.")],
     data: Annotated[Path, typer.Option(help="Problems (.jsonl or .json).")],
-    budgets: Annotated[str, typer.Option(help="Thinking budgets, comma-separated, increasing.")] = "32,64,96,128",
+    budgets: Annotated[
+        str, typer.Option(help="Thinking budgets, comma-separated, increasing.")
+    ] = "32,64,96,128",
     n: Annotated[int, typer.Option(min=1, help="Evaluate the first N problems.")] = 200,
     summary_tokens: Annotated[int, typer.Option(min=1, help="Most tokens per summary.")] = 24,
 ) -> None:
     """Anytime accuracy: one greedy thought per problem, a summary at every budget."""
+    parsed = parse_budgets(budgets)  # before the heavy imports, so bad input fails fast
     from anytime.cli.commands import run_eval
 
-    run_eval(model, data, parse_budgets(budgets), n=n, summary_tokens=summary_tokens)
+    run_eval(model, data, parsed, n=n, summary_tokens=summary_tokens)
 
 
 @app.command("demo")
 def demo(
-    workdir: Annotated[Path, typer.Option(help="Folder for the demo's model, data and results.")] = Path("build/demo"),
-    steps: Annotated[int, typer.Option(min=1, help="Warm-start steps.")] = 500,
+    workdir: Annotated[Path, typer.Option(help="Folder for the demo's model, data and results.")] = Path(
+        "build/demo"
+    ),
+    steps: Annotated[int, typer.Option(min=1, help="Warm-start steps.")] = 450,
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
     """The embedded default end to end on the CPU: tiny model, synthetic data, warm start, evaluation."""
@@ -107,6 +114,15 @@ def demo(
 
 def main() -> None:
     """Entry point: usage errors and CliErrors become one line on stderr and exit code 2."""
+    from anytime.logging import configure_logging
+    from anytime.settings import get_common_settings
+
+    try:
+        settings = get_common_settings()
+    except ValueError as err:  # pydantic's ValidationError: a bad ANYTIME_* variable
+        typer.echo(f"anytime: error: bad setting: {' '.join(str(err).split())}", err=True)
+        sys.exit(2)
+    configure_logging(settings.log_level, settings.log_format)
     try:
         result = app(standalone_mode=False)
     except typer.Abort:

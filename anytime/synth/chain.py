@@ -1,19 +1,22 @@
-"""`digit-chain`: apply a chain of one-digit operations, keeping only the last digit after each step.
+"""`digit-chain`: apply one one-digit operation several times, keeping only the last digit each time.
 
-Why this task: every step is a small lookup a tiny model learns in minutes, yet the answer needs all
-steps in order, so the thinking is genuinely multi-step. It is built for anytime behaviour:
+Why this task: each step is a small table lookup a tiny model learns in minutes, yet the answer needs
+every step in order, so the thinking is genuinely multi-step. It is built for anytime behaviour:
 
-- thinking length varies across problems (3 to `max_ops` operations) and across traces of one problem
-  (each step is re-checked with a per-trace probability, a detour that costs tokens and adds nothing);
+- thinking length varies across problems (`min_steps` to `max_steps` steps) and across traces of one
+  problem (after each step a re-check line follows with a per-trace probability: a detour that costs
+  tokens and adds nothing);
 - a partial thought carries partial information: after k steps the running digit is known, so an
   answer forced from a cut trace has only the remaining steps left to do "in its head", and a trace
   that skips re-checks reaches the answer within a smaller budget. Thinking efficiently pays off.
 
-Steps carry letter labels, so finding the next operation is a lookup by a unique key (a pattern tiny
-transformers learn quickly) rather than a search by position; a re-check repeats the step it checks.
+Problem text:  "Digit chain: start at 7. Apply *3 four times, keeping only the last digit each time."
+Trace:         "A: 7->1\ncheck: 1\nB: 1->3\nC: 3->9\nD: 9->7\nso the result is 7"
 
-Problem text:  "Digit chain: start at 7. Steps: A +3, B *4, C -5. Keep only the last digit after each step."
-Trace:         "A: 7 + 3 -> 0\ncheck 7 + 3 -> 0\nB: 0 * 4 -> 0\nC: 0 - 5 -> 5\nso the result is 5"
+Why one operation per problem: the operation is then the only operation token in the prompt, so each
+step reads it by what it is, not by where it is. Per-step operations need induction-style lookups
+("the operand after label C"), which a 3M-parameter model does not learn reliably within its 10-minute
+warm start (tried: 15-20 % accuracy after 450 steps).
 """
 
 from __future__ import annotations
@@ -23,7 +26,22 @@ from dataclasses import dataclass
 
 from anytime.problems import Problem
 
-LABELS = "ABCDEFGHIJKLMNOP"
+LABELS = "ABCDEFGHIJKL"
+COUNT_WORDS = (
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+)
 
 
 def apply_op(value: int, op: str, operand: int) -> int:
@@ -40,38 +58,48 @@ def apply_op(value: int, op: str, operand: int) -> int:
 @dataclass(frozen=True)
 class DigitChainTask:
     name: str = "digit-chain"
-    min_ops: int = 3
-    max_ops: int = 8
+    min_steps: int = 3
+    max_steps: int = 8
     max_recheck_prob: float = 0.6
 
     def __post_init__(self) -> None:
-        if not 1 <= self.min_ops <= self.max_ops <= len(LABELS):
-            raise ValueError(f"need 1 <= min_ops <= max_ops <= {len(LABELS)}; got min_ops={self.min_ops}, max_ops={self.max_ops}")
+        if not 1 <= self.min_steps <= self.max_steps <= len(LABELS):
+            raise ValueError(
+                f"need 1 <= min_steps <= max_steps <= {len(LABELS)}; "
+                f"got min_steps={self.min_steps}, max_steps={self.max_steps}"
+            )
         if not 0.0 <= self.max_recheck_prob <= 1.0:
             raise ValueError(f"max_recheck_prob must be in [0, 1]; got {self.max_recheck_prob}")
 
+    @property
+    def whole_tokens(self) -> tuple[str, ...]:
+        """Strings the tokenizer keeps as one token: the operation with its operand ("+5", "*9")."""
+        return tuple(f"{op}{d}" for op in "+-" for d in range(1, 10)) + tuple(f"*{d}" for d in range(2, 10))
+
     def sample(self, rng: random.Random, index: int) -> Problem:
         start = rng.randrange(10)
-        ops = []
-        for _ in range(rng.randint(self.min_ops, self.max_ops)):
-            op = rng.choice("+-*")
-            ops.append((op, rng.randint(2, 9) if op == "*" else rng.randint(1, 9)))
-        steps = ", ".join(f"{label} {op}{operand}" for label, (op, operand) in zip(LABELS, ops, strict=False))
-        problem = f"Digit chain: start at {start}. Steps: {steps}. Keep only the last digit after each step."
-        trace, answer = self.solve(start, ops, rng, recheck_prob=rng.uniform(0.0, self.max_recheck_prob))
+        op = rng.choice("+-*")
+        operand = rng.randint(2, 9) if op == "*" else rng.randint(1, 9)
+        steps = rng.randint(self.min_steps, self.max_steps)
+        problem = (
+            f"Digit chain: start at {start}. Apply {op}{operand} {COUNT_WORDS[steps]} times, "
+            "keeping only the last digit each time."
+        )
+        recheck_prob = rng.uniform(0.0, self.max_recheck_prob)
+        trace, answer = self.solve(start, [(op, operand)] * steps, rng, recheck_prob)
         return Problem(id=f"{self.name}-{index}", problem=problem, answer=str(answer), trace=trace)
 
     def solve(
         self, start: int, ops: list[tuple[str, int]], rng: random.Random, recheck_prob: float
     ) -> tuple[str, int]:
-        """A worked trace; each step is re-checked (repeated) with probability `recheck_prob`."""
+        """A worked trace; each step is followed by a re-check line with probability `recheck_prob`."""
         lines = []
         value = start
         for label, (op, operand) in zip(LABELS, ops, strict=False):
             result = apply_op(value, op, operand)
-            lines.append(f"{label}: {value} {op} {operand} -> {result}")
+            lines.append(f"{label}: {value}->{result}")
             if rng.random() < recheck_prob:
-                lines.append(f"check {value} {op} {operand} -> {result}")
+                lines.append(f"check: {result}")
             value = result
         lines.append(f"so the result is {value}")
         return "\n".join(lines), value

@@ -9,7 +9,13 @@ from anytime.synth.chain import DigitChainTask
 
 
 class SyntheticTask(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def whole_tokens(self) -> tuple[str, ...]:
+        """Strings the tiny model's tokenizer should keep as single tokens."""
+        ...
 
     def generate(self, n: int, seed: int) -> list[Problem]: ...
 

@@ -1,4 +1,4 @@
-"""Build the tiny reasoner: tokenizer from synthetic task text, a randomly initialised Qwen2, saved to disk."""
+"""Build the tiny reasoner: a tokenizer from synthetic task text and a randomly initialised Qwen2."""
 
 from __future__ import annotations
 
@@ -43,7 +43,8 @@ def build_tiny_model(out: Path, seed: int = 0, spec: TinyModelSpec | None = None
     """Write tokenizer, config, generation config and safetensors weights to `out` (atomically)."""
     spec = spec or TinyModelSpec()
     fmt = SummaryFormat()
-    tokenizer = build_tokenizer(tokenizer_corpus(spec, fmt, seed), spec.vocab_size, fmt)
+    whole = tuple(dict.fromkeys(t for task in TASKS.values() for t in task.whole_tokens))
+    tokenizer = build_tokenizer(tokenizer_corpus(spec, fmt, seed), spec.vocab_size, fmt, whole)
     facts = ModelFacts.from_tokenizer(tokenizer, fmt)  # fails early if a marker is not one token
     torch.manual_seed(seed)
     config = Qwen2Config(
@@ -58,8 +59,8 @@ def build_tiny_model(out: Path, seed: int = 0, spec: TinyModelSpec | None = None
         bos_token_id=facts.eos_id,
         eos_token_id=facts.eos_id,
         pad_token_id=facts.pad_id,
-        torch_dtype="float32",
-        rope_theta=10000.0,
+        dtype="float32",
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
     )
     model = Qwen2ForCausalLM(config)
     model.generation_config = GenerationConfig(

@@ -7,7 +7,7 @@ R1-style models, so decoding keeps them; role markers, EOS and padding are speci
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
@@ -29,8 +29,13 @@ CHAT_TEMPLATE = (
 )
 
 
-def build_tokenizer(corpus: Iterable[str], vocab_size: int, fmt: SummaryFormat) -> PreTrainedTokenizerFast:
-    """Train the BPE on `corpus` and wrap it for transformers (and therefore vLLM)."""
+def build_tokenizer(
+    corpus: Iterable[str], vocab_size: int, fmt: SummaryFormat, whole_tokens: Sequence[str] = ()
+) -> PreTrainedTokenizerFast:
+    """Train the BPE on `corpus` and wrap it for transformers (and therefore vLLM).
+
+    `whole_tokens` are kept as single (non-special) tokens, matched before pre-tokenization.
+    """
     special = [EOS, PAD, *ROLE_TOKENS]
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
@@ -45,7 +50,8 @@ def build_tokenizer(corpus: Iterable[str], vocab_size: int, fmt: SummaryFormat) 
     )
     tokenizer.train_from_iterator(corpus, trainer=trainer)
     tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in special])
-    tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in (fmt.think_start, fmt.think_end)])
+    plain = (fmt.think_start, fmt.think_end, *whole_tokens)
+    tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in plain])
     wrapped = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         eos_token=EOS,

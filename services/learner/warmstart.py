@@ -35,7 +35,7 @@ class WarmStartConfig(BaseModel):
 
     steps: int = Field(default=500, gt=0)
     batch_size: int = Field(default=32, gt=0)
-    lr: float = Field(default=3e-3, gt=0)
+    lr: float = Field(default=1e-3, gt=0)
     warmup_steps: int = Field(default=20, ge=0)
     weight_decay: float = Field(default=0.01, ge=0)
     cut_fraction: float = Field(default=0.3, ge=0, le=1, description="share of examples cut mid-thought")
@@ -70,7 +70,12 @@ def encode_example(
 
 
 def build_examples(
-    problems: Sequence[Problem], tokenizer: Any, facts: ModelFacts, fmt: SummaryFormat, cut_fraction: float, seed: int
+    problems: Sequence[Problem],
+    tokenizer: Any,
+    facts: ModelFacts,
+    fmt: SummaryFormat,
+    cut_fraction: float,
+    seed: int,
 ) -> list[Example]:
     rng = random.Random(seed)
     examples = []
@@ -78,7 +83,9 @@ def build_examples(
         examples.append(encode_example(problem, tokenizer, facts, fmt, None))
         if rng.random() < cut_fraction:
             trace_len = len(tokenizer.encode((problem.trace or "") + "\n", add_special_tokens=False))
-            examples.append(encode_example(problem, tokenizer, facts, fmt, rng.randint(1, max(1, trace_len - 1))))
+            examples.append(
+                encode_example(problem, tokenizer, facts, fmt, rng.randint(1, max(1, trace_len - 1)))
+            )
     return examples
 
 

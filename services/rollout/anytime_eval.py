@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from anytime.brpo.cuts import cut_trace
+from anytime.brpo.cuts import Cut, cut_trace
 from anytime.problems import Problem
 from anytime.prompting import prompt_ids
 from anytime.summary_format import SummaryFormat
@@ -56,9 +56,11 @@ def evaluate_anytime(
     facts: ModelFacts = engine.facts
     prompts = [prompt_ids(tokenizer, p.problem) for p in problems]
     thoughts = engine.generate(prompts, budgets[-1], [facts.think_end_id, facts.eos_id], temperature)
-    requests = []
+    requests: list[tuple[int, Cut]] = []
     for index, thought in enumerate(thoughts):
-        cuts = cut_trace(len(thought.token_ids), thought.finish_reason, budgets, facts.ellipsis_ids, facts.delimiter_ids)
+        cuts = cut_trace(
+            len(thought.token_ids), thought.finish_reason, budgets, facts.ellipsis_ids, facts.delimiter_ids
+        )
         requests.extend((index, cut) for cut in cuts)
     summaries = engine.generate(
         [cut.summary_prompt(prompts[i], thoughts[i].token_ids) for i, cut in requests],

@@ -45,13 +45,19 @@ class TransformersEngine:
         completions: list[Completion] = []
         for start in range(0, len(prompts), self.batch_size):
             completions.extend(
-                self._generate_batch(prompts[start : start + self.batch_size], max_new_tokens, stop_ids, temperature)
+                self._generate_batch(
+                    prompts[start : start + self.batch_size], max_new_tokens, stop_ids, temperature
+                )
             )
         self.model.train(was_training)
         return completions
 
     def _generate_batch(
-        self, prompts: Sequence[Sequence[int]], max_new_tokens: int, stop_ids: Sequence[int], temperature: float
+        self,
+        prompts: Sequence[Sequence[int]],
+        max_new_tokens: int,
+        stop_ids: Sequence[int],
+        temperature: float,
     ) -> list[Completion]:
         width = max(len(p) for p in prompts)
         input_ids = torch.full((len(prompts), width), self.facts.pad_id, dtype=torch.long)
@@ -59,9 +65,11 @@ class TransformersEngine:
         for row, prompt in enumerate(prompts):
             input_ids[row, width - len(prompt) :] = torch.tensor(list(prompt), dtype=torch.long)
             attention[row, width - len(prompt) :] = 1
-        sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} if temperature > 0 else {
-            "do_sample": False
-        }
+        sampling = (
+            {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
+            if temperature > 0
+            else {"do_sample": False}
+        )
         output = self.model.generate(  # type: ignore[operator]
             input_ids=input_ids.to(self.device),
             attention_mask=attention.to(self.device),

@@ -29,13 +29,14 @@ def test_tokenizer_has_think_tokens_eos_and_chat_template(tiny_model_dir: Path) 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     facts = ModelFacts.from_tokenizer(tokenizer, SummaryFormat())
     assert len({facts.think_start_id, facts.think_end_id, facts.eos_id, facts.pad_id}) == 4
-    ids = prompt_ids(tokenizer, "Digit chain: start at 1, then +2.")
+    ids = prompt_ids(tokenizer, "Digit chain: start at 1.\nA+2")
     assert ids[-2:] == [facts.think_start_id, *tokenizer.encode("\n", add_special_tokens=False)]
     # Think markers survive decoding (they are not special); EOS is dropped as special.
     text = tokenizer.decode([facts.think_end_id, facts.eos_id], skip_special_tokens=True)
     assert text == "</think>"
-    # Digits are one token each, so the arithmetic stays learnable.
+    # Digits are one token each, and a step's operation with its operand is one token.
     assert len(tokenizer.encode("1234", add_special_tokens=False)) == 4
+    assert len(tokenizer.encode("*7", add_special_tokens=False)) == 1
 
 
 def test_same_seed_builds_the_same_model(tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -52,7 +53,7 @@ def test_same_seed_builds_the_same_model(tiny_model_dir: Path, tmp_path: Path) -
 def test_generates_in_transformers(warm_model_dir: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(warm_model_dir)
     model = AutoModelForCausalLM.from_pretrained(warm_model_dir)
-    ids = torch.tensor([prompt_ids(tokenizer, "Digit chain: start at 3, then +4 *2. Keep only the last digit.")])
+    ids = torch.tensor([prompt_ids(tokenizer, "Digit chain: start at 3.\nA+4\nB*2")])
     out = model.generate(ids, max_new_tokens=12, do_sample=False)
     new = out[0, ids.shape[1] :].tolist()
     assert len(new) > 0

@@ -15,6 +15,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from anytime.prompting import prompt_ids
+from anytime.synth import get_task
 
 pytestmark = [
     pytest.mark.integration,
@@ -44,19 +45,18 @@ VLLM_SCRIPT = textwrap.dedent(
 
 def test_vllm_generates_what_transformers_generates(warm_model_dir: Path, tmp_path: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(warm_model_dir)
-    problems = [
-        "Digit chain: start at 3, then +4 *2. Keep only the last digit after each step.",
-        "Digit chain: start at 8, then -9 +1 *7. Keep only the last digit after each step.",
-        "Digit chain: start at 0, then *3 +6 -2 +5. Keep only the last digit after each step.",
-    ]
-    prompts = [prompt_ids(tokenizer, p) for p in problems]
+    prompts = [prompt_ids(tokenizer, p.problem) for p in get_task("digit-chain").generate(3, seed=7)]
     (tmp_path / "prompts.json").write_text(json.dumps(prompts))
     (tmp_path / "generate.py").write_text(VLLM_SCRIPT)
     max_tokens = 16
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
     run = subprocess.run(
         [sys.executable, "generate.py", str(warm_model_dir), "prompts.json", str(max_tokens)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert run.returncode == 0, run.stderr[-3000:]
     line = next(x for x in run.stdout.splitlines() if x.startswith("RESULT"))
@@ -64,9 +64,12 @@ def test_vllm_generates_what_transformers_generates(warm_model_dir: Path, tmp_pa
 
     model = AutoModelForCausalLM.from_pretrained(warm_model_dir)
     for prompt, from_vllm in zip(prompts, vllm_ids, strict=True):
-        out = model.generate(torch.tensor([prompt]), max_new_tokens=max_tokens, do_sample=False, eos_token_id=None)
+        out = model.generate(
+            torch.tensor([prompt]), max_new_tokens=max_tokens, do_sample=False, eos_token_id=None
+        )
         from_hf = out[0, len(prompt) :].tolist()
         assert len(from_vllm) == max_tokens
         # Float32 kernels differ slightly; greedy paths must agree at least until a near-tie.
-        agree = next((i for i, (a, b) in enumerate(zip(from_hf, from_vllm)) if a != b), max_tokens)
+        pairs = enumerate(zip(from_hf, from_vllm, strict=True))
+        agree = next((i for i, (a, b) in pairs if a != b), max_tokens)
         assert agree >= 8, (tokenizer.decode(from_hf), tokenizer.decode(from_vllm))

@@ -31,7 +31,10 @@ def compose(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     assert COMPOSE is not None
     return subprocess.run(
         [str(COMPOSE), "-f", str(REPO / "docker-compose.yml"), *args],
-        capture_output=True, text=True, cwd=REPO, env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, **env},
     )
 
 
@@ -51,7 +54,10 @@ def test_missing_api_key_is_a_clear_error() -> None:
     env = {k: v for k, v in os.environ.items() if k != "ANYTIME_API_API_KEY"}
     result = subprocess.run(
         [str(COMPOSE), "-f", str(REPO / "docker-compose.yml"), "config", "-q"],
-        capture_output=True, text=True, cwd=REPO, env=env,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
     )
     assert result.returncode != 0 and "ANYTIME_API_API_KEY" in result.stderr
 

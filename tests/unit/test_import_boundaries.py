@@ -29,7 +29,8 @@ TORCH_FREE_MODULES = [
 def test_module_leaves_torch_and_vllm_unimported(module: str) -> None:
     code = (
         f"import importlib, sys; importlib.import_module({module!r}); "
-        "heavy = sorted(m for m in ('torch', 'vllm', 'transformers') if m in sys.modules); print(','.join(heavy))"
+        "heavy = sorted(m for m in ('torch', 'vllm', 'transformers') if m in sys.modules); "
+        "print(','.join(heavy))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "", f"{module} imported {result.stdout.strip()}"

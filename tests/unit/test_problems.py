@@ -14,7 +14,9 @@ SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 def test_reads_json_list_with_generated_ids(tmp_path: Path) -> None:
     path = tmp_path / "set.json"
-    path.write_text(json.dumps([{"problem": "1+1?", "answer": "2", "level": 1}, {"problem": "x", "answer": ["a", 3]}]))
+    path.write_text(
+        json.dumps([{"problem": "1+1?", "answer": "2", "level": 1}, {"problem": "x", "answer": ["a", 3]}])
+    )
     problems = load_problems(path)
     assert [p.id for p in problems] == ["set-0", "set-1"]
     assert problems[1].answer == ["a", 3]
@@ -26,7 +28,7 @@ def test_reads_json_list_with_generated_ids(tmp_path: Path) -> None:
         ("{not json", "not valid JSON"),
         ('{"problem": "p"}\n', "field 'answer'"),
         ("", "no problems"),
-        ('[1, 2]', None),
+        ("[1, 2]", None),
     ],
 )
 def test_bad_files_name_the_problem(tmp_path: Path, content: str, message: str | None) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from anytime.problems import load_problems
 from anytime.synth import DigitChainTask, get_task
-from anytime.synth.chain import apply_op
+from anytime.synth.chain import COUNT_WORDS, apply_op
 from tests.conftest import anytime_cli
 
 
@@ -23,30 +23,29 @@ def test_apply_op_keeps_last_digit(value: int, op: str, operand: int, expected: 
 
 
 def test_solve_hand_computed_chain() -> None:
-    # 6 +5 -> 1, *9 -> 9, -5 -> 4; no re-checks at probability 0.
-    trace, answer = DigitChainTask().solve(6, [("+", 5), ("*", 9), ("-", 5)], random.Random(0), recheck_prob=0.0)
-    assert answer == 4
-    assert trace == "A: 6 + 5 -> 1\nB: 1 * 9 -> 9\nC: 9 - 5 -> 4\nso the result is 4"
+    # 6 *3 three times: 6 -> 8 -> 4 -> 2; no re-checks at probability 0.
+    trace, answer = DigitChainTask().solve(6, [("*", 3)] * 3, random.Random(0), recheck_prob=0.0)
+    assert answer == 2
+    assert trace == "A: 6->8\nB: 8->4\nC: 4->2\nso the result is 2"
 
 
 def test_recheck_is_a_detour_that_keeps_the_answer() -> None:
-    ops = [("+", 5), ("-", 3)]
+    ops = [("+", 5), ("+", 5)]
     plain, a = DigitChainTask().solve(2, ops, random.Random(0), recheck_prob=0.0)
     checked, b = DigitChainTask().solve(2, ops, random.Random(0), recheck_prob=1.0)
-    assert a == b == 4
-    assert checked.count("check") == 2 and "B: 7 - 3 -> 4\ncheck 7 - 3 -> 4" in checked
+    assert a == b == 2
+    assert checked == "A: 2->7\ncheck: 7\nB: 7->2\ncheck: 2\nso the result is 2"
     assert len(checked) > len(plain)
 
 
 def test_answers_match_the_problem_text() -> None:
     """Recompute every answer from the problem text alone, independently of the generator."""
+    pattern = re.compile(r"Digit chain: start at (\d)\. Apply ([+*-])(\d) (\w+) times, keeping")
     for problem in get_task("digit-chain").generate(200, seed=3):
-        match = re.match(r"Digit chain: start at (\d)\. Steps: (.*)\. Keep", problem.problem)
-        assert match is not None
-        value = int(match.group(1))
-        for step in match.group(2).split(", "):
-            _, token = step.split()
-            op, operand = token[0], int(token[1:])
+        match = pattern.match(problem.problem)
+        assert match is not None, problem.problem
+        value, op, operand = int(match.group(1)), match.group(2), int(match.group(3))
+        for _ in range(COUNT_WORDS.index(match.group(4))):
             value = {"+": value + operand, "-": value - operand, "*": value * operand}[op] % 10
         assert problem.answer == str(value)
         assert problem.trace is not None and problem.trace.endswith(f"so the result is {value}")
@@ -67,13 +66,17 @@ def test_generation_is_deterministic_per_seed() -> None:
 
 
 def test_invalid_task_config_says_how_to_fix() -> None:
-    with pytest.raises(ValueError, match="min_ops <= max_ops"):
-        DigitChainTask(min_ops=5, max_ops=2)
+    with pytest.raises(ValueError, match="min_steps <= max_steps"):
+        DigitChainTask(min_steps=5, max_steps=2)
+    with pytest.raises(ValueError, match=r"max_recheck_prob must be in \[0, 1\]"):
+        DigitChainTask(max_recheck_prob=1.5)
 
 
 def test_cli_writes_records_readable_as_problems(tmp_path) -> None:
     out = tmp_path / "synth.jsonl"
-    result = anytime_cli("data", "synth", "--task", "digit-chain", "--n", "7", "--seed", "2", "--out", str(out))
+    result = anytime_cli(
+        "data", "synth", "--task", "digit-chain", "--n", "7", "--seed", "2", "--out", str(out)
+    )
     assert "7 digit-chain problems" in result.stdout
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 7 and set(rows[0]) == {"id", "problem", "answer", "trace"}
