@@ -37,7 +37,8 @@ def read_problems(path: Path) -> list[Problem]:
 def run_sft(
     model_dir: Path, data: Path, out: Path, steps: int, batch_size: int, lr: float, seed: int
 ) -> float:
-    from services.learner.warmstart import WarmStartConfig, build_examples, save_model, warm_start
+    from anytime.model_dir import save_model_dir
+    from services.learner.warmstart import WarmStartConfig, build_examples, warm_start
 
     problems = read_problems(data)
     missing = [p.id for p in problems if p.trace is None]
@@ -57,7 +58,7 @@ def run_sft(
             bar.set_postfix(loss=f"{loss:.3f}")
 
         report = warm_start(model, examples, config, facts.pad_id, on_step)
-    save_model(model, tokenizer, out)
+    save_model_dir(model, tokenizer, out)
     get_logger(__name__, command="sft", model=str(model_dir), out=str(out)).info(
         "warm start finished",
         steps=report.steps,

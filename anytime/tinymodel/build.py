@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
+import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
+from anytime.model_dir import save_model_dir
 from anytime.summary_format import SummaryFormat
 from anytime.synth import TASKS
 from anytime.tinymodel.facts import ModelFacts
@@ -66,19 +67,6 @@ def build_tiny_model(out: Path, seed: int = 0, spec: TinyModelSpec | None = None
     model.generation_config = GenerationConfig(
         eos_token_id=facts.eos_id, pad_token_id=facts.pad_id, bos_token_id=facts.eos_id
     )
-    staging = out.with_name(out.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    model.save_pretrained(staging, safe_serialization=True)
-    tokenizer.save_pretrained(staging)
-    (staging / "anytime_tiny_spec.json").write_text(
-        __import__("json").dumps({"seed": seed, **asdict(spec)}, indent=2) + "\n"
-    )
-    if out.exists():
-        shutil.rmtree(out)
-    staging.rename(out)
-    return out
+    spec_json = json.dumps({"seed": seed, **asdict(spec)}, indent=2) + "\n"
+    return save_model_dir(model, tokenizer, out, extra_files={"anytime_tiny_spec.json": spec_json})
 
-
-def count_parameters(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

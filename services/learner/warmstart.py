@@ -16,7 +16,6 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -147,16 +146,3 @@ def warm_start(
         if on_step is not None:
             on_step(step, loss_value)
     return WarmStartReport(config.steps, loss_value, time.perf_counter() - started, len(examples))
-
-
-def save_model(model: Any, tokenizer: Any, out: Path) -> None:
-    """Save atomically: a staging folder renamed into place, so a crash never leaves a half model."""
-    import shutil
-
-    staging = out.with_name(out.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(staging, safe_serialization=True)
-    tokenizer.save_pretrained(staging)
-    if out.exists():
-        shutil.rmtree(out)
-    staging.rename(out)
