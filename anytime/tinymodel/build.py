@@ -69,4 +69,3 @@ def build_tiny_model(out: Path, seed: int = 0, spec: TinyModelSpec | None = None
     )
     spec_json = json.dumps({"seed": seed, **asdict(spec)}, indent=2) + "\n"
     return save_model_dir(model, tokenizer, out, extra_files={"anytime_tiny_spec.json": spec_json})
-
