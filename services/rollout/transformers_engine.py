@@ -86,10 +86,10 @@ class TransformersEngine:
                 ids.append(token)
                 if token in stops:
                     break
-            completions.append(Completion(ids, self._finish_reason(ids, stops, max_new_tokens)))
+            completions.append(Completion(ids, self._finish_reason(ids, stops)))
         return completions
 
-    def _finish_reason(self, ids: list[int], stops: set[int], max_new_tokens: int) -> FinishReason:
+    def _finish_reason(self, ids: list[int], stops: set[int]) -> FinishReason:
         if ids and ids[-1] in stops:
             return "think_end" if ids[-1] == self.facts.think_end_id else "eos"
         return "length"
