@@ -1,0 +1,51 @@
+"""The Celery application every worker and the API share: broker, routing by queue, delivery guarantees.
+
+Tasks are named `anytime.<queue>.<action>` and routed to the queue in their name, so the API sends work by
+name (`send_task`) and never imports torch. Every task is idempotent (ids are stable, stores are
+write-once), which is what makes `acks_late` + `reject_on_worker_lost` safe: a worker that dies mid-task
+leaves its message unacknowledged and another worker runs it again.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue as KombuQueue
+
+from anytime.queues import Queue
+
+# Longer than the longest task (a rollout or a learner step of a big run): Redis re-delivers an
+# unacknowledged message only after this, so a shorter value would run a healthy long task twice.
+DEFAULT_VISIBILITY_TIMEOUT_S = 6 * 3600
+
+
+def task_name(queue: Queue, action: str) -> str:
+    return f"anytime.{queue.value}.{action}"
+
+
+def route_by_name(name: str, *_args: object, **_kwargs: object) -> dict[str, str] | None:
+    parts = name.split(".")
+    if len(parts) == 3 and parts[0] == "anytime" and parts[1] in {q.value for q in Queue}:
+        return {"queue": parts[1]}
+    return None
+
+
+def make_celery(
+    broker_url: str, name: str = "anytime", visibility_timeout_s: int = DEFAULT_VISIBILITY_TIMEOUT_S
+) -> Celery:
+    app = Celery(name, broker=broker_url, backend=broker_url)
+    app.conf.update(
+        task_queues=[KombuQueue(q.value) for q in Queue],
+        task_routes=(route_by_name,),
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        broker_transport_options={"visibility_timeout": visibility_timeout_s},
+        result_backend_transport_options={"visibility_timeout": visibility_timeout_s},
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        result_expires=7 * 24 * 3600,
+    )
+    return app
