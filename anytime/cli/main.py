@@ -112,6 +112,30 @@ def demo(
     run_demo(workdir, steps=steps, seed=seed)
 
 
+@app.command("verify")
+def verify(
+    in_path: Annotated[
+        Path, typer.Option("--in", help="JSON lines: {id, response, ground_truth, thinking_closed}.")
+    ],
+    out_path: Annotated[
+        Path, typer.Option("--out", help="JSON lines: {id, status, formatted, reward, extracted}.")
+    ],
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            help="Hard limit per answer in seconds [default: ANYTIME_VERIFIER_TIMEOUT_SECONDS, 10]."
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Grader processes [default: ANYTIME_VERIFIER_WORKERS, 2].")
+    ] = None,
+) -> None:
+    """Grade responses with math-verify under a hard time limit; a summary of statuses goes to stderr."""
+    from services.verifier.batch_cli import run_verify
+
+    run_verify(in_path, out_path, timeout_s=timeout, workers=workers)
+
+
 def main() -> None:
     """Entry point: usage errors and CliErrors become one line on stderr and exit code 2."""
     from anytime.logging import configure_logging

@@ -1,19 +1,30 @@
-"""Grading an extracted answer against a ground truth with math-verify.
+"""Grading an extracted answer against a ground truth with math-verify, and what grading sees.
 
 A ground truth may be a string (a boxed one is unwrapped), a number or a list of acceptable answers.
-This is the in-process grader; hard wall-clock limits by process isolation belong to the verifier
-worker, which calls this function inside its child processes.
+Answers and ground truths are normalised (`normalise_answer`, `truth_texts`) before grading, and only the
+normalised texts are graded, so two inputs with the same normalised texts get the same verdict: that is
+what makes the verdict cache (`services.verifier.cache`) exact rather than approximate.
+
+`grade_answer` is the in-process grader with math-verify's own (signal-based) timeouts turned off. Calling
+it directly has no time limit; `services.verifier.pool` calls it inside child processes under a hard
+wall-clock limit, and `services.verifier.verifier.Verifier` is the API to use.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from enum import StrEnum
-
-from math_verify import parse, verify
 
 from services.verifier.extraction import last_boxed
 
 GroundTruth = str | int | float | list[str | int | float]
+
+# Spacing macros change nothing a grader should read: between digits they separate thousands (`1\,000`,
+# which math-verify would read as 1·0), elsewhere they are a space. `\dfrac`/`\tfrac` mean `\frac`.
+_THOUSANDS_SPACE = re.compile(r"(?<=\d)\\[,;:!](?=\d)")
+_SPACING_MACRO = re.compile(r"(?<!\\)\\[,;:!]")
+_FRAC_STYLES = re.compile(r"\\[dt]frac(?![a-zA-Z])")
 
 
 class Status(StrEnum):
@@ -24,22 +35,62 @@ class Status(StrEnum):
     ERROR = "error"
 
 
-def _as_latex(value: str | int | float) -> str:
-    text = str(value).strip()
-    boxed = last_boxed(text) if "\\boxed" in text or "\\fbox" in text else None
-    return f"${boxed if boxed is not None else text}$"
+class GroundTruthError(ValueError):
+    """The ground truth is unusable (wrong type, empty, or math-verify parses none of its answers)."""
 
 
-def grade_answer(extracted: str | None, ground_truth: GroundTruth) -> Status:
-    """Correct when the extracted answer equals any acceptable ground truth (math-verify equivalence)."""
+def normalise_answer(text: str) -> str:
+    """Whitespace runs → one space, outer `$` dropped, spacing macros and `\\dfrac`/`\\tfrac` rewritten.
+
+    Only rewrites that keep the LaTeX's meaning (never drops a space between tokens, which could merge
+    `\\pi r` into `\\pir`).
+    """
+    text = _SPACING_MACRO.sub(" ", _THOUSANDS_SPACE.sub("", text))
+    text = _FRAC_STYLES.sub(r"\\frac", text)
+    return " ".join(text.split()).strip("$ ")
+
+
+def truth_texts(ground_truth: GroundTruth) -> tuple[str, ...]:
+    """The acceptable answers as normalised LaTeX texts (boxed ones unwrapped), in the given order."""
+    truths: Sequence[object] = ground_truth if isinstance(ground_truth, list) else [ground_truth]
+    if not truths:
+        raise GroundTruthError("ground truth is an empty list; give at least one acceptable answer")
+    texts = []
+    for truth in truths:
+        if isinstance(truth, bool) or not isinstance(truth, str | int | float):
+            raise GroundTruthError(
+                f"ground truth must be a string, a number or a list of them; got {type(truth).__name__}"
+            )
+        text = str(truth)
+        boxed = last_boxed(text) if "\\boxed" in text or "\\fbox" in text else None
+        text = normalise_answer(boxed if boxed is not None else text)
+        if not text:
+            raise GroundTruthError(f"ground truth {truth!r} is empty")
+        texts.append(text)
+    return tuple(texts)
+
+
+def grade_answer(extracted: str | None, ground_truth: GroundTruth | tuple[str, ...]) -> Status:
+    """Correct when the extracted answer equals any acceptable ground truth (math-verify equivalence).
+
+    A tuple ground truth is taken as already normalised (`truth_texts`). Raises `GroundTruthError` when
+    math-verify parses none of the acceptable answers: that is a data problem, not a wrong answer.
+    No time limit here (see the module docstring).
+    """
+    from math_verify import parse, verify  # imported here: the parent process of the pool never needs it
+
     if extracted is None or not extracted.strip():
         return Status.UNPARSEABLE
-    answer = parse(f"${extracted}$", parsing_timeout=None)
+    answer = parse(f"${normalise_answer(extracted)}$", parsing_timeout=None)  # type: ignore[arg-type]
     if not answer:
         return Status.UNPARSEABLE
-    truths = ground_truth if isinstance(ground_truth, list) else [ground_truth]
-    for truth in truths:
-        gold = parse(_as_latex(truth), parsing_timeout=None)
+    texts = ground_truth if isinstance(ground_truth, tuple) else truth_texts(ground_truth)
+    parsed_any = False
+    for text in texts:
+        gold = parse(f"${text}$", parsing_timeout=None)  # type: ignore[arg-type]
+        parsed_any = parsed_any or bool(gold)
         if gold and verify(gold, answer, timeout_seconds=None):
             return Status.CORRECT
+    if not parsed_any:
+        raise GroundTruthError(f"math-verify parses none of the ground truths {list(texts)!r}")
     return Status.INCORRECT

@@ -1,4 +1,4 @@
-"""Verifier settings (`ANYTIME_VERIFIER_` prefix)."""
+"""Verifier settings (`ANYTIME_VERIFIER_` prefix; the Redis URL is the shared `ANYTIME_REDIS_URL`)."""
 
 from __future__ import annotations
 
@@ -12,4 +12,21 @@ class VerifierSettings(CommonSettings):
     model_config = SettingsConfigDict(env_prefix="ANYTIME_VERIFIER_", extra="ignore", frozen=True)
 
     timeout_seconds: float = Field(default=10.0, gt=0, description="Hard wall-clock limit per graded item.")
-    workers: int = Field(default=2, ge=1)
+    workers: int = Field(default=2, ge=1, description="Grader processes per verifier (per task process).")
+    cache_size: int = Field(
+        default=100_000, ge=0, description="Verdicts kept in the in-memory cache; 0 disables it."
+    )
+    max_answer_chars: int = Field(
+        default=10_000,
+        ge=1,
+        description="Longer extracted answers are unparseable without grading (no real answer is this long).",
+    )
+
+    def broker_url(self) -> str:
+        """The Redis that carries the `verify` queue and holds trajectories and verdicts."""
+        if not self.redis_url:
+            raise ValueError(
+                "the verifier worker needs Redis: set ANYTIME_REDIS_URL (or REDIS_URL) to the Redis the "
+                "rollout writes trajectories to, e.g. redis://localhost:6379/0"
+            )
+        return self.redis_url
