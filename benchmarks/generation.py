@@ -17,6 +17,7 @@ from anytime.summary_format import SummaryFormat
 from anytime.synth import get_task
 from anytime.tinymodel.build import build_tiny_model
 from anytime.tinymodel.facts import ModelFacts
+from services.rollout.engine import GenerationRequest, SamplingConfig
 from services.rollout.transformers_engine import TransformersEngine
 
 PROMPTS = 16
@@ -29,18 +30,23 @@ def main() -> None:
         path = build_tiny_model(Path(tmp) / "tiny", seed=0)
         model, tokenizer = AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
     facts = ModelFacts.from_tokenizer(tokenizer, SummaryFormat())
-    prompts = [prompt_ids(tokenizer, p.problem) for p in get_task("digit-chain").generate(PROMPTS, seed=0)]
-    engine = TransformersEngine(model, facts, batch_size=PROMPTS)
+    problems = get_task("digit-chain").generate(PROMPTS, seed=0)
+    engine = TransformersEngine(model, tokenizer, facts, max_rows=PROMPTS)
+    greedy = SamplingConfig(temperature=0.0)
     # No stop tokens: every completion runs the full length, so both sides generate the same tokens.
-    engine.generate(prompts[:2], 8, stop_ids=[], temperature=0.0)  # warm-up
+    requests = [
+        GenerationRequest(str(i), tuple(prompt_ids(tokenizer, p.problem)), 1, NEW_TOKENS, ())
+        for i, p in enumerate(problems)
+    ]
+    engine.generate([GenerationRequest("warm-up", requests[0].prompt_ids, 2, 8, ())], greedy)
 
     started = time.perf_counter()
-    for prompt in prompts:
-        engine.generate([prompt], NEW_TOKENS, stop_ids=[], temperature=0.0)
+    for request in requests:
+        engine.generate([request], greedy)
     sequential = time.perf_counter() - started
 
     started = time.perf_counter()
-    engine.generate(prompts, NEW_TOKENS, stop_ids=[], temperature=0.0)
+    engine.generate(requests, greedy)
     batched = time.perf_counter() - started
 
     tokens = PROMPTS * NEW_TOKENS

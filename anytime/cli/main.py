@@ -136,6 +136,35 @@ def verify(
     run_verify(in_path, out_path, timeout_s=timeout, workers=workers)
 
 
+@app.command("rollout")
+def rollout(
+    model: Annotated[Path, typer.Option(help="Model folder (Hugging Face format).")],
+    data: Annotated[Path, typer.Option(help="Problems (.jsonl or .json).")],
+    out: Annotated[Path, typer.Option(help="JSON lines to write: one trajectory per trace.")],
+    budgets: Annotated[
+        str, typer.Option(help="Thinking budgets, comma-separated, increasing.")
+    ] = "64,128,192,256",
+    group: Annotated[int, typer.Option(min=1, help="G: thinking traces per problem.")] = 4,
+    summaries: Annotated[int, typer.Option(min=1, help="A: summaries per (trace, budget).")] = 4,
+    summary_tokens: Annotated[int, typer.Option(min=1, help="Most tokens per summary.")] = 32,
+    temperature: Annotated[float, typer.Option(min=0.0, help="0 samples greedily.")] = 1.0,
+    n: Annotated[int | None, typer.Option(min=1, help="Only the first N problems.")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    engine: Annotated[
+        str | None, typer.Option(help="transformers | vllm [default: ANYTIME_ROLLOUT_ENGINE, transformers].")
+    ] = None,
+    run_id: Annotated[str, typer.Option(help="Run id written into each trajectory.")] = "cli",
+) -> None:
+    """Anytime rollouts: G thoughts per problem, cut at every budget, A summaries per budget."""
+    parsed = parse_budgets(budgets)
+    if engine not in (None, "transformers", "vllm"):
+        raise CliError(f"--engine must be 'transformers' or 'vllm'; got {engine!r}")
+    from services.rollout.cli import rollout_config, run_rollout
+
+    config = rollout_config(parsed, group, summaries, summary_tokens, temperature)
+    run_rollout(model, data, out, config, engine, n, seed, run_id)  # type: ignore[arg-type]
+
+
 def main() -> None:
     """Entry point: usage errors and CliErrors become one line on stderr and exit code 2."""
     from anytime.logging import configure_logging

@@ -44,20 +44,24 @@ class VllmOptions(BaseModel):
     gpu_memory_utilization: float = Field(default=0.85, gt=0, le=1)
     enable_prefix_caching: bool = True
     block_size: int | None = Field(
-        default=None, ge=1, description="KV block size; prefixes are shared in whole blocks (a multiple of 32 on the CPU)."
+        default=None, ge=1, description="KV block size: prefixes are shared in whole blocks (CPU: k x 32)."
     )
     seed: int = 0
 
 
 class VllmEngine:
     def __init__(
-        self, model_dir: Path | str, options: VllmOptions | None = None, fmt: SummaryFormat | None = None
+        self,
+        model_dir: Path | str,
+        options: VllmOptions | None = None,
+        fmt: SummaryFormat | None = None,
+        policy_version: int = 0,
     ) -> None:
         self.options = options or VllmOptions()
         self.tokenizer: Any = AutoTokenizer.from_pretrained(model_dir)
         self.facts = ModelFacts.from_tokenizer(self.tokenizer, fmt or SummaryFormat())
         self._model_dir = str(model_dir)
-        self._policy_version = 0
+        self._policy_version = policy_version
         self._llm: LLM | None = self._start(self._model_dir)
 
     def _start(self, model: str) -> LLM:
