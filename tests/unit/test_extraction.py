@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from anytime.summary_format import SummaryFormat
-from services.verifier.extraction import extract_answer, is_formatted, last_boxed
+from services.verifier.extraction import extract_answer, is_formatted, last_boxed, missing_answer_reason
 
 FMT = SummaryFormat()
 CUT = "...\n\n...\n\n</think>\n\n**Final Answer**\n"
@@ -55,3 +57,31 @@ def test_summary_format_validation_says_how_to_fix() -> None:
         SummaryFormat(delimiter="**Final Answer**\n")
     with pytest.raises(ValueError, match="must end with the think-end marker"):
         SummaryFormat(ellipsis="...")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("\\boxed {5}", "5"),  # spaces before the brace
+        ("\\boxed{\\{1, 2\\}}", "\\{1, 2\\}"),  # escaped braces are literal, not grouping
+        ("\\boxed{\\left\\{ x \\right.}", "\\left\\{ x \\right."),
+        ("\\fbox{a} \\boxed{b}", "b"),
+        ("\\boxedx{1}", None),  # another command
+        ("\\boxed{1}}", "1"),  # a stray closing brace after the box
+        ("\\boxed{" + "{" * 3000 + "1" + "}" * 3000 + "}", "{" * 3000 + "1" + "}" * 3000),
+    ],
+)
+def test_last_boxed_brace_matching(text: str, expected: str | None) -> None:
+    assert last_boxed(text) == expected
+
+
+def test_extraction_is_linear_on_400kb_of_unclosed_boxes() -> None:
+    response = WHOLE + "\\boxed{1}" + "\\boxed{" * 57_000  # 400 KB; a rescan per box would take minutes
+    started = time.perf_counter()
+    assert extract_answer(response, FMT) == "1"
+    assert time.perf_counter() - started < 2.0
+
+
+def test_missing_answer_reasons() -> None:
+    assert "no paragraph starts with" in missing_answer_reason("\\boxed{1}", FMT)
+    assert "no closed \\boxed{}" in missing_answer_reason(WHOLE + "\\boxed{1", FMT)

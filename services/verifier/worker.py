@@ -1,0 +1,180 @@
+"""The Celery worker of the `verify` queue: grade every summary of a step's trajectories, write verdicts back.
+
+Run it with the prefork pool (each task on a process's main thread):
+
+    ANYTIME_REDIS_URL=redis://… celery -A services.verifier.worker:app worker -P prefork -Q verify -c 1
+
+The task `anytime.verify.grade` takes trajectory ids (or `run_id` + `step`) and the two model facts the
+trajectory record does not carry: `think_end_id` and `eos_id`. The sender (the orchestrator, which has the
+tokenizer) passes them, so the verifier stays tokenizer-free and no token id is a literal here. For each
+summary the format rule reads `thinking_closed` = the kept thinking prefix ends with `think_end_id` (the
+inserted ellipsis, when there is one, is part of the summary's `response` and is counted there), and a
+prefix that ends with `eos_id` scores 0 (DESIGN.md §2.2).
+
+Idempotent per summary id: summaries that already have a verdict are skipped, and verdicts are written
+with HSETNX, so a task that runs twice (acks_late, a lost worker) grades nothing twice and overwrites
+nothing. Each task process keeps one `Verifier` (its grader processes and verdict cache) for its lifetime;
+a hung answer is killed by that verifier's hard per-item limit and never by Celery, whose time limits would
+kill the whole task and, with acks_late, re-deliver it forever.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property, lru_cache
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from anytime.celery_app import make_celery, task_name
+from anytime.logging import get_logger
+from anytime.queues import Queue
+from anytime.trajectory_store import TrajectoryStore
+from services.verifier.settings import VerifierSettings
+from services.verifier.verifier import Submission, Verifier
+
+if TYPE_CHECKING:
+    import redis
+    from celery import Celery
+
+GRADE_TASK = task_name(Queue.VERIFY, "grade")
+logger = get_logger(__name__)
+
+
+class VerifyRequest(BaseModel):
+    """The task's keyword arguments: which trajectories, and the model facts the format rule needs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    trajectory_ids: list[str] = Field(default_factory=list)
+    run_id: str | None = None
+    step: int | None = Field(default=None, ge=0)
+    think_end_id: int = Field(description="The tokenizer's `</think>` id (ModelFacts.think_end_id).")
+    eos_id: int = Field(description="The tokenizer's EOS id (ModelFacts.eos_id).")
+
+    @model_validator(mode="after")
+    def _one_selection(self) -> VerifyRequest:
+        by_step = self.run_id is not None or self.step is not None
+        if bool(self.trajectory_ids) == by_step or (by_step and (self.run_id is None or self.step is None)):
+            raise ValueError("give either trajectory_ids or both run_id and step (not both, not neither)")
+        return self
+
+
+class VerifyReport(BaseModel):
+    trajectories: int
+    summaries: int
+    already_verified: int
+    graded: int
+    stored: int = Field(description="New verdicts written (fewer than graded when another task raced us).")
+    statuses: dict[str, int]
+    rewarded: int
+    cache_hit_rate: float
+
+
+def verify_trajectories(store: TrajectoryStore, verifier: Verifier, request: VerifyRequest) -> VerifyReport:
+    """Grade every summary without a verdict yet, across all the trajectories at once, and store verdicts."""
+    ids: Sequence[str] = request.trajectory_ids
+    if request.run_id is not None and request.step is not None:
+        ids = store.batch_ids(request.run_id, request.step)
+    owners: list[tuple[str, str]] = []  # (trajectory id, summary id) of each submission
+    submissions: list[Submission] = []
+    summaries = already = 0
+    for trajectory_id in ids:
+        trajectory = store.get(trajectory_id)
+        done = store.verdicts(trajectory_id)
+        for cut_index, cut in enumerate(trajectory.cuts):
+            closed = trajectory.prefix_ends_with(cut, request.think_end_id)
+            ended_in_eos = trajectory.prefix_ends_with(cut, request.eos_id)
+            for sample_index, sample in enumerate(cut.summaries):
+                summaries += 1
+                sid = trajectory.summary_id(cut_index, sample_index)
+                if sid in done:
+                    already += 1
+                    continue
+                owners.append((trajectory_id, sid))
+                submissions.append(Submission(sample.response, trajectory.answer, closed, ended_in_eos))
+    hits_before = verifier.stats.cache_hits
+    lookups_before = hits_before + verifier.stats.cache_misses
+    verdicts = verifier.grade_many(submissions)
+    by_trajectory: dict[str, dict[str, dict[str, Any]]] = {}
+    statuses: dict[str, int] = {}
+    for (trajectory_id, sid), verdict in zip(owners, verdicts, strict=True):
+        by_trajectory.setdefault(trajectory_id, {})[sid] = verdict.to_dict()
+        statuses[verdict.status.value] = statuses.get(verdict.status.value, 0) + 1
+    stored = sum(store.put_verdicts(tid, batch) for tid, batch in by_trajectory.items())
+    hits = verifier.stats.cache_hits - hits_before
+    lookups = verifier.stats.cache_hits + verifier.stats.cache_misses - lookups_before
+    return VerifyReport(
+        trajectories=len(ids),
+        summaries=summaries,
+        already_verified=already,
+        graded=len(verdicts),
+        stored=stored,
+        statuses=statuses,
+        rewarded=sum(v.reward for v in verdicts),
+        cache_hit_rate=round(hits / lookups, 4) if lookups else 0.0,
+    )
+
+
+class _ProcessResources:
+    """What one task process keeps between tasks, built on first use (after the prefork fork, not before)."""
+
+    def __init__(self, settings: VerifierSettings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        import redis
+
+        return redis.Redis.from_url(self.settings.broker_url())
+
+    @cached_property
+    def store(self) -> TrajectoryStore:
+        return TrajectoryStore(self.redis)
+
+    @cached_property
+    def verifier(self) -> Verifier:
+        return Verifier.from_settings(self.settings)
+
+    def close(self, **_signal_kwargs: object) -> None:
+        if "verifier" in self.__dict__:
+            self.verifier.close()
+        if "redis" in self.__dict__:
+            self.redis.close()
+
+
+def create_app(settings: VerifierSettings) -> Celery:
+    """The shared Celery app with the verify task registered; resources live per task process."""
+    from celery.signals import worker_process_shutdown
+
+    app = make_celery(settings.broker_url())
+    resources = _ProcessResources(settings)
+    worker_process_shutdown.connect(resources.close, weak=False)
+
+    @app.task(name=GRADE_TASK)
+    def grade(**request: Any) -> dict[str, Any]:
+        parsed = VerifyRequest.model_validate(request)
+        report = verify_trajectories(resources.store, resources.verifier, parsed)
+        logger.info(
+            "verified trajectories",
+            run_id=parsed.run_id,
+            step=parsed.step,
+            **report.model_dump(exclude={"statuses"}),
+            statuses=report.statuses,
+        )
+        return report.model_dump()
+
+    return app
+
+
+@lru_cache(maxsize=1)
+def default_app() -> Celery:
+    """The app `celery -A services.verifier.worker:app` runs, configured from the environment."""
+    return create_app(VerifierSettings())
+
+
+def __getattr__(name: str) -> Any:
+    # `app` is built when Celery asks for it, so importing this module reads no settings and opens nothing.
+    if name == "app":
+        return default_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
