@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from anytime.celery_app import make_celery, task_name
 from anytime.logging import get_logger
@@ -153,7 +153,10 @@ def create_app(settings: VerifierSettings) -> Celery:
 
     @app.task(name=GRADE_TASK)
     def grade(**request: Any) -> dict[str, Any]:
-        parsed = VerifyRequest.model_validate(request)
+        try:
+            parsed = VerifyRequest.model_validate(request)
+        except ValidationError as error:  # pydantic's error does not survive the JSON result backend
+            raise ValueError(f"bad verify request: {' '.join(str(error).split())}") from None
         report = verify_trajectories(resources.store, resources.verifier, parsed)
         logger.info(
             "verified trajectories",
