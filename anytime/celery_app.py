@@ -12,6 +12,7 @@ from celery import Celery
 from kombu import Queue as KombuQueue
 
 from anytime.queues import Queue
+from anytime.settings import CommonSettings
 
 # Longer than the longest task (a rollout or a learner step of a big run): Redis re-delivers an
 # unacknowledged message only after this, so a shorter value would run a healthy long task twice.
@@ -32,6 +33,13 @@ def route_by_name(name: str, *_args: object, **_kwargs: object) -> dict[str, str
 def make_celery(
     broker_url: str, name: str = "anytime", visibility_timeout_s: int = DEFAULT_VISIBILITY_TIMEOUT_S
 ) -> Celery:
+    # Sweep for abandoned messages a few times per visibility timeout (kombu's default is every 100 s).
+    restore_interval_s = max(1, min(10, visibility_timeout_s // 3))
+    transport = {
+        "visibility_timeout": visibility_timeout_s,
+        "unacked_restore_interval": restore_interval_s,
+        "unacked_restore_throttle": 1,
+    }
     app = Celery(name, broker=broker_url, backend=broker_url)
     app.conf.update(
         task_queues=[KombuQueue(q.value) for q in Queue],
@@ -42,10 +50,20 @@ def make_celery(
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],
-        broker_transport_options={"visibility_timeout": visibility_timeout_s},
+        broker_transport_options=transport,
         result_backend_transport_options={"visibility_timeout": visibility_timeout_s},
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         result_expires=7 * 24 * 3600,
+        task_track_started=True,
     )
     return app
+
+
+def celery_from_settings(settings: CommonSettings, name: str = "anytime") -> Celery:
+    if settings.redis_url is None:
+        raise RuntimeError(
+            "workers need a broker: set ANYTIME_REDIS_URL (or REDIS_URL), e.g. redis://localhost:6379/0; "
+            "`anytime up` starts a local redis-server and sets it for its workers"
+        )
+    return make_celery(settings.redis_url, name, settings.visibility_timeout_s)

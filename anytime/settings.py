@@ -34,6 +34,11 @@ class CommonSettings(BaseSettings):
     mlflow_tracking_uri: str | None = Field(
         default=None, description="MLflow store or server; unset means a SQLite store in home."
     )
+    visibility_timeout_s: int = Field(
+        default=6 * 3600,
+        ge=1,
+        description="Seconds before Redis re-delivers an unacknowledged task; longer than the longest task.",
+    )
     log_level: str = "INFO"
     log_format: LogFormat = "console"
 
