@@ -38,7 +38,7 @@ class InputLine(BaseModel):
 
 
 class MalformedLine(ValueError):
-    def __init__(self, message: str, line_id: object = None) -> None:
+    def __init__(self, message: str, line_id: str | int | None = None) -> None:
         super().__init__(message)
         self.line_id = line_id
 
@@ -100,6 +100,7 @@ def verify_file(source: BinaryIO, sink: TextIO, verifier: Verifier) -> int:
             )
         )
         for item in parsed:
+            line_id: str | int | None
             if isinstance(item, InputLine):
                 line_id, verdict = item.id, next(graded)
             else:

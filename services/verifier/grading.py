@@ -81,13 +81,13 @@ def grade_answer(extracted: str | None, ground_truth: GroundTruth | tuple[str, .
 
     if extracted is None or not extracted.strip():
         return Status.UNPARSEABLE
-    answer = parse(f"${normalise_answer(extracted)}$", parsing_timeout=None)  # type: ignore[arg-type]
+    answer = parse(f"${normalise_answer(extracted)}$", parsing_timeout=None)
     if not answer:
         return Status.UNPARSEABLE
     texts = ground_truth if isinstance(ground_truth, tuple) else truth_texts(ground_truth)
     parsed_any = False
     for text in texts:
-        gold = parse(f"${text}$", parsing_timeout=None)  # type: ignore[arg-type]
+        gold = parse(f"${text}$", parsing_timeout=None)
         parsed_any = parsed_any or bool(gold)
         if gold and verify(gold, answer, timeout_seconds=None):
             return Status.CORRECT
