@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, StrictBool, ValidationError
 
 from anytime.cli.errors import CliError
 from services.verifier.grading import Status
+from services.verifier.pool import GraderStartError
 from services.verifier.settings import VerifierSettings
 from services.verifier.verifier import Submission, Verdict, Verifier, VerifierStats
 
@@ -149,17 +150,20 @@ def run_verify(in_path: Path, out_path: Path, timeout_s: float | None, workers: 
     if out_path.resolve() == in_path.resolve():
         raise CliError("--out must differ from --in (the input would be overwritten while read)")
     started = time.perf_counter()
-    with (
-        Verifier(
-            timeout_s=timeout_s,
-            workers=workers,
-            cache_size=settings.cache_size,
-            max_answer_chars=settings.max_answer_chars,
-        ) as verifier,
-        in_path.open("rb") as source,
-        out_path.open("w", encoding="utf-8") as sink,
-    ):
-        lines = verify_file(source, sink, verifier)
+    try:
+        with (
+            Verifier(
+                timeout_s=timeout_s,
+                workers=workers,
+                cache_size=settings.cache_size,
+                max_answer_chars=settings.max_answer_chars,
+            ) as verifier,
+            in_path.open("rb") as source,
+            out_path.open("w", encoding="utf-8") as sink,
+        ):
+            lines = verify_file(source, sink, verifier)
+    except GraderStartError as error:
+        raise CliError(str(error)) from None
     seconds = time.perf_counter() - started
     described = f"{workers} grader processes, timeout {timeout_s:g} s"
     typer.echo(summary_table(verifier.stats, lines, seconds, described), err=True)
