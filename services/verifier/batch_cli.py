@@ -112,7 +112,7 @@ def verify_file(source: BinaryIO, sink: TextIO, verifier: Verifier) -> int:
     return lines
 
 
-def summary_table(stats: VerifierStats, lines: int, seconds: float, settings: str) -> str:
+def summary_table(stats: VerifierStats, lines: int, seconds: float, settings: str, restarts: int = 0) -> str:
     rate = lines / max(seconds, 1e-9)
     rows = [
         f"verified {lines} lines in {seconds:.2f} s: {rate:.1f} verdicts/s ({settings})",
@@ -126,7 +126,7 @@ def summary_table(stats: VerifierStats, lines: int, seconds: float, settings: st
     lookups = stats.cache_hits + stats.cache_misses
     rows.append(
         f"  cache hit rate {stats.hit_rate:.1%} ({stats.cache_hits} of {lookups} answers); "
-        f"longest grading {stats.max_grading_seconds:.2f} s"
+        f"longest grading {stats.max_grading_seconds:.2f} s; grader processes replaced {restarts}"
     )
     return "\n".join(rows)
 
@@ -166,5 +166,5 @@ def run_verify(in_path: Path, out_path: Path, timeout_s: float | None, workers: 
         raise CliError(str(error)) from None
     seconds = time.perf_counter() - started
     described = f"{workers} grader processes, timeout {timeout_s:g} s"
-    typer.echo(summary_table(verifier.stats, lines, seconds, described), err=True)
+    typer.echo(summary_table(verifier.stats, lines, seconds, described, verifier.pool.restarts), err=True)
     return verifier.stats
