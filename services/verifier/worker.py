@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from anytime.celery_app import make_celery, task_name
+from anytime.celery_app import celery_from_settings, task_name
 from anytime.logging import get_logger
 from anytime.queues import Queue
 from anytime.trajectory_store import TrajectoryStore
@@ -147,7 +147,7 @@ def create_app(settings: VerifierSettings) -> Celery:
     """The shared Celery app with the verify task registered; resources live per task process."""
     from celery.signals import worker_process_shutdown
 
-    app = make_celery(settings.broker_url())
+    app = celery_from_settings(settings)  # the shared broker, routing and visibility timeout
     resources = _ProcessResources(settings)
     worker_process_shutdown.connect(resources.close, weak=False)
 
