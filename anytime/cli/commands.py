@@ -19,11 +19,15 @@ from anytime.tinymodel.facts import ModelFacts
 DEMO_BUDGETS = [32, 64, 96, 128]
 
 
-def load_model(path: Path) -> tuple[Any, Any]:
+def check_model_dir(path: Path) -> None:
     if not (path / "config.json").is_file():
         raise CliError(
             f"model folder {path} has no config.json; build one with `anytime model tiny --out {path}`"
         )
+
+
+def load_model(path: Path) -> tuple[Any, Any]:
+    check_model_dir(path)
     return AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
 
 
@@ -77,10 +81,10 @@ def run_eval(model_dir: Path, data: Path, budgets: list[int], n: int, summary_to
     from services.rollout.transformers_engine import TransformersEngine
 
     problems = read_problems(data)[:n]
-    model, tokenizer = load_model(model_dir)
+    check_model_dir(model_dir)
     fmt = SummaryFormat()
-    engine = TransformersEngine(model, ModelFacts.from_tokenizer(tokenizer, fmt))
-    result = evaluate_anytime(engine, tokenizer, problems, budgets, fmt, summary_max_tokens=summary_tokens)
+    engine = TransformersEngine.from_model_dir(model_dir, fmt)
+    result = evaluate_anytime(engine, problems, budgets, fmt, summary_max_tokens=summary_tokens)
     typer.echo(f"{'budget':>8} {'accuracy':>9}")
     for budget, accuracy in zip(result.budgets, result.accuracy, strict=True):
         typer.echo(f"{budget:>8} {accuracy:>9.3f}")

@@ -169,9 +169,15 @@ class VllmEngine:
         self._policy_version = policy_version
 
     def prefix_cache_counters(self) -> tuple[float, float]:
-        """(queried tokens, hit tokens) of the prefix cache since start-up."""
-        values = {m.name: getattr(m, "value", 0.0) for m in self.llm.get_metrics()}
-        return values.get("vllm:prefix_cache_queries", 0.0), values.get("vllm:prefix_cache_hits", 0.0)
+        """(queried tokens, hit tokens) of the prefix cache of the model now served, since it started.
+
+        Read from vLLM's Prometheus metrics, which are process-wide: only the series of this model count.
+        """
+        totals = {"vllm:prefix_cache_queries": 0.0, "vllm:prefix_cache_hits": 0.0}
+        for metric in self.llm.get_metrics():
+            if metric.name in totals and getattr(metric, "labels", {}).get("model_name") == self._model_dir:
+                totals[metric.name] += float(getattr(metric, "value", 0.0))
+        return totals["vllm:prefix_cache_queries"], totals["vllm:prefix_cache_hits"]
 
     def close(self) -> None:
         self._shutdown()
