@@ -37,6 +37,7 @@ class CommonSettings(BaseSettings):
     visibility_timeout_s: int = Field(
         default=6 * 3600,
         ge=1,
+        validation_alias=AliasChoices("ANYTIME_VISIBILITY_TIMEOUT_S"),
         description="Seconds before Redis re-delivers an unacknowledged task; longer than the longest task.",
     )
     log_level: str = "INFO"
