@@ -17,6 +17,7 @@ from typing import Any
 
 import redis
 from celery import Task
+from pydantic import ValidationError
 
 from anytime.celery_app import celery_from_settings
 from anytime.logging import configure_logging, get_logger
@@ -54,7 +55,10 @@ class RolloutTask(Task):  # type: ignore[misc]
 
 @app.task(bind=True, base=RolloutTask, name=GENERATE_TASK)
 def generate(self: RolloutTask, **kwargs: Any) -> dict[str, Any]:
-    job = RolloutJob.model_validate(kwargs)  # a bad job fails the task with the reason, before any work
+    try:
+        job = RolloutJob.model_validate(kwargs)
+    except ValidationError as err:  # fail before any work, with a reason that survives JSON serialisation
+        raise ValueError(f"bad rollout job: {err}") from None
     done_key = f"anytime:rollout-done:{self.request.id}"
     recorded = self.redis.get(done_key)
     if recorded is not None:
