@@ -1,1 +1,2 @@
-"""Learner: the supervised warm start and (later) BRPO updates on packed trees."""
+"""Learner: the supervised warm start (`warmstart`) and BRPO/GRPO updates on packed trees (`learner`),
+checkpoints as policy versions (`checkpoint`) and the Celery `learn` worker (`worker`)."""

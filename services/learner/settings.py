@@ -1,0 +1,29 @@
+"""Learner worker settings (`ANYTIME_LEARNER_` prefix; the Redis URL is the shared `ANYTIME_REDIS_URL`)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from anytime.settings import CommonSettings
+
+
+class LearnerSettings(CommonSettings):
+    model_config = SettingsConfigDict(env_prefix="ANYTIME_LEARNER_", extra="ignore", frozen=True)
+
+    device: str = Field(default="auto", description="'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1', …")
+    threads: int | None = Field(default=None, ge=1, description="torch intra-op threads on the CPU.")
+    checkpoint_verify: Literal["size", "sha256"] = Field(
+        default="sha256", description="How a checkpoint is checked before the learner loads it."
+    )
+
+    def broker_url(self) -> str:
+        """The Redis that carries the `learn` queue and holds the step's trajectories and verdicts."""
+        if not self.redis_url:
+            raise ValueError(
+                "the learner worker needs Redis: set ANYTIME_REDIS_URL (or REDIS_URL) to the Redis the "
+                "rollout writes trajectories to, e.g. redis://localhost:6379/0"
+            )
+        return self.redis_url

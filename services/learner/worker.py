@@ -1,0 +1,214 @@
+"""The Celery worker of the `learn` queue: one learner step per task, a checkpoint per policy version.
+
+    ANYTIME_REDIS_URL=redis://… celery -A services.learner.worker:app worker -P solo -Q learn -c 1
+
+Why a Celery worker rather than a bespoke process fed through Redis: the control plane already sends
+rollout and verify work through Celery by name, and gets acks_late re-delivery, results and failures the
+same way; a learner step is one long task like them. The solo pool runs it on the worker's main thread, in
+the process that holds the model (CUDA does not survive a fork), so the model and optimizer are loaded once
+and kept between tasks (`LearnerHolder`).
+
+The task `anytime.learn.step` takes `LearnRequest` (run, step, the policy version to produce, the run's
+checkpoint root and initial model, the learner config). Idempotent by policy version: when a complete
+checkpoint of that version exists the step was applied already, and the task returns the metrics recorded
+in it without touching the model. Otherwise the holder brings the learner to version `policy_version - 1`
+(kept in memory, or loaded from that checkpoint, or the initial model for version 0), runs the step on the
+trajectories and verdicts in Redis, and saves the checkpoint atomically. A task that dies part-way is
+re-delivered and redone from the last checkpoint; a learner whose update failed is dropped, never reused.
+
+This module is torch-free at import (the control plane imports `LearnRequest` and `LEARN_TASK`).
+"""
+
+from __future__ import annotations
+
+import gc
+from functools import cached_property, lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from anytime.celery_app import celery_from_settings, task_name
+from anytime.logging import configure_logging, get_logger
+from anytime.queues import Queue
+from anytime.trajectory_store import TrajectoryStore
+from services.learner.checkpoint import CheckpointError, CheckpointStore
+from services.learner.config import LearnerConfig
+from services.learner.settings import LearnerSettings
+
+if TYPE_CHECKING:
+    import redis
+    from celery import Celery
+
+    from services.learner.learner import Learner
+
+LEARN_TASK = task_name(Queue.LEARN, "step")
+logger = get_logger(__name__)
+
+
+class LearnRequest(BaseModel):
+    """The task's keyword arguments."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run_id: str = Field(min_length=1)
+    step: int = Field(ge=0, description="The run step whose trajectories to train on.")
+    policy_version: int = Field(ge=1, description="The version this step produces (the learner's + 1).")
+    checkpoint_root: Path = Field(description="The run's checkpoint folder (policy-NNNNNN inside).")
+    model_dir: Path = Field(description="The run's initial model: policy version 0.")
+    config: LearnerConfig = LearnerConfig()
+
+
+class LearnResult(BaseModel):
+    run_id: str
+    step: int
+    policy_version: int
+    checkpoint: str = Field(description="The checkpoint folder of the new version.")
+    model_dir: str = Field(description="Its Hugging Face folder: what the rollout workers reload.")
+    applied: bool = Field(description="False when the version existed already (a re-delivered task).")
+    metrics: dict[str, float]
+
+
+def checkpoint_store(request: LearnRequest) -> CheckpointStore:
+    return CheckpointStore(request.checkpoint_root, request.config.keep_last, request.config.keep_every)
+
+
+class LearnerHolder:
+    """The process's learner, kept between tasks and replaced when a task needs another run or version."""
+
+    def __init__(self, settings: LearnerSettings) -> None:
+        self.settings = settings
+        self.learner: Learner | None = None
+        self._key: tuple[str, str] | None = None
+
+    def drop(self) -> None:
+        self.learner, self._key = None, None
+        gc.collect()
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def at_version(self, request: LearnRequest, checkpoints: CheckpointStore) -> Learner:
+        """A learner holding version `policy_version - 1` of this run with this config."""
+        from services.learner.learner import Learner
+
+        key = (str(request.checkpoint_root.resolve()), request.config.model_dump_json())
+        base = request.policy_version - 1
+        held = self.learner
+        if held is not None and self._key == key and held.policy_version == base and not held.broken:
+            return held
+        self.drop()
+        if self.settings.threads is not None:
+            import torch
+
+            torch.set_num_threads(self.settings.threads)
+        device = self.settings.device
+        if base == 0:
+            learner = Learner.from_model_dir(request.model_dir, request.config, device)
+        else:
+            checkpoint = checkpoints.require(base, verify=self.settings.checkpoint_verify)
+            learner = Learner.from_checkpoint(checkpoint, request.config, device)
+        logger.info("learner loaded", run_id=request.run_id, policy_version=base, device=str(learner.device))
+        self.learner, self._key = learner, key
+        return learner
+
+
+def run_learn_step(request: LearnRequest, holder: LearnerHolder, store: TrajectoryStore) -> LearnResult:
+    """The task's work as a plain function: trajectories + verdicts in Redis → a new checkpoint."""
+    log = logger.bind(run_id=request.run_id, step=request.step, policy_version=request.policy_version)
+    checkpoints = checkpoint_store(request)
+    done = checkpoints.get(request.policy_version, verify="size")
+    if done is not None:
+        recorded = (done.manifest.get("run_id"), done.manifest.get("step"))
+        if recorded != (request.run_id, request.step):
+            raise CheckpointError(
+                f"{done.path} holds policy version {request.policy_version} of (run, step) {recorded}, "
+                f"not of {(request.run_id, request.step)}; give each run its own checkpoint root"
+            )
+        log.info("policy version exists; returning its recorded metrics", checkpoint=str(done.path))
+        return _result(request, done.path, done.model_dir, applied=False, metrics=done.metrics)
+    learner = holder.at_version(request, checkpoints)
+    trajectories = store.batch(request.run_id, request.step)
+    verdicts = {t.id: store.verdicts(t.id) for t in trajectories}
+    log.info("learner step started", trajectories=len(trajectories))
+    try:
+        metrics = learner.step(trajectories, verdicts)
+    finally:
+        if learner.broken:
+            holder.drop()
+    checkpoint = learner.save(checkpoints, run_id=request.run_id, step=request.step, metrics=metrics)
+    log.info(
+        "learner step done",
+        checkpoint=str(checkpoint.path),
+        loss=metrics["loss/policy"],
+        anytime_score=metrics["anytime/score"],
+        seconds=round(metrics["perf/step_s"], 2),
+    )
+    return _result(request, checkpoint.path, checkpoint.model_dir, applied=True, metrics=metrics)
+
+
+def _result(
+    request: LearnRequest, path: Path, model_dir: Path, applied: bool, metrics: dict[str, float]
+) -> LearnResult:
+    return LearnResult(
+        run_id=request.run_id,
+        step=request.step,
+        policy_version=request.policy_version,
+        checkpoint=str(path),
+        model_dir=str(model_dir),
+        applied=applied,
+        metrics=metrics,
+    )
+
+
+class _ProcessResources:
+    """What the worker process keeps between tasks, built on first use."""
+
+    def __init__(self, settings: LearnerSettings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        import redis
+
+        return redis.Redis.from_url(self.settings.broker_url())
+
+    @cached_property
+    def store(self) -> TrajectoryStore:
+        return TrajectoryStore(self.redis)
+
+    @cached_property
+    def holder(self) -> LearnerHolder:
+        return LearnerHolder(self.settings)
+
+
+def create_app(settings: LearnerSettings) -> Celery:
+    """The shared Celery app with the learn task registered."""
+    app = celery_from_settings(settings, name="anytime-learner")
+    resources = _ProcessResources(settings)
+
+    @app.task(name=LEARN_TASK)
+    def step(**request: Any) -> dict[str, Any]:
+        try:
+            parsed = LearnRequest.model_validate(request)
+        except ValidationError as error:  # pydantic's error does not survive the JSON result backend
+            raise ValueError(f"bad learn request: {' '.join(str(error).split())}") from None
+        return run_learn_step(parsed, resources.holder, resources.store).model_dump(mode="json")
+
+    return app
+
+
+@lru_cache(maxsize=1)
+def default_app() -> Celery:
+    """The app `celery -A services.learner.worker:app` runs, configured from the environment."""
+    settings = LearnerSettings()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)
+
+
+def __getattr__(name: str) -> Any:
+    # `app` is built when Celery asks for it, so importing this module reads no settings and opens nothing.
+    if name == "app":
+        return default_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
