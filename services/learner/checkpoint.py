@@ -170,7 +170,7 @@ class CheckpointStore:
         A complete checkpoint of this version that is already there is kept (a step that ran twice),
         and returned; a broken one is moved aside to `.broken-…` and replaced.
         """
-        existing = self.get(policy_version, verify="size")
+        existing = self.get(policy_version, verify="sha256")  # hashes only when the version exists
         if existing is not None:
             return existing
         self.root.mkdir(parents=True, exist_ok=True)

@@ -60,7 +60,7 @@ def load_model(model_dir: Path, device: torch.device) -> tuple[Any, Any]:
 
     if not (Path(model_dir) / "config.json").is_file():
         raise FileNotFoundError(f"{model_dir} is not a Hugging Face model folder (no config.json)")
-    model = AutoModelForCausalLM.from_pretrained(
+    model: Any = AutoModelForCausalLM.from_pretrained(
         model_dir, dtype=torch.float32, attn_implementation=tree_attention_implementation(device)
     )
     return model.to(device), AutoTokenizer.from_pretrained(model_dir)
@@ -71,7 +71,7 @@ class Learner:
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: Any,
         config: LearnerConfig,
         *,
         pad_id: int,

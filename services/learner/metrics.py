@@ -38,7 +38,8 @@ def _variance_metrics(batch: StepBatch, config: BRPOConfig) -> dict[str, float]:
     budgets = config.budget_prior().budgets
     probs = list(config.budget_prior().probs)
     metrics: dict[str, float] = {}
-    returns_all, advantages = [], {"run_baseline": [], "v2_baseline": []}
+    returns_all: list[Tensor] = []
+    advantages: dict[str, list[Tensor]] = {"run_baseline": [], "v2_baseline": []}
     for group in batch.groups:
         scores = group.rewards.mean(-1)[None]  # [1, G, S]
         returns_all.append(budget_returns(scores, torch.tensor(probs))[0])

@@ -99,7 +99,7 @@ class StepShape:
 def synthetic_step(
     shape: StepShape,
     *,
-    vocab: range,
+    vocab: Sequence[int],
     ellipsis_ids: Sequence[int],
     delimiter_ids: Sequence[int],
     think_end_id: int,

@@ -118,7 +118,7 @@ def run_learn_step(request: LearnRequest, holder: LearnerHolder, store: Trajecto
     """The task's work as a plain function: trajectories + verdicts in Redis → a new checkpoint."""
     log = logger.bind(run_id=request.run_id, step=request.step, policy_version=request.policy_version)
     checkpoints = checkpoint_store(request)
-    done = checkpoints.get(request.policy_version, verify="size")
+    done = checkpoints.get(request.policy_version, verify=holder.settings.checkpoint_verify)
     if done is not None:
         recorded = (done.manifest.get("run_id"), done.manifest.get("step"))
         if recorded != (request.run_id, request.step):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from anytime.brpo.advantages import brpo_advantages
-from anytime.brpo.config import BRPOConfig
+from anytime.brpo.config import Algorithm, BRPOConfig, ThinkingBaseline
 from anytime.brpo.packing import pack_tree
 from anytime.brpo.scores import prefix_groups, reward_tensor
 from anytime.brpo.tokens import TokenRole
@@ -116,8 +116,8 @@ def _reference(trajectories, verdicts, config, pool=False):
     [
         (BRPO, False),
         (BRPO, True),
-        (BRPOConfig(b_max=12, num_budgets=3, num_summaries=2, baseline="v1"), False),
-        (BRPOConfig(algorithm="grpo", b_max=12), False),
+        (BRPOConfig(b_max=12, num_budgets=3, num_summaries=2, baseline=ThinkingBaseline.V1), False),
+        (BRPOConfig(algorithm=Algorithm.GRPO, b_max=12), False),
     ],
     ids=["brpo", "brpo-pooled", "brpo-v1", "grpo"],
 )

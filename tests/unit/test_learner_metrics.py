@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from anytime.brpo.config import BRPOConfig
+from anytime.brpo.budgets import PriorKind
+from anytime.brpo.config import Algorithm, BRPOConfig
 from services.learner.batch import build_step_batch
-from services.learner.config import LearnerConfig
+from services.learner.config import LearnerConfig, OldLogProbs
 from services.learner.metrics import batch_metrics, variance_ratio
 from services.learner.microbatches import plan_microbatches, split_minibatches
 from services.learner.synthetic import make_trajectory, verdict
@@ -46,7 +47,7 @@ def _step(scores: dict[tuple[str, int], list[float]], budgets=(4, 8, 12, 16)):
 
 def test_variance_ratio_hand_computed() -> None:
     # Returns [1, 0, 0, 0]: Var = 3/16. V2 per problem: p0 mean 0.5 → advantages [0.5, -0.5, 0, 0]: Var 1/8.
-    config = BRPOConfig(algorithm="grpo", b_max=16)
+    config = BRPOConfig(algorithm=Algorithm.GRPO, b_max=16)
     traces, verdicts = _step({("p0", 0): [1], ("p0", 1): [0], ("p1", 0): [0], ("p1", 1): [0]}, budgets=(16,))
     metrics = batch_metrics(build_step_batch(traces, verdicts, config), config)
     assert metrics["variance/v2_baseline"] == pytest.approx(2 / 3)
@@ -73,7 +74,7 @@ def test_design_example_metrics() -> None:
     assert metrics["anytime/score"] == pytest.approx(0.625) and metrics["anytime/final"] == 1
     assert "variance/budget_16/v2_baseline" not in metrics  # both returns 0.25 at the last budget: no spread
     assert metrics["verdict/correct"] == 5 and metrics["verdict/incorrect"] == 3
-    linear = BRPOConfig(b_max=16, num_budgets=4, num_summaries=1, prior="linear")
+    linear = BRPOConfig(b_max=16, num_budgets=4, num_summaries=1, prior=PriorKind.LINEAR)
     score = batch_metrics(build_step_batch(traces, verdicts, linear), linear)["anytime/score"]
     assert score == pytest.approx((0 * 4 + 0.5 * 8 + 1 * 12 + 1 * 16) / 40)
 
@@ -115,4 +116,4 @@ def test_learner_config_defaults_are_the_papers_and_refuses_bad_combinations() -
     assert (config.lr, config.weight_decay, config.grad_clip, config.mini_batches) == (1e-6, 0.01, 1.0, 2)
     assert config.resolved_response_length == 8000 + 4 * 4 * 128
     with pytest.raises(ValueError, match="temperature 1"):
-        LearnerConfig(old_logprobs="rollout", temperature=0.6)
+        LearnerConfig(old_logprobs=OldLogProbs.ROLLOUT, temperature=0.6)
