@@ -196,11 +196,9 @@ def reference_rate(shape: Shape, device: Any, iters: int) -> Rate:
 
 def learner_rate(shape: Shape, device: Any, problems: int, steps: int) -> tuple[float, float]:
     """(update-pass tokens/s, whole-step tokens/s) of `Learner.step` on synthetic packed trees."""
-
     from anytime.brpo.config import BRPOConfig
     from services.learner.config import LearnerConfig
     from services.learner.learner import Learner
-    from services.learner.synthetic import StepShape, synthetic_step
 
     brpo = BRPOConfig(
         b_max=shape.budgets[-1],
@@ -218,6 +216,26 @@ def learner_rate(shape: Shape, device: Any, problems: int, steps: int) -> tuple[
     )
     attention = "flex_attention" if device.type == "cuda" else _cpu_attention(device)
     learner = Learner(build_model(shape, attention, device), config, pad_id=0, device=device)
+    learner.step(*synthetic_data(shape, problems, 0))  # warm-up: FlexAttention compiles here
+    update_tokens = update_seconds = step_tokens = step_seconds = 0.0
+    for step in range(1, steps + 1):
+        trajectories, verdicts = synthetic_data(shape, problems, step)
+        _sync(device)
+        began = time.perf_counter()
+        metrics = learner.step(trajectories, verdicts)
+        _sync(device)
+        step_seconds += time.perf_counter() - began
+        step_tokens += metrics["batch/tokens"]
+        update_tokens += metrics["batch/tokens"]
+        update_seconds += metrics["perf/update_s"]
+        assert metrics["batch/tokens"] == problems * 4 * shape.tree_tokens, "trees are not the intended size"
+    return update_tokens / update_seconds, step_tokens / step_seconds
+
+
+def synthetic_data(shape: Shape, problems: int, step: int) -> tuple[Any, Any]:
+    """Trajectories and verdicts of one step: `problems` × G = 4 traces that all think to b_max."""
+    from services.learner.synthetic import StepShape, synthetic_step
+
     step_shape = StepShape(
         problems=problems,
         group_size=4,
@@ -229,35 +247,17 @@ def learner_rate(shape: Shape, device: Any, problems: int, steps: int) -> tuple[
     )
     half = shape.inserted_tokens // 2
     markers = range(1, 1 + shape.inserted_tokens + 2)
-    vocab = range(markers.stop, shape.vocab)
-
-    def data(step: int) -> tuple[Any, Any]:
-        return synthetic_step(
-            step_shape,
-            vocab=vocab,
-            ellipsis_ids=tuple(markers[:half]),
-            delimiter_ids=tuple(markers[half : shape.inserted_tokens]),
-            think_end_id=markers[-2],
-            eos_id=markers[-1],
-            seed=step,
-            step=step,
-            policy_version=step,
-        )
-
-    learner.step(*data(0))  # warm-up: FlexAttention compiles here
-    update_tokens = update_seconds = step_tokens = step_seconds = 0.0
-    for step in range(1, steps + 1):
-        trajectories, verdicts = data(step)
-        _sync(device)
-        began = time.perf_counter()
-        metrics = learner.step(trajectories, verdicts)
-        _sync(device)
-        step_seconds += time.perf_counter() - began
-        step_tokens += metrics["batch/tokens"]
-        update_tokens += metrics["batch/tokens"]
-        update_seconds += metrics["perf/update_s"]
-        assert metrics["batch/tokens"] == problems * 4 * shape.tree_tokens, "trees are not the intended size"
-    return update_tokens / update_seconds, step_tokens / step_seconds
+    return synthetic_step(
+        step_shape,
+        vocab=range(markers.stop, shape.vocab),
+        ellipsis_ids=tuple(markers[:half]),
+        delimiter_ids=tuple(markers[half : shape.inserted_tokens]),
+        think_end_id=markers[-2],
+        eos_id=markers[-1],
+        seed=step,
+        step=step,
+        policy_version=step,
+    )
 
 
 def _cpu_attention(device: Any) -> str:

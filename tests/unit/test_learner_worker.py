@@ -1,0 +1,86 @@
+"""The learn worker's contract without a worker: torch-free imports, request validation; and the GPU
+benchmark's shapes (built on the meta device, nothing allocated)."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from services.learner.config import LearnerConfig
+from services.learner.worker import LEARN_TASK, LearnRequest
+from tests.conftest import REPO
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "services.learner.worker",
+        "services.learner.config",
+        "services.learner.checkpoint",
+        "services.learner.settings",
+    ],
+)
+def test_the_control_plane_can_import_the_contract_without_torch(module: str) -> None:
+    code = (
+        f"import importlib, sys; importlib.import_module({module!r}); "
+        "print(','.join(m for m in ('torch', 'transformers', 'vllm') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    assert result.stdout.strip() == "", f"{module} imported {result.stdout.strip()}"
+
+
+def test_learn_request_validates_and_round_trips_through_json() -> None:
+    assert LEARN_TASK == "anytime.learn.step"
+    request = LearnRequest(
+        run_id="r", step=3, policy_version=4, checkpoint_root=Path("/c"), model_dir=Path("/m")
+    )
+    assert LearnRequest.model_validate_json(request.model_dump_json()) == request
+    assert request.config == LearnerConfig()
+    with pytest.raises(ValueError, match="policy_version"):
+        LearnRequest(run_id="r", step=0, policy_version=0, checkpoint_root=Path("/c"), model_dir=Path("/m"))
+    with pytest.raises(ValueError, match="lr"):
+        LearnRequest.model_validate(
+            {
+                "run_id": "r",
+                "step": 0,
+                "policy_version": 1,
+                "checkpoint_root": "/c",
+                "model_dir": "/m",
+                "config": {"lr": -1},
+            }
+        )
+
+
+def _benchmark():
+    spec = importlib.util.spec_from_file_location("learner_gpu", REPO / "benchmarks" / "learner_gpu.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["learner_gpu"] = module  # dataclasses look their module up while the file executes
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_benchmark_shapes_are_the_issues() -> None:
+    """1.5B-shaped Qwen2 and 8k packed trees with S = 4, A = 4; the model is built on the meta device."""
+    import torch
+
+    bench = _benchmark()
+    shape = bench.GPU_SHAPE
+    assert (len(shape.budgets), shape.num_summaries) == (4, 4)
+    assert shape.tree_tokens == 8144 <= shape.sequence_tokens == 8192
+    model = bench.build_model(shape, "sdpa", torch.device("meta"))
+    params = sum(p.numel() for p in model.parameters())
+    assert 1.7e9 < params < 1.8e9  # R1-Distill-Qwen-1.5B: 1.78B with its untied embeddings
+    trajectories, verdicts = bench.synthetic_data(shape, problems=1, step=0)
+    from anytime.brpo.config import BRPOConfig
+    from services.learner.batch import build_step_batch
+
+    brpo = BRPOConfig(b_max=6000, num_budgets=4, num_summaries=4, summary_max_tokens=118, group_size=4)
+    batch = build_step_batch(trajectories, verdicts, brpo)
+    assert [tree.length for tree in batch.trees] == [shape.tree_tokens] * 4
