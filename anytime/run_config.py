@@ -1,0 +1,92 @@
+"""A training run's configuration as users write it (REST body, `anytime runs create --config FILE.yaml`).
+
+Flat and validated: every field has a default that runs on the embedded CPU default (tiny model, synthetic
+task); a bad value is refused with a message that says how to fix it (the API answers 422 with it). The
+algorithm's own invariants come from `BRPOConfig`, which this config builds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from anytime.brpo.budgets import BudgetPrior, PriorKind
+from anytime.brpo.config import Algorithm, BRPOConfig, LossAggregation, ThinkingBaseline
+
+
+class RunConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str | None = Field(default=None, max_length=200, description="A label for lists and MLflow.")
+    model: str = Field(min_length=1, description="A Hugging Face model folder, or a hub name (GPU use).")
+    dataset: str = Field(min_length=1, description="Training problems: a .jsonl or .json file.")
+    algorithm: Algorithm = Algorithm.BRPO
+    b_max: int = Field(default=128, gt=0, description="The largest thinking budget b_S (tokens).")
+    num_budgets: int | None = Field(default=None, ge=1, le=64, description="S; unset: the algorithm's.")
+    prior: PriorKind | None = None
+    probs: tuple[float, ...] | None = Field(default=None, description="An explicit prior over the budgets.")
+    group_size: int = Field(default=4, ge=1, le=64, description="G: thinking traces per problem.")
+    num_summaries: int | None = Field(default=None, ge=1, le=64, description="A; unset: the algorithm's.")
+    summary_max_tokens: int = Field(default=32, gt=0)
+    baseline: ThinkingBaseline | None = None
+    aggregation: LossAggregation = LossAggregation.SEQ_SUM_CONST
+    lr: float = Field(default=1e-5, gt=0, le=1)
+    steps: int = Field(default=4, ge=1, le=100_000, description="Policy updates (rollout → verify → learn).")
+    problems_per_step: int = Field(default=8, ge=1, le=4096)
+    temperature: float = Field(default=1.0, gt=0)
+    eval_dataset: str | None = Field(default=None, description="Held-out problems; unset: no evaluation.")
+    eval_interval: int = Field(
+        default=0, ge=0, description="Evaluate every N steps (and at the end); 0: only before and after."
+    )
+    eval_problems: int = Field(default=64, ge=1)
+    eval_num_budgets: int = Field(default=4, ge=1, le=64, description="Uniform evaluation grid size.")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _valid_algorithm(self) -> RunConfig:
+        self.brpo_config()  # BRPOConfig's validators say what is wrong and how to fix it
+        if self.eval_dataset is not None and self.b_max % self.eval_num_budgets:
+            raise ValueError(
+                f"b_max ({self.b_max}) must be a multiple of eval_num_budgets ({self.eval_num_budgets}) "
+                "so the evaluation budgets are whole tokens"
+            )
+        return self
+
+    def brpo_config(self) -> BRPOConfig:
+        return BRPOConfig(
+            algorithm=self.algorithm,
+            b_max=self.b_max,
+            num_budgets=self.num_budgets,
+            num_summaries=self.num_summaries,
+            prior=self.prior,
+            probs=self.probs,
+            baseline=self.baseline,
+            group_size=self.group_size,
+            summary_max_tokens=self.summary_max_tokens,
+            aggregation=self.aggregation,
+        )
+
+    def budget_prior(self) -> BudgetPrior:
+        return self.brpo_config().budget_prior()
+
+    def eval_budgets(self) -> list[int]:
+        """The uniform evaluation grid `b_max * j / S_eval`, j = 1..S_eval."""
+        return [self.b_max * j // self.eval_num_budgets for j in range(1, self.eval_num_budgets + 1)]
+
+    def resolved_paths(self, base: Path) -> RunConfig:
+        """Relative dataset and model paths resolved against `base` (what the CLI does for a YAML file)."""
+
+        def resolve(value: str | None) -> str | None:
+            if value is None or Path(value).is_absolute():
+                return value
+            candidate = base / value
+            return str(candidate.resolve()) if candidate.exists() else value
+
+        return self.model_copy(
+            update={
+                "model": resolve(self.model),
+                "dataset": resolve(self.dataset),
+                "eval_dataset": resolve(self.eval_dataset),
+            }
+        )
