@@ -8,3 +8,5 @@ class Queue(StrEnum):
     VERIFY = "verify"
     LEARN = "learn"
     EVAL = "eval"
+    # Runs are driven step by step (rollout → verify → learn → commit) by a task on this queue.
+    CONTROL = "control"
