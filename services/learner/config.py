@@ -60,6 +60,10 @@ class LearnerConfig(BaseModel):
     )
     precision: Precision = Field(default="auto", description="auto: bf16 autocast on CUDA, fp32 on CPU")
     gradient_checkpointing: bool | None = Field(default=None, description="unset: on for CUDA, off on CPU")
+    save_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        default="auto",
+        description="dtype of the checkpoints' model folder (vLLM serves it); auto: the initial model's",
+    )
     keep_last: int = Field(default=3, ge=1, description="complete checkpoints kept (older ones deleted)")
     keep_every: int | None = Field(default=None, ge=1, description="also keep every policy version k·N")
     seed: int = 0

@@ -19,6 +19,7 @@ stepped, so decoupled weight decay does not shrink the weights on a step without
 from __future__ import annotations
 
 import contextlib
+import json
 import random
 import time
 from collections.abc import Sequence
@@ -33,7 +34,6 @@ from anytime.brpo.config import LossAggregation
 from anytime.brpo.logprobs import FLEX_BLOCK_SIZE, packed_logprobs
 from anytime.brpo.loss import PPOLossConfig, ppo_loss
 from anytime.brpo.packing import PackedBatch, collate_trees
-from anytime.model_dir import save_model_dir
 from anytime.trajectory import Trajectory
 from services.learner.batch import BatchMismatchError, StepBatch, Verdicts, build_step_batch, rollout_logprobs
 from services.learner.checkpoint import MODEL_DIR, TRAINER_STATE, Checkpoint, CheckpointStore
@@ -51,6 +51,16 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def folder_dtype(model_dir: Path) -> torch.dtype:
+    """The dtype a model folder declares (`dtype`, or the older `torch_dtype`); float32 when it says none."""
+    config = json.loads((Path(model_dir) / "config.json").read_text())
+    name = config.get("dtype") or config.get("torch_dtype") or "float32"
+    dtype = getattr(torch, str(name), None)
+    if not isinstance(dtype, torch.dtype):
+        raise ValueError(f"{model_dir}/config.json declares an unknown dtype {name!r}")
+    return dtype
 
 
 def load_model(model_dir: Path, device: torch.device) -> tuple[Any, Any]:
@@ -78,6 +88,7 @@ class Learner:
         tokenizer: Any = None,
         device: str | torch.device = "cpu",
         policy_version: int = 0,
+        serve_dtype: torch.dtype = torch.float32,
     ) -> None:
         if config.brpo.kl_coef > 0:
             raise ValueError(
@@ -89,6 +100,9 @@ class Learner:
         self.tokenizer = tokenizer
         self.pad_id = pad_id
         self.policy_version = policy_version
+        # The dtype of the Hugging Face folder a checkpoint writes (what vLLM serves); training keeps
+        # float32 master weights, stored alongside when the folder is narrower.
+        self.serve_dtype = serve_dtype if config.save_dtype == "auto" else getattr(torch, config.save_dtype)
         self.broken: str | None = None
         cuda = self.device.type == "cuda"
         precision = config.precision if config.precision != "auto" else ("bf16" if cuda else "fp32")
@@ -125,6 +139,7 @@ class Learner:
     ) -> Learner:
         resolved = resolve_device(device)
         model, tokenizer = load_model(model_dir, resolved)
+        serve_dtype = folder_dtype(model_dir)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         return cls(
             model,
@@ -133,6 +148,7 @@ class Learner:
             tokenizer=tokenizer,
             device=resolved,
             policy_version=policy_version,
+            serve_dtype=serve_dtype,
         )
 
     @classmethod
@@ -163,12 +179,15 @@ class Learner:
         rng: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state_all()
-        return {
+        state = {
             "policy_version": self.policy_version,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "rng": rng,
         }
+        if self.serve_dtype != torch.float32:  # the model folder is rounded: keep the exact weights here
+            state["master_weights"] = {n: p.detach().cpu() for n, p in self.model.named_parameters()}
+        return state
 
     def load_trainer_state(self, path: Path) -> None:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -177,6 +196,14 @@ class Learner:
                 f"{path} is the trainer state of policy version {state['policy_version']}, "
                 f"not of the weights' version {self.policy_version}"
             )
+        if "master_weights" in state:
+            master = state["master_weights"]
+            names = [name for name, _ in self.model.named_parameters()]
+            if sorted(master) != sorted(names):
+                raise ValueError(f"{path} holds master weights of another model (parameter names differ)")
+            with torch.no_grad():
+                for name, parameter in self.model.named_parameters():
+                    parameter.copy_(master[name])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"]["torch"])
@@ -194,7 +221,7 @@ class Learner:
             raise ValueError("saving a checkpoint needs the tokenizer (use from_model_dir)")
 
         def write(folder: Path) -> None:
-            save_model_dir(self.model, self.tokenizer, folder / MODEL_DIR)
+            self.save_model_folder(folder / MODEL_DIR)
             torch.save(self.trainer_state(), folder / TRAINER_STATE)
 
         manifest = {
@@ -204,6 +231,20 @@ class Learner:
             "config": self.config.model_dump(mode="json"),
         }
         return store.save(self.policy_version, write, manifest)
+
+    def save_model_folder(self, out: Path) -> None:
+        """The Hugging Face folder (safetensors, config, tokenizer) in `serve_dtype`: what vLLM loads."""
+        dtype = self.serve_dtype
+        state = None
+        if dtype != torch.float32:
+            state = {name: value.detach().to(dtype) for name, value in self.model.state_dict().items()}
+        self.model.save_pretrained(out, state_dict=state, safe_serialization=True)
+        config_path = out / "config.json"
+        config = json.loads(config_path.read_text())
+        config["dtype"] = str(dtype).removeprefix("torch.")
+        config.pop("torch_dtype", None)
+        config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        self.tokenizer.save_pretrained(out)
 
     # ----------------------------------------------------------------------------------------- update
     def step(self, trajectories: Sequence[Trajectory], verdicts: Verdicts) -> dict[str, float]:

@@ -203,6 +203,22 @@ def test_version_mismatch_is_refused_and_a_failed_update_breaks_the_learner(
         learner.save(CheckpointStore(tmp_path), run_id="r", step=0)
 
 
+def test_a_bf16_checkpoint_serves_bf16_and_resumes_with_exact_master_weights(
+    tiny_model_dir: Path, facts, tmp_path: Path
+) -> None:
+    config = LearnerConfig(brpo=BRPO, lr=1e-3, save_dtype="bfloat16")
+    learner = Learner.from_model_dir(tiny_model_dir, config, device="cpu")
+    learner.step(*_step_data(facts, seed=6))
+    store = CheckpointStore(tmp_path)
+    checkpoint = learner.save(store, run_id="r", step=0)
+    served = AutoModelForCausalLM.from_pretrained(checkpoint.model_dir)
+    assert next(served.parameters()).dtype == torch.bfloat16  # what vLLM loads with dtype "auto"
+    resumed = Learner.from_checkpoint(checkpoint, config, device="cpu")
+    for (name, p), q in zip(learner.model.named_parameters(), resumed.model.parameters(), strict=True):
+        assert q.dtype == torch.float32 and torch.equal(p, q), name
+    assert resumed.serve_dtype == torch.bfloat16
+
+
 def test_a_checkpoint_is_a_plain_hugging_face_folder(tiny_model_dir: Path, facts, tmp_path: Path) -> None:
     learner = Learner.from_model_dir(tiny_model_dir, LearnerConfig(brpo=BRPO, lr=1e-3), device="cpu")
     metrics = learner.step(*_step_data(facts, seed=5))
