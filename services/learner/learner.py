@@ -94,6 +94,12 @@ class Learner:
             raise ValueError(
                 "the learner keeps no reference policy, so kl_coef must be 0 (the paper uses no KL term)"
             )
+        dropout = float(getattr(model.config, "attention_dropout", 0.0) or 0.0)
+        if dropout > 0:
+            raise ValueError(
+                f"the model has attention_dropout={dropout}: PPO ratios need the same policy in both passes; "
+                "set attention_dropout to 0 in its config.json"
+            )
         self.config = config
         self.device = resolve_device(device)
         self.model = model.to(self.device)
@@ -324,18 +330,16 @@ class Learner:
                         values[place.row, place.offset : place.offset + place.length] = tree_values
                     old[-1].append(values.to(self.device))
             return old
-        self.model.eval()  # no dropout either way; eval also skips gradient checkpointing here
-        try:
-            with torch.no_grad(), self._autocast():
-                for mini in plan:
-                    old.append([])
-                    for micro, _ in mini:
-                        out = packed_logprobs(self.model, micro, self.config.temperature, with_entropy=True)
-                        assert out.entropy is not None
-                        stats.add_entropy(float((out.entropy * micro.trainable).sum()))
-                        old[-1].append(out.logprobs.float())
-        finally:
-            self.model.train()
+        # The model stays in train mode: the attention dropout is 0 either way, and transformers recompiles
+        # its FlexAttention kernel on every train/eval switch.
+        with torch.no_grad(), self._autocast():
+            for mini in plan:
+                old.append([])
+                for micro, _ in mini:
+                    out = packed_logprobs(self.model, micro, self.config.temperature, with_entropy=True)
+                    assert out.entropy is not None
+                    stats.add_entropy(float((out.entropy * micro.trainable).sum()))
+                    old[-1].append(out.logprobs.float())
         return old
 
     def _normaliser(self, micro: Sequence[tuple[PackedBatch, list[int]]]) -> float:
