@@ -84,7 +84,7 @@ def run_eval(model_dir: Path, data: Path, budgets: list[int], n: int, summary_to
     check_model_dir(model_dir)
     fmt = SummaryFormat()
     engine = TransformersEngine.from_model_dir(model_dir, fmt)
-    result = evaluate_anytime(engine, problems, budgets, fmt, summary_max_tokens=summary_tokens)
+    result = evaluate_anytime(engine, problems, budgets, summary_max_tokens=summary_tokens)
     typer.echo(f"{'budget':>8} {'accuracy':>9}")
     for budget, accuracy in zip(result.budgets, result.accuracy, strict=True):
         typer.echo(f"{budget:>8} {accuracy:>9.3f}")

@@ -7,15 +7,13 @@ trace is cut at every budget, one summary is generated per distinct cut and grad
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from anytime.problems import Problem
-from anytime.summary_format import SummaryFormat
 from services.rollout.anytime_rollout import RolloutConfig, rollout
 from services.rollout.engine import Engine, SamplingConfig
-from services.verifier.extraction import extract_answer, is_formatted
-from services.verifier.grading import Status, grade_answer
+from services.verifier.verifier import Submission, Verdict, grade_many
 
 
 @dataclass
@@ -41,14 +39,18 @@ class AnytimeEvaluation:
         return sum(self.thinking_lengths) / max(1, len(self.thinking_lengths))
 
 
+GradeMany = Callable[[Sequence[Submission]], list[Verdict]]
+
+
 def evaluate_anytime(
     engine: Engine,
     problems: Sequence[Problem],
     budgets: Sequence[int],
-    fmt: SummaryFormat,
     summary_max_tokens: int = 32,
+    grade: GradeMany = grade_many,
 ) -> AnytimeEvaluation:
-    """Greedy: one trace per problem, one summary per distinct cut (collapsed budgets share it)."""
+    """Greedy: one trace per problem, one summary per distinct cut (collapsed budgets share it), graded by
+    the verifier (hard time limits; pass an open `Verifier.grade_many` to reuse its grader processes)."""
     config = RolloutConfig(
         budgets=tuple(budgets),
         group_size=1,
@@ -61,18 +63,22 @@ def evaluate_anytime(
     result = AnytimeEvaluation(budgets=list(budgets), correct=[0] * len(budgets), total=len(problems))
     result.thinking_lengths = [len(t.thinking_ids) for t in trajectories]
     result.closed = sum(t.finish_reason == "think_end" for t in trajectories)
-    for trajectory in trajectories:
-        for cut in trajectory.cuts:
-            # Greedy: the k samples of a collapsed cut are one sample repeated; grade it once.
-            response = cut.summaries[0].response
-            if trajectory.prefix_ends_with(cut, facts.eos_id):
-                status, formatted = Status.INCORRECT, False  # a prefix that ended on EOS scores 0 (§2.2)
-            else:
-                closed = trajectory.prefix_ends_with(cut, facts.think_end_id)
-                formatted = is_formatted(closed, response, fmt)
-                status = grade_answer(extract_answer(response, fmt), trajectory.answer)
-            result.statuses[status.value] += len(cut.budget_indices)
-            if status is Status.CORRECT and formatted:
-                for budget_index in cut.budget_indices:
-                    result.correct[budget_index] += 1
+    # Greedy: the k samples of a collapsed cut are one sample repeated; grade it once.
+    graded = [(t, cut) for t in trajectories for cut in t.cuts]
+    verdicts = grade(
+        [
+            Submission(
+                response=cut.summaries[0].response,
+                ground_truth=t.answer,
+                thinking_closed=t.prefix_ends_with(cut, facts.think_end_id),
+                ended_in_eos=t.prefix_ends_with(cut, facts.eos_id),
+            )
+            for t, cut in graded
+        ]
+    )
+    for (_, cut), verdict in zip(graded, verdicts, strict=True):
+        result.statuses[verdict.status.value] += len(cut.budget_indices)
+        if verdict.reward:
+            for budget_index in cut.budget_indices:
+                result.correct[budget_index] += 1
     return result

@@ -4,6 +4,7 @@ trajectories into Redis. The Celery task (`services.rollout.worker`) is a thin b
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from anytime.logging import get_logger
 from anytime.problems import Problem
 from anytime.queues import Queue
 from anytime.trajectory_store import TrajectoryStore
+from services.rollout.anytime_eval import GradeMany, evaluate_anytime
 from services.rollout.anytime_rollout import RolloutConfig, rollout
 from services.rollout.engine import Engine, StalePolicyError
 from services.rollout.settings import RolloutSettings, make_engine
@@ -24,23 +26,34 @@ GENERATE_TASK = task_name(Queue.ROLLOUT, "generate")
 
 
 class EngineHolder:
-    """The process's engine, created on first use and moved forward through policy versions."""
+    """The process's engines, one per run, created on first use and moved forward through policy versions.
+
+    At most `settings.max_engines` are kept; the least recently used is closed to make room (a run that
+    comes back later starts its engine again at the version it asks for).
+    """
 
     def __init__(self, settings: RolloutSettings) -> None:
         self.settings = settings
-        self.engine: Engine | None = None
+        self.engines: OrderedDict[str, Engine] = OrderedDict()
 
-    def at_version(self, model_dir: Path, policy_version: int) -> Engine:
-        if self.engine is None:
-            self.engine = make_engine(self.settings.engine, model_dir, self.settings, policy_version)
-        elif policy_version > self.engine.policy_version:
-            self.engine.load_weights(model_dir, policy_version)
-        elif policy_version < self.engine.policy_version:
+    def at_version(self, run_id: str, model_dir: Path, policy_version: int) -> Engine:
+        engine = self.engines.get(run_id)
+        if engine is None:
+            while len(self.engines) >= self.settings.max_engines:
+                _, oldest = self.engines.popitem(last=False)
+                oldest.close()
+            engine = make_engine(self.settings.engine, model_dir, self.settings, policy_version)
+            self.engines[run_id] = engine
+        elif policy_version > engine.policy_version:
+            engine.load_weights(model_dir, policy_version)
+        elif policy_version < engine.policy_version:
             raise StalePolicyError(
-                f"asked for policy version {policy_version}, but version {self.engine.policy_version} is "
-                "loaded; an older policy is refused rather than served under the wrong version"
+                f"run {run_id} asked for policy version {policy_version}, but version "
+                f"{engine.policy_version} is loaded; an older policy is refused rather than served under "
+                "the wrong version"
             )
-        return self.engine
+        self.engines.move_to_end(run_id)
+        return engine
 
 
 class RolloutJob(BaseModel):
@@ -59,7 +72,7 @@ class RolloutJob(BaseModel):
 
 def run_rollout_job(job: RolloutJob, holder: EngineHolder, store: TrajectoryStore) -> dict[str, Any]:
     """The task's work as a plain function: job → trajectories in Redis → their ids."""
-    engine = holder.at_version(job.model_dir, job.policy_version)
+    engine = holder.at_version(job.run_id, job.model_dir, job.policy_version)
     log = logger.bind(run_id=job.run_id, step=job.step, policy_version=engine.policy_version)
     log.info("rollout started", problems=len(job.problems), group=job.config.group_size)
     trajectories = rollout(engine, job.problems, job.config, run_id=job.run_id, step=job.step, seed=job.seed)
@@ -71,4 +84,45 @@ def run_rollout_job(job: RolloutJob, holder: EngineHolder, store: TrajectoryStor
         "policy_version": engine.policy_version,
         "trajectory_ids": [t.id for t in trajectories],
         "stored": stored,
+        # What the verifier needs and only the tokenizer knows (the verifier stays tokenizer-free).
+        "think_end_id": engine.facts.think_end_id,
+        "eos_id": engine.facts.eos_id,
+    }
+
+
+EVALUATE_TASK = task_name(Queue.EVAL, "anytime")
+
+
+class EvalJob(BaseModel):
+    """Anytime accuracy of one policy version on an evaluation set, at every budget of a grid."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run_id: str = Field(min_length=1)
+    policy_version: int = Field(ge=0)
+    model_dir: Path
+    problems: list[Problem] = Field(min_length=1)
+    budgets: list[int] = Field(min_length=1)
+    summary_max_tokens: int = Field(default=32, ge=1)
+
+
+def run_eval_job(job: EvalJob, holder: EngineHolder, grade: GradeMany) -> dict[str, Any]:
+    engine = holder.at_version(job.run_id, job.model_dir, job.policy_version)
+    result = evaluate_anytime(engine, job.problems, job.budgets, job.summary_max_tokens, grade)
+    logger.info(
+        "evaluation done",
+        run_id=job.run_id,
+        policy_version=job.policy_version,
+        accuracy=result.accuracy,
+        anytime_score=round(result.anytime_score, 4),
+    )
+    return {
+        "run_id": job.run_id,
+        "policy_version": job.policy_version,
+        "budgets": job.budgets,
+        "accuracy": result.accuracy,
+        "anytime_score": result.anytime_score,
+        "statuses": dict(result.statuses),
+        "mean_thinking_length": result.mean_thinking_length,
+        "closed_share": result.closed / result.total,
     }

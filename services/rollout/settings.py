@@ -22,6 +22,7 @@ class RolloutSettings(CommonSettings):
     # model, weight updates included (benchmarks/rollout.py measures both; README "Rollout engines").
     engine: EngineKind = "transformers"
     max_rows: int = Field(default=256, ge=1, description="transformers: rows decoded together.")
+    max_engines: int = Field(default=2, ge=1, description="Engines (one per run) a worker keeps loaded.")
     vllm_dtype: str = Field(default="auto", description="'float32' for the tiny model on the CPU.")
     vllm_max_model_len: int | None = Field(default=None, ge=16)
     vllm_enforce_eager: bool = False

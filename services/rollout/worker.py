@@ -1,4 +1,7 @@
-"""Celery worker for the `rollout` queue: `celery -A services.rollout.worker worker -Q rollout -P solo`.
+"""Celery worker for the `rollout` and `eval` queues.
+
+    celery -A services.rollout.worker:app worker -Q rollout -P solo
+    celery -A services.rollout.worker:app worker -Q eval -P solo   # evaluations never wait behind rollouts
 
 Solo pool: one task at a time on the worker's main thread, because the engine (a model and its KV cache,
 on a GPU under vLLM) lives in this process and CUDA does not survive a fork. The engine is created by the
@@ -22,8 +25,18 @@ from pydantic import ValidationError
 from anytime.celery_app import celery_from_settings
 from anytime.logging import configure_logging, get_logger
 from anytime.trajectory_store import TrajectoryStore
-from services.rollout.jobs import GENERATE_TASK, EngineHolder, RolloutJob, run_rollout_job
+from services.rollout.jobs import (
+    EVALUATE_TASK,
+    GENERATE_TASK,
+    EngineHolder,
+    EvalJob,
+    RolloutJob,
+    run_eval_job,
+    run_rollout_job,
+)
 from services.rollout.settings import RolloutSettings
+from services.verifier.settings import VerifierSettings
+from services.verifier.verifier import Verifier
 
 settings = RolloutSettings()
 configure_logging(settings.log_level, settings.log_format)
@@ -67,3 +80,25 @@ def generate(self: RolloutTask, **kwargs: Any) -> dict[str, Any]:
     result = run_rollout_job(job, self.holder, TrajectoryStore(self.redis))
     self.redis.set(done_key, json.dumps(result), ex=DONE_TTL_S)
     return result
+
+
+class EvalTask(RolloutTask):
+    """Its own engines (evaluations may lag the rollouts' versions) and one verifier per process."""
+
+    _holder: EngineHolder | None = None
+    _verifier: Verifier | None = None
+
+    @property
+    def verifier(self) -> Verifier:
+        if self._verifier is None:
+            self._verifier = Verifier.from_settings(VerifierSettings())
+        return self._verifier
+
+
+@app.task(bind=True, base=EvalTask, name=EVALUATE_TASK)
+def evaluate(self: EvalTask, **kwargs: Any) -> dict[str, Any]:
+    try:
+        job = EvalJob.model_validate(kwargs)
+    except ValidationError as err:
+        raise ValueError(f"bad evaluation job: {err}") from None
+    return run_eval_job(job, self.holder, self.verifier.grade_many)

@@ -68,7 +68,7 @@ def test_the_same_job_twice_stores_each_trajectory_once(warm_model_dir: Path, st
     assert store.batch_ids(job.run_id, 0) == sorted(first["trajectory_ids"])
     assert {i: store.client.get(f"anytime:traj:{i}") for i in first["trajectory_ids"]} == stored_json
     # A partial first attempt (some trajectories stored before a crash) is completed, not duplicated.
-    engine = holder.at_version(warm_model_dir, 0)
+    engine = holder.at_version(job.run_id, warm_model_dir, 0)
     partial = rollout(engine, job.problems, job.config, run_id="partial", step=0, seed=1)[:5]
     store.put_many(partial)
     rest = run_rollout_job(job.model_copy(update={"run_id": "partial"}), holder, store)

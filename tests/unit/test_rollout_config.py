@@ -69,6 +69,7 @@ class FakeEngine:
     def __init__(self, version: int) -> None:
         self._version = version
         self.loads: list[tuple[Path, int]] = []
+        self.closed = False
 
     @property
     def policy_version(self) -> int:
@@ -77,6 +78,9 @@ class FakeEngine:
     def load_weights(self, model_dir: Path, policy_version: int) -> None:
         self.loads.append((model_dir, policy_version))
         self._version = policy_version
+
+    def close(self) -> None:
+        self.closed = True
 
 
 def test_engine_holder_moves_forward_and_refuses_older_versions(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -87,15 +91,21 @@ def test_engine_holder_moves_forward_and_refuses_older_versions(monkeypatch: pyt
         return FakeEngine(version)
 
     monkeypatch.setattr("services.rollout.jobs.make_engine", make)
-    holder = EngineHolder(RolloutSettings())
-    engine = holder.at_version(Path("/ckpt/3"), 3)
+    holder = EngineHolder(RolloutSettings(max_engines=2))
+    engine = holder.at_version("a", Path("/ckpt/3"), 3)
     assert made == [(Path("/ckpt/3"), 3)]
-    assert holder.at_version(Path("/ckpt/3"), 3) is engine and engine.loads == []  # type: ignore[attr-defined]
-    holder.at_version(Path("/ckpt/5"), 5)
+    assert holder.at_version("a", Path("/ckpt/3"), 3) is engine and engine.loads == []  # type: ignore[attr-defined]
+    holder.at_version("a", Path("/ckpt/5"), 5)
     assert engine.loads == [(Path("/ckpt/5"), 5)]  # type: ignore[attr-defined]
     with pytest.raises(StalePolicyError, match="asked for policy version 4, but version 5 is loaded"):
-        holder.at_version(Path("/ckpt/4"), 4)
+        holder.at_version("a", Path("/ckpt/4"), 4)
     assert engine.policy_version == 5 and len(made) == 1
+    # Another run gets its own engine at its own version; a third evicts the least recently used.
+    other = holder.at_version("b", Path("/m"), 0)
+    assert other is not engine and other.policy_version == 0
+    holder.at_version("a", Path("/ckpt/5"), 5)
+    holder.at_version("c", Path("/m"), 0)
+    assert list(holder.engines) == ["a", "c"] and other.closed  # type: ignore[attr-defined]
 
 
 def _sample_many(logits: Sequence[float], sampling: SamplingConfig, n: int = 4000) -> torch.Tensor:
