@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import random
 import time
 from collections.abc import Sequence
@@ -131,6 +132,7 @@ class Learner:
         def lr_factor(step: int) -> float:
             return min(1.0, (step + 1) / warmup) if warmup else 1.0
 
+        self.lr_factor = lr_factor
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor)
         self.model.train()
 
@@ -212,10 +214,22 @@ class Learner:
                     parameter.copy_(master[name])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        self._apply_hyperparameters()
         torch.set_rng_state(state["rng"]["torch"])
         random.setstate(state["rng"]["python"])
         if "cuda" in state["rng"] and self.device.type == "cuda":
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+
+    def _apply_hyperparameters(self) -> None:
+        """The config's lr, betas and weight decay over the ones a loaded optimizer state carries (the same
+        values when the run's config did not change; the new ones when it did)."""
+        config = self.config
+        self.scheduler.base_lrs = [config.lr for _ in self.optimizer.param_groups]
+        for group in self.optimizer.param_groups:
+            group["initial_lr"] = config.lr
+            group["lr"] = config.lr * self.lr_factor(self.scheduler.last_epoch)
+            group["betas"] = config.betas
+            group["weight_decay"] = config.weight_decay
 
     def save(
         self, store: CheckpointStore, *, run_id: str, step: int, metrics: dict[str, float] | None = None
@@ -378,7 +392,7 @@ class Learner:
                 result.loss.backward()
                 stats.add_microbatch(result.metrics)
             grad_norm = float(torch.nn.utils.clip_grad_norm_(parameters, self.config.grad_clip))
-            if not torch.isfinite(torch.tensor(grad_norm)):
+            if not math.isfinite(grad_norm):
                 raise FloatingPointError(
                     f"non-finite gradient norm in mini-batch {index}; the update was abandoned"
                 )

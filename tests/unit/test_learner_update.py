@@ -217,6 +217,9 @@ def test_a_bf16_checkpoint_serves_bf16_and_resumes_with_exact_master_weights(
     for (name, p), q in zip(learner.model.named_parameters(), resumed.model.parameters(), strict=True):
         assert q.dtype == torch.float32 and torch.equal(p, q), name
     assert resumed.serve_dtype == torch.bfloat16
+    # A changed learning rate in the run's config wins over the one stored with the optimizer state.
+    faster = Learner.from_checkpoint(checkpoint, config.model_copy(update={"lr": 5e-3}), device="cpu")
+    assert faster.optimizer.param_groups[0]["lr"] == 5e-3 and faster.scheduler.base_lrs == [5e-3]
 
 
 def test_a_checkpoint_is_a_plain_hugging_face_folder(tiny_model_dir: Path, facts, tmp_path: Path) -> None:
