@@ -16,10 +16,11 @@ re-delivery returns the recorded result without generating again.
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from typing import Any
 
 import redis
-from celery import Task
+from celery import Celery, Task
 from pydantic import ValidationError
 
 from anytime.celery_app import celery_from_settings
@@ -38,48 +39,29 @@ from services.rollout.settings import RolloutSettings
 from services.verifier.settings import VerifierSettings
 from services.verifier.verifier import Verifier
 
-settings = RolloutSettings()
-configure_logging(settings.log_level, settings.log_format)
-app = celery_from_settings(settings, name="anytime-rollout")
-logger = get_logger(__name__)
-
 DONE_TTL_S = 7 * 24 * 3600
+logger = get_logger(__name__)
 
 
 class RolloutTask(Task):  # type: ignore[misc]
-    """Holds the per-process engine and Redis client (Celery creates one task instance per process)."""
+    """Holds the per-process engines and Redis client (Celery creates one task instance per process)."""
 
+    settings: RolloutSettings
     _holder: EngineHolder | None = None
     _redis: redis.Redis | None = None
 
     @property
     def holder(self) -> EngineHolder:
         if self._holder is None:
-            self._holder = EngineHolder(settings)
+            self._holder = EngineHolder(self.settings)
         return self._holder
 
     @property
     def redis(self) -> redis.Redis:
         if self._redis is None:
-            assert settings.redis_url is not None  # celery_from_settings refused to start without it
-            self._redis = redis.Redis.from_url(settings.redis_url)
+            assert self.settings.redis_url is not None  # celery_from_settings refused to start without it
+            self._redis = redis.Redis.from_url(self.settings.redis_url)
         return self._redis
-
-
-@app.task(bind=True, base=RolloutTask, name=GENERATE_TASK)
-def generate(self: RolloutTask, **kwargs: Any) -> dict[str, Any]:
-    try:
-        job = RolloutJob.model_validate(kwargs)
-    except ValidationError as err:  # fail before any work, with a reason that survives JSON serialisation
-        raise ValueError(f"bad rollout job: {err}") from None
-    done_key = f"anytime:rollout-done:{self.request.id}"
-    recorded = self.redis.get(done_key)
-    if recorded is not None:
-        logger.info("rollout already done; returning the recorded result", task_id=self.request.id)
-        return json.loads(recorded)  # type: ignore[no-any-return]
-    result = run_rollout_job(job, self.holder, TrajectoryStore(self.redis))
-    self.redis.set(done_key, json.dumps(result), ex=DONE_TTL_S)
-    return result
 
 
 class EvalTask(RolloutTask):
@@ -95,10 +77,45 @@ class EvalTask(RolloutTask):
         return self._verifier
 
 
-@app.task(bind=True, base=EvalTask, name=EVALUATE_TASK)
-def evaluate(self: EvalTask, **kwargs: Any) -> dict[str, Any]:
-    try:
-        job = EvalJob.model_validate(kwargs)
-    except ValidationError as err:
-        raise ValueError(f"bad evaluation job: {err}") from None
-    return run_eval_job(job, self.holder, self.verifier.grade_many)
+def create_app(settings: RolloutSettings) -> Celery:
+    app = celery_from_settings(settings, name="anytime-rollout")
+
+    @app.task(bind=True, base=RolloutTask, name=GENERATE_TASK, settings=settings)
+    def generate(self: RolloutTask, **kwargs: Any) -> dict[str, Any]:
+        try:
+            job = RolloutJob.model_validate(kwargs)
+        except ValidationError as err:  # fail before any work, with a reason that survives JSON
+            raise ValueError(f"bad rollout job: {err}") from None
+        done_key = f"anytime:rollout-done:{self.request.id}"
+        recorded = self.redis.get(done_key)
+        if recorded is not None:
+            logger.info("rollout already done; returning the recorded result", task_id=self.request.id)
+            return json.loads(recorded)  # type: ignore[no-any-return]
+        result = run_rollout_job(job, self.holder, TrajectoryStore(self.redis))
+        self.redis.set(done_key, json.dumps(result), ex=DONE_TTL_S)
+        return result
+
+    @app.task(bind=True, base=EvalTask, name=EVALUATE_TASK, settings=settings)
+    def evaluate(self: EvalTask, **kwargs: Any) -> dict[str, Any]:
+        try:
+            job = EvalJob.model_validate(kwargs)
+        except ValidationError as err:
+            raise ValueError(f"bad evaluation job: {err}") from None
+        return run_eval_job(job, self.holder, self.verifier.grade_many)
+
+    return app
+
+
+@lru_cache(maxsize=1)
+def default_app() -> Celery:
+    """The app `celery -A services.rollout.worker:app` runs, configured from the environment."""
+    settings = RolloutSettings()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)
+
+
+def __getattr__(name: str) -> Any:
+    # `app` is built when Celery asks for it, so importing this module reads no settings and opens nothing.
+    if name == "app":
+        return default_app()
+    raise AttributeError(name)

@@ -1,0 +1,307 @@
+"""The run driver: one run, step by step, through the Celery queues (DESIGN.md §3).
+
+Each step: `rollout` (trajectories → Redis) → `verify` (verdicts → Redis) → `learn` (a new checkpoint =
+the next policy version) → commit the step to SQL (rewards per budget, metrics, checkpoint, policy
+version) in one transaction → MLflow → the next step. Evaluations (anytime accuracy on the eval set at
+every budget of a uniform grid) run before the first step, every `eval_interval` steps, and at the end.
+
+Restartable at any point: SQL holds the last committed step and policy version, and every task is
+idempotent (trajectory ids are stable and write-once, verdicts are per summary id, a policy version's
+checkpoint is written once), so a driver that dies and is re-delivered continues where SQL says.
+Cancel is checked at every task boundary.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from sqlalchemy.orm import Session
+
+from anytime.db import repository as crud
+from anytime.db.models import RunStatus
+from anytime.logging import get_logger
+from anytime.problems import Problem, load_problems
+from anytime.run_config import RunConfig
+from anytime.tracking import Tracker, accuracy_curve_png
+from anytime.trajectory import Trajectory
+from anytime.trajectory_store import TrajectoryStore
+from services.learner.config import LearnerConfig
+from services.learner.worker import LEARN_TASK
+from services.rollout.anytime_rollout import RolloutConfig
+from services.rollout.engine import SamplingConfig
+from services.rollout.jobs import EVALUATE_TASK, GENERATE_TASK, EvalJob, RolloutJob
+from services.verifier.worker import GRADE_TASK
+
+logger = get_logger(__name__)
+
+
+class TaskRunner(Protocol):
+    """Runs a task by name on its queue and returns its result (Celery: send_task + get)."""
+
+    def __call__(self, name: str, kwargs: Mapping[str, Any]) -> dict[str, Any]: ...
+
+
+class RunCancelled(Exception):
+    """The run was asked to stop; raised at a task boundary."""
+
+
+@dataclass
+class DriverDeps:
+    sessions: Callable[[], Session]
+    run_task: TaskRunner
+    store: TrajectoryStore
+    tracker: Tracker
+    runs_root: Path
+
+
+class RunDriver:
+    def __init__(self, deps: DriverDeps) -> None:
+        self.deps = deps
+
+    def drive(self, run_id: str) -> str:
+        """Run `run_id` to its end (or to a cancel); returns its final status."""
+        with self.deps.sessions() as session:
+            run = crud.get_run(session, run_id)
+            if run is None:
+                raise LookupError(f"no run {run_id!r}")
+            if run.status in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED):
+                logger.info("run already ended; nothing to do", run_id=run_id, status=run.status)
+                return str(run.status)
+            config = RunConfig.model_validate(run.config)
+            if run.status == RunStatus.QUEUED:
+                crud.set_status(session, run_id, RunStatus.RUNNING)
+            mlflow_run = run.mlflow_run_id
+            if mlflow_run is None:
+                mlflow_run = self.deps.tracker.start_run(
+                    config.name or run_id, config.model_dump(mode="json"), self._tags(run_id, config)
+                )
+                self.deps.tracker.log_dict(mlflow_run, config.model_dump(mode="json"), "config.json")
+                crud.set_mlflow_run_id(session, run_id, mlflow_run)
+            session.commit()
+        log = logger.bind(run_id=run_id)
+        try:
+            self._run_steps(run_id, config, mlflow_run)
+        except RunCancelled:
+            self._end(run_id, RunStatus.CANCELLED, None, mlflow_run, "KILLED")
+            log.info("run cancelled")
+            return RunStatus.CANCELLED.value
+        except Exception as err:
+            message = f"{type(err).__name__}: {err}"
+            self._end(run_id, RunStatus.FAILED, message[:4000], mlflow_run, "FAILED")
+            log.error("run failed", error=message)
+            return RunStatus.FAILED.value
+        self._end(run_id, RunStatus.SUCCEEDED, None, mlflow_run, "FINISHED")
+        log.info("run succeeded")
+        return RunStatus.SUCCEEDED.value
+
+    @staticmethod
+    def _tags(run_id: str, config: RunConfig) -> dict[str, str]:
+        brpo = config.brpo_config()
+        return {
+            "anytime.run_id": run_id,
+            "algorithm": config.algorithm.value,
+            "prior": ",".join(f"{p:g}" for p in config.budget_prior().probs),
+            "baseline": brpo.resolved_baseline.value,
+            "model": config.model,
+        }
+
+    def _end(
+        self, run_id: str, status: RunStatus, error: str | None, mlflow_run: str | None, state: str
+    ) -> None:
+        with self.deps.sessions() as session:
+            crud.set_status(session, run_id, status, error=error)
+            session.commit()
+        self.deps.tracker.end_run(mlflow_run, state)
+
+    def _check_cancel(self, run_id: str) -> None:
+        with self.deps.sessions() as session:
+            run = crud.get_run(session, run_id)
+            if run is None or run.cancel_requested:
+                raise RunCancelled(run_id)
+
+    def _run_steps(self, run_id: str, config: RunConfig, mlflow_run: str | None) -> None:
+        with self.deps.sessions() as session:
+            run = crud.get_run(session, run_id)
+            assert run is not None
+            start = 0 if run.step is None else run.step + 1
+            version = run.policy_version
+        train = load_problems(Path(config.dataset))
+        evaluation = (
+            load_problems(Path(config.eval_dataset))[: config.eval_problems] if config.eval_dataset else []
+        )
+        model_dirs = {0: config.model}
+        if start == 0 and evaluation:
+            self._evaluate(run_id, config, evaluation, 0, -1, config.model, mlflow_run)
+        model_dir = self._model_dir(run_id, version, config)
+        for step in range(start, config.steps):
+            self._check_cancel(run_id)
+            rollout = self.deps.run_task(
+                GENERATE_TASK, self._rollout_job(run_id, step, version, model_dir, train, config)
+            )
+            verified = self.deps.run_task(
+                GRADE_TASK,
+                {
+                    "run_id": run_id,
+                    "step": step,
+                    "think_end_id": rollout["think_end_id"],
+                    "eos_id": rollout["eos_id"],
+                },
+            )
+            self._check_cancel(run_id)
+            learned = self.deps.run_task(LEARN_TASK, self._learn_request(run_id, step, version, config))
+            version, model_dir = learned["policy_version"], learned["model_dir"]
+            model_dirs[version] = model_dir
+            metrics = {**learned["metrics"], **_verify_metrics(verified)}
+            self._commit_step(run_id, step, version, model_dir, metrics)
+            self.deps.tracker.log_metrics(mlflow_run, metrics, step=version)
+            self.deps.store.delete_batch(run_id, step)
+            logger.info("step committed", run_id=run_id, step=step, policy_version=version)
+            last = step == config.steps - 1
+            if evaluation and (last or (config.eval_interval and (step + 1) % config.eval_interval == 0)):
+                self._evaluate(run_id, config, evaluation, version, step, model_dir, mlflow_run)
+        if start >= config.steps and evaluation:
+            logger.info("all steps were committed before; nothing left to run", run_id=run_id)
+
+    def _model_dir(self, run_id: str, version: int, config: RunConfig) -> str:
+        if version == 0:
+            return config.model
+        with self.deps.sessions() as session:
+            found = [c for c in crud.list_checkpoints(session, run_id) if c.policy_version == version]
+            checkpoint = found[0] if found else None
+        if checkpoint is None:
+            raise LookupError(f"run {run_id} is at policy version {version} but has no checkpoint row for it")
+        return checkpoint.path
+
+    @staticmethod
+    def _problems_of_step(train: list[Problem], step: int, config: RunConfig) -> list[Problem]:
+        """A reproducible sample of the training set for a step (different every step, same on a re-run)."""
+        rng = random.Random(f"{config.seed}:{step}")
+        return rng.sample(train, min(config.problems_per_step, len(train)))
+
+    def _rollout_job(
+        self, run_id: str, step: int, version: int, model_dir: str, train: list[Problem], config: RunConfig
+    ) -> dict[str, Any]:
+        brpo = config.brpo_config()
+        rollout_config = RolloutConfig(
+            budgets=brpo.budget_prior().budgets,
+            group_size=config.group_size,
+            num_summaries=brpo.resolved_num_summaries,
+            summary_max_tokens=config.summary_max_tokens,
+            sampling=SamplingConfig(temperature=config.temperature),
+        )
+        job = RolloutJob(
+            run_id=run_id,
+            step=step,
+            policy_version=version,
+            model_dir=Path(model_dir),
+            problems=self._problems_of_step(train, step, config),
+            config=rollout_config,
+            seed=config.seed * 100_003 + step,
+        )
+        return job.model_dump(mode="json")
+
+    def _learn_request(self, run_id: str, step: int, version: int, config: RunConfig) -> dict[str, Any]:
+        learner = LearnerConfig(
+            brpo=config.brpo_config(), lr=config.lr, temperature=config.temperature, seed=config.seed
+        )
+        return {
+            "run_id": run_id,
+            "step": step,
+            "policy_version": version + 1,
+            "checkpoint_root": str(self.deps.runs_root / run_id / "checkpoints"),
+            "model_dir": config.model,
+            "config": learner.model_dump(mode="json"),
+        }
+
+    def _commit_step(
+        self, run_id: str, step: int, version: int, model_dir: str, metrics: dict[str, float]
+    ) -> None:
+        trajectories = self.deps.store.batch(run_id, step)
+        rows = [
+            row for t in trajectories for row in reward_rows(run_id, step, t, self.deps.store.verdicts(t.id))
+        ]
+        with self.deps.sessions() as session:
+            crud.record_rewards(session, rows)
+            crud.record_step(session, run_id, step, version, metrics)
+            crud.record_checkpoint(session, run_id, version, step, model_dir)
+            crud.set_policy_version(session, run_id, version, step)
+            session.commit()
+
+    def _evaluate(
+        self,
+        run_id: str,
+        config: RunConfig,
+        problems: list[Problem],
+        version: int,
+        step: int,
+        model_dir: str,
+        mlflow_run: str | None,
+    ) -> None:
+        self._check_cancel(run_id)
+        job = EvalJob(
+            run_id=run_id,
+            policy_version=version,
+            model_dir=Path(model_dir),
+            problems=problems,
+            budgets=config.eval_budgets(),
+            summary_max_tokens=config.summary_max_tokens,
+        )
+        result = self.deps.run_task(EVALUATE_TASK, job.model_dump(mode="json"))
+        budgets, accuracy = result["budgets"], result["accuracy"]
+        with self.deps.sessions() as session:
+            crud.record_evaluation(session, run_id, version, step, budgets, accuracy, result["anytime_score"])
+            session.commit()
+        metrics = {f"eval/accuracy/budget_{b}": a for b, a in zip(budgets, accuracy, strict=True)}
+        metrics["eval/anytime_score"] = result["anytime_score"]
+        metrics["eval/thinking_length_mean"] = result["mean_thinking_length"]
+        self.deps.tracker.log_metrics(mlflow_run, metrics, step=version)
+        png = accuracy_curve_png(budgets, [(f"policy v{version}", accuracy)], f"{config.name or run_id}")
+        self.deps.tracker.log_png(mlflow_run, png, f"curves/eval_v{version:06d}.png")
+        logger.info("evaluation committed", run_id=run_id, policy_version=version, accuracy=accuracy)
+
+
+def reward_rows(
+    run_id: str, step: int, trajectory: Trajectory, verdicts: Mapping[str, Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """One row per (trace, budget, summary): the SQL record of what every summary earned."""
+    rows = []
+    a = trajectory.num_summaries
+    for c, cut in enumerate(trajectory.cuts):
+        inserted_start = len(trajectory.prompt_ids) + cut.cut
+        for position, budget_index in enumerate(cut.budget_indices):
+            for sample in range(a):
+                sid = trajectory.summary_id(c, position * a + sample)
+                verdict = verdicts.get(sid)
+                if verdict is None:
+                    raise LookupError(f"summary {sid} has no verdict: the verify task did not finish")
+                rows.append(
+                    crud.RewardRow(
+                        run_id=run_id,
+                        step=step,
+                        problem_id=trajectory.problem_id,
+                        trace_index=trajectory.trace_index,
+                        budget_index=budget_index,
+                        summary_index=sample,
+                        cut_length=cut.cut,
+                        inserted_start=inserted_start,
+                        inserted_end=inserted_start + len(cut.inserted_ids),
+                        answer=verdict.get("extracted"),
+                        status=verdict["status"],
+                        reward=float(verdict["reward"]),
+                    )
+                )
+    return rows
+
+
+def _verify_metrics(report: Mapping[str, Any]) -> dict[str, float]:
+    metrics = {}
+    if isinstance(report.get("cache_hit_rate"), int | float):
+        metrics["verify/cache_hit_rate"] = float(report["cache_hit_rate"])
+    for key in ("seconds", "graded"):
+        if isinstance(report.get(key), int | float):
+            metrics[f"verify/{key}"] = float(report[key])
+    return metrics

