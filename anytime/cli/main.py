@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from anytime.cli.errors import CliError
+from anytime.cli.runs import runs_app
 
 app = typer.Typer(
     help="Anytime: train and serve reasoners that answer well at any token budget.",
@@ -20,6 +21,7 @@ model_app = typer.Typer(help="Build models.", no_args_is_help=True)
 data_app = typer.Typer(help="Make data sets.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 app.add_typer(data_app, name="data")
+app.add_typer(runs_app, name="runs")
 
 
 def parse_budgets(text: str) -> list[int]:
@@ -163,6 +165,19 @@ def rollout(
 
     config = rollout_config(parsed, group, summaries, summary_tokens, temperature)
     run_rollout(model, data, out, config, engine, n, seed, run_id)  # type: ignore[arg-type]
+
+
+@app.command("up")
+def up(
+    api_port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the REST API.")] = 8000,
+    mlflow_port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the MLflow UI.")] = 5000,
+    home: Annotated[Path | None, typer.Option(help="State folder [default: ANYTIME_HOME, build].")] = None,
+) -> None:
+    """Start the whole platform locally (redis-server, workers, API, MLflow UI) until Ctrl-C."""
+    from anytime.cli.runs import run_up
+    from anytime.settings import get_common_settings
+
+    run_up(home or get_common_settings().home, api_port, mlflow_port)
 
 
 def main() -> None:
