@@ -22,17 +22,25 @@ class CommonSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="ANYTIME_", extra="ignore", frozen=True)
 
-    home: Path = Field(default=Path("build"), description="Folder for local state (SQLite, MLflow, runs).")
+    home: Path = Field(
+        default=Path("build"),
+        validation_alias=AliasChoices("ANYTIME_HOME"),
+        description="Folder for local state (SQLite, MLflow, runs).",
+    )
     redis_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("ANYTIME_REDIS_URL", "REDIS_URL"),
         description="Redis to use; unset means start a local redis-server (embedded default).",
     )
     database_url: str | None = Field(
-        default=None, description="SQLAlchemy URL; unset means a SQLite file in home."
+        default=None,
+        validation_alias=AliasChoices("ANYTIME_DATABASE_URL"),
+        description="SQLAlchemy URL; unset means a SQLite file in home.",
     )
     mlflow_tracking_uri: str | None = Field(
-        default=None, description="MLflow store or server; unset means a SQLite store in home."
+        default=None,
+        validation_alias=AliasChoices("ANYTIME_MLFLOW_TRACKING_URI"),
+        description="MLflow store or server; unset means a SQLite store in home.",
     )
     visibility_timeout_s: int = Field(
         default=6 * 3600,
@@ -40,8 +48,8 @@ class CommonSettings(BaseSettings):
         validation_alias=AliasChoices("ANYTIME_VISIBILITY_TIMEOUT_S"),
         description="Seconds before Redis re-delivers an unacknowledged task; longer than the longest task.",
     )
-    log_level: str = "INFO"
-    log_format: LogFormat = "console"
+    log_level: str = Field(default="INFO", validation_alias=AliasChoices("ANYTIME_LOG_LEVEL"))
+    log_format: LogFormat = Field(default="console", validation_alias=AliasChoices("ANYTIME_LOG_FORMAT"))
 
     @field_validator("log_level")
     @classmethod

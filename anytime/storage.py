@@ -1,24 +1,11 @@
-"""SQL storage: the declarative base with a constraint naming convention.
+"""SQL storage: the declarative base, with every table of `anytime.db.models` registered on its metadata.
 
-Tables arrive with the control plane.
-
-Alembic autogenerates stable constraint names from this convention, so migrations stay reversible on
-both SQLite and PostgreSQL.
+Kept for imports that predate `anytime.db`; new code imports from `anytime.db`.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import MetaData
-from sqlalchemy.orm import DeclarativeBase
+from anytime.db import models as _models  # noqa: F401  (registers the tables on Base.metadata)
+from anytime.db.base import NAMING_CONVENTION, Base
 
-NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+__all__ = ["NAMING_CONVENTION", "Base"]

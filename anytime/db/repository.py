@@ -1,0 +1,328 @@
+"""Reads and writes of the control plane's tables, shared by the API and the run driver (Celery workers).
+
+Transactions: every function takes a `Session` and never commits. The caller commits — a request handler
+at the end of the request, a task with `with session_scope(factory) as session:` around its writes — so
+several writes land together or not at all.
+
+Status changes are atomic compare-and-set updates (`UPDATE … WHERE status IN (allowed sources)`), so the
+API's cancel and the driver's status moves never overwrite each other, on SQLite and PostgreSQL alike.
+Worker writes (`record_*`) are idempotent on their natural keys (`INSERT … ON CONFLICT DO NOTHING`):
+Celery delivers at least once, and a re-delivered task must not count anything twice.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import Select, func, literal, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from anytime.db.base import Base
+from anytime.db.models import (
+    Budget,
+    Checkpoint,
+    Evaluation,
+    Reward,
+    Run,
+    RunStatus,
+    Step,
+    UTCDateTime,
+    new_run_id,
+    utcnow,
+)
+from anytime.run_config import RunConfig
+
+ModelT = TypeVar("ModelT", bound=Base)
+
+# queued → running → succeeded | failed | cancelled; a queued run can be cancelled (or fail before it
+# starts, e.g. when its task cannot load the model); failed and cancelled runs can be queued again (resume).
+TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
+    RunStatus.QUEUED: frozenset({RunStatus.RUNNING, RunStatus.CANCELLED, RunStatus.FAILED}),
+    RunStatus.RUNNING: frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED}),
+    RunStatus.SUCCEEDED: frozenset(),
+    RunStatus.FAILED: frozenset({RunStatus.QUEUED}),
+    RunStatus.CANCELLED: frozenset({RunStatus.QUEUED}),
+}
+
+# Both dialects' INSERT has `.on_conflict_do_nothing(index_elements=…)`.
+_UPSERT_INSERTS: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+_INSERT_CHUNK_ROWS = 500  # keeps a multi-row INSERT under SQLite's and PostgreSQL's bound-parameter limits
+
+
+class RunNotFound(LookupError):
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run {run_id} not found")
+        self.run_id = run_id
+
+
+class InvalidTransition(ValueError):
+    """A status change the run's current status does not allow (the API answers 409 with this message)."""
+
+    def __init__(self, run_id: str, current: RunStatus, target: RunStatus) -> None:
+        allowed = ", ".join(sorted(TRANSITIONS[current])) or "nothing (it is final)"
+        super().__init__(f"run {run_id} is {current}; it cannot become {target} (from {current}: {allowed})")
+        self.run_id = run_id
+        self.current = current
+        self.target = target
+
+
+@dataclass(frozen=True)
+class RewardRow:
+    """One verdict to store (see `anytime.db.models.Reward` for what the span and status mean)."""
+
+    run_id: str
+    step: int
+    problem_id: str
+    trace_index: int
+    budget_index: int
+    summary_index: int
+    cut_length: int
+    inserted_start: int
+    inserted_end: int
+    answer: str | None
+    status: str
+    reward: float
+
+
+# ---------------------------------------------------------------------------------------------- runs
+
+
+def create_run(session: Session, config: RunConfig) -> Run:
+    """A queued run with its budget rows; flushed, so `run.id` is set (the caller commits)."""
+    prior = config.budget_prior()
+    run = Run(
+        id=new_run_id(),
+        name=config.name,
+        config=config.model_dump(mode="json"),
+        status=RunStatus.QUEUED,
+        cancel_requested=False,
+        policy_version=0,
+        step=-1,
+    )
+    run.budgets = [
+        Budget(index=j, tokens=tokens, probability=probability)
+        for j, (tokens, probability) in enumerate(zip(prior.budgets, prior.probs, strict=True))
+    ]
+    session.add(run)
+    session.flush()
+    return run
+
+
+def get_run(session: Session, run_id: str) -> Run | None:
+    return session.get(Run, run_id)
+
+
+def require_run(session: Session, run_id: str) -> Run:
+    run = session.get(Run, run_id)
+    if run is None:
+        raise RunNotFound(run_id)
+    return run
+
+
+def list_runs(
+    session: Session, status: RunStatus | None = None, offset: int = 0, limit: int = 50
+) -> tuple[list[Run], int]:
+    """Newest first; `total` counts every run that matches the filter."""
+    query = select(Run)
+    if status is not None:
+        query = query.where(Run.status == RunStatus(status))
+    return _page(session, query.order_by(Run.created_at.desc(), Run.id.desc()), offset, limit)
+
+
+def set_status(session: Session, run_id: str, status: RunStatus | str, error: str | None = None) -> Run:
+    """Move the run to `status` if its current status allows it (`TRANSITIONS`), else `InvalidTransition`.
+
+    Running sets `started_at` (the first start; a resumed run keeps it); a final status sets `finished_at`
+    and stores `error` (what went wrong, for failed); queued again (resume) clears the finish, the error
+    and a pending cancel request.
+    """
+    target = RunStatus(status)
+    now = utcnow()
+    values: dict[str, Any] = {"status": target}
+    if target is RunStatus.RUNNING:
+        values["started_at"] = func.coalesce(Run.started_at, literal(now, UTCDateTime()))
+    elif target is RunStatus.QUEUED:
+        values.update(finished_at=None, error=None, cancel_requested=False)
+    else:
+        values.update(finished_at=now, error=error)
+    sources = [source for source, targets in TRANSITIONS.items() if target in targets]
+    run = _update_run(session, run_id, values, Run.status.in_(sources))
+    if run is None:
+        raise InvalidTransition(run_id, require_run(session, run_id).status, target)
+    return run
+
+
+def request_cancel(session: Session, run_id: str) -> Run:
+    """Cancel a queued run now; mark a running one `cancel_requested` (the driver stops it at the next
+    task boundary and sets it cancelled). Asking twice is harmless; a finished run is `InvalidTransition`."""
+    values = {"status": RunStatus.CANCELLED, "finished_at": utcnow(), "cancel_requested": True}
+    run = _update_run(session, run_id, values, Run.status == RunStatus.QUEUED)
+    if run is None:
+        run = _update_run(session, run_id, {"cancel_requested": True}, Run.status == RunStatus.RUNNING)
+    if run is None:
+        raise InvalidTransition(run_id, require_run(session, run_id).status, RunStatus.CANCELLED)
+    return run
+
+
+def set_policy_version(session: Session, run_id: str, version: int, step: int) -> Run:
+    """Record that `step` is committed and produced `version`. Never moves backwards: a re-delivered
+    older task leaves a newer pointer alone."""
+    run = _update_run(
+        session, run_id, {"policy_version": version, "step": step}, Run.policy_version <= version
+    )
+    return run if run is not None else require_run(session, run_id)
+
+
+def set_mlflow_run_id(session: Session, run_id: str, mlflow_run_id: str) -> Run:
+    run = _update_run(session, run_id, {"mlflow_run_id": mlflow_run_id})
+    if run is None:
+        raise RunNotFound(run_id)
+    return run
+
+
+def _update_run(session: Session, run_id: str, values: Mapping[str, Any], *conditions: Any) -> Run | None:
+    """Apply `values` to the run if `conditions` hold, in one statement; the updated row, or None."""
+    statement = update(Run).where(Run.id == run_id, *conditions).values(**values).returning(Run)
+    return session.scalars(statement, execution_options={"populate_existing": True}).one_or_none()
+
+
+# ------------------------------------------------------------------------------------------ worker writes
+
+
+def record_step(
+    session: Session, run_id: str, step: int, policy_version: int, metrics: Mapping[str, float]
+) -> Step:
+    """Store step `step`'s metrics once (a second call for the same step keeps the first); the stored row.
+
+    Non-finite metric values are stored as null (JSON has no NaN). The run's own step pointer moves
+    with `set_policy_version`.
+    """
+    clean = {name: (float(v) if math.isfinite(v) else None) for name, v in metrics.items()}
+    row = {"run_id": run_id, "step": step, "policy_version": policy_version, "metrics": clean}
+    _insert_missing(session, Step, [{**row, "created_at": utcnow()}], ["run_id", "step"])
+    return _one(session, select(Step).where(Step.run_id == run_id, Step.step == step))
+
+
+def record_rewards(session: Session, rows: Iterable[RewardRow]) -> int:
+    """Store verdicts once per (run, step, problem, trace, budget, summary); how many were new."""
+    keys = ["run_id", "step", "problem_id", "trace_index", "budget_index", "summary_index"]
+    return _insert_missing(session, Reward, [asdict(row) for row in rows], keys)
+
+
+def record_checkpoint(session: Session, run_id: str, policy_version: int, step: int, path: str) -> Checkpoint:
+    """Store the checkpoint of `policy_version` once (a second call keeps the first); the stored row."""
+    row = {"run_id": run_id, "policy_version": policy_version, "step": step, "path": str(path)}
+    _insert_missing(session, Checkpoint, [{**row, "created_at": utcnow()}], ["run_id", "policy_version"])
+    query = select(Checkpoint).where(Checkpoint.run_id == run_id, Checkpoint.policy_version == policy_version)
+    return _one(session, query)
+
+
+def record_evaluation(
+    session: Session,
+    run_id: str,
+    policy_version: int,
+    step: int,
+    budgets: Sequence[int],
+    accuracy: Sequence[float],
+    anytime_score: float | None,
+) -> Evaluation:
+    """Store the evaluation of `policy_version` once (one policy, one eval set: the same numbers); the
+    stored row. `accuracy[i]` is the accuracy at `budgets[i]` tokens."""
+    if len(budgets) != len(accuracy):
+        raise ValueError(f"one accuracy per budget: {len(budgets)} budgets, {len(accuracy)} accuracies")
+    row = {
+        "run_id": run_id,
+        "policy_version": policy_version,
+        "step": step,
+        "budgets": [int(b) for b in budgets],
+        "accuracy": [float(a) for a in accuracy],
+        "anytime_score": anytime_score,
+        "created_at": utcnow(),
+    }
+    _insert_missing(session, Evaluation, [row], ["run_id", "policy_version"])
+    query = select(Evaluation).where(Evaluation.run_id == run_id, Evaluation.policy_version == policy_version)
+    return _one(session, query)
+
+
+def _insert_missing(session: Session, model: type[Base], rows: list[dict[str, Any]], keys: list[str]) -> int:
+    """INSERT … ON CONFLICT (keys) DO NOTHING; how many rows were new."""
+    if not rows:
+        return 0
+    dialect = session.get_bind().dialect.name
+    if dialect not in _UPSERT_INSERTS:  # pragma: no cover - only SQLite and PostgreSQL are supported
+        raise NotImplementedError(f"idempotent inserts need SQLite or PostgreSQL; got {dialect}")
+    insert = _UPSERT_INSERTS[dialect]
+    inserted = 0
+    for start in range(0, len(rows), _INSERT_CHUNK_ROWS):
+        chunk = rows[start : start + _INSERT_CHUNK_ROWS]
+        statement = insert(model.__table__).values(chunk).on_conflict_do_nothing(index_elements=keys)
+        # RETURNING lists the rows actually inserted (rowcount is -1 for this statement on psycopg).
+        table = model.__table__
+        inserted += len(session.execute(statement.returning(table.c[keys[0]])).all())
+    return inserted
+
+
+def _one(session: Session, query: Select[ModelT]) -> ModelT:
+    return session.scalars(query, execution_options={"populate_existing": True}).one()
+
+
+# ------------------------------------------------------------------------------------------------ reads
+
+
+def list_budgets(session: Session, run_id: str) -> list[Budget]:
+    return list(session.scalars(select(Budget).where(Budget.run_id == run_id).order_by(Budget.index)))
+
+
+def list_steps(session: Session, run_id: str, offset: int = 0, limit: int = 1000) -> tuple[list[Step], int]:
+    return _page(session, select(Step).where(Step.run_id == run_id).order_by(Step.step), offset, limit)
+
+
+def list_rewards(
+    session: Session,
+    run_id: str,
+    step: int | None = None,
+    budget_index: int | None = None,
+    offset: int = 0,
+    limit: int = 100,
+) -> tuple[list[Reward], int]:
+    """In key order (step, problem, trace, budget, summary), optionally one step and/or one budget."""
+    query = select(Reward).where(Reward.run_id == run_id)
+    if step is not None:
+        query = query.where(Reward.step == step)
+    if budget_index is not None:
+        query = query.where(Reward.budget_index == budget_index)
+    order = (Reward.step, Reward.problem_id, Reward.trace_index, Reward.budget_index, Reward.summary_index)
+    return _page(session, query.order_by(*order), offset, limit)
+
+
+def list_checkpoints(session: Session, run_id: str) -> list[Checkpoint]:
+    query = select(Checkpoint).where(Checkpoint.run_id == run_id).order_by(Checkpoint.policy_version)
+    return list(session.scalars(query))
+
+
+def latest_checkpoint(session: Session, run_id: str) -> Checkpoint | None:
+    """The newest checkpoint (highest policy version): where a resumed run continues from."""
+    query = (
+        select(Checkpoint)
+        .where(Checkpoint.run_id == run_id)
+        .order_by(Checkpoint.policy_version.desc())
+        .limit(1)
+    )
+    return session.scalars(query).one_or_none()
+
+
+def list_evaluations(session: Session, run_id: str) -> list[Evaluation]:
+    query = select(Evaluation).where(Evaluation.run_id == run_id).order_by(Evaluation.policy_version)
+    return list(session.scalars(query))
+
+
+def _page(session: Session, query: Select[ModelT], offset: int, limit: int) -> tuple[list[ModelT], int]:
+    if offset < 0 or limit < 1:
+        raise ValueError(f"offset must be >= 0 and limit >= 1; got offset={offset}, limit={limit}")
+    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+    rows = list(session.scalars(query.offset(offset).limit(limit)))
+    return rows, total
