@@ -5,18 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 import typer
 from tqdm import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from anytime.cli.errors import CliError
 from anytime.logging import get_logger
-from anytime.problems import Problem, ProblemSetError, load_problems, write_problems
+from anytime.problems import Problem, ProblemSetError, load_problems
 from anytime.summary_format import SummaryFormat
 from anytime.tinymodel.facts import ModelFacts
-
-DEMO_BUDGETS = [32, 64, 96, 128]
 
 
 def check_model_dir(path: Path) -> None:
@@ -94,24 +91,3 @@ def run_eval(model_dir: Path, data: Path, budgets: list[int], n: int, summary_to
         f"closed thoughts {result.closed}/{result.total}, summary statuses {dict(result.statuses)}"
     )
     return result.accuracy
-
-
-def run_demo(workdir: Path, steps: int, seed: int) -> None:
-    from anytime.synth import get_task
-    from anytime.tinymodel.build import build_tiny_model
-
-    torch.manual_seed(seed)
-    workdir.mkdir(parents=True, exist_ok=True)
-    base, warm = workdir / "tiny-base", workdir / "tiny-sft"
-    train, held_out = workdir / "train.jsonl", workdir / "eval.jsonl"
-    typer.echo("1/4 building the tiny reasoner")
-    build_tiny_model(base, seed=seed)
-    typer.echo("2/4 synthetic digit-chain data (train and held-out eval, different seeds)")
-    task = get_task("digit-chain")
-    write_problems(task.generate(4000, seed), train)
-    write_problems(task.generate(200, seed + 10_000), held_out)
-    typer.echo(f"3/4 supervised warm start ({steps} steps)")
-    run_sft(base, train, warm, steps=steps, batch_size=32, lr=1e-3, seed=seed)
-    typer.echo("4/4 anytime accuracy on 200 held-out problems (greedy)")
-    accuracy = run_eval(warm, held_out, DEMO_BUDGETS, n=200, summary_tokens=24)
-    typer.echo(f"accuracy at full budget ({DEMO_BUDGETS[-1]} thinking tokens): {accuracy[-1]:.3f}")

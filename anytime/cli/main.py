@@ -102,16 +102,17 @@ def evaluate(
 
 @app.command("demo")
 def demo(
-    workdir: Annotated[Path, typer.Option(help="Folder for the demo's model, data and results.")] = Path(
+    workdir: Annotated[Path, typer.Option(help="Folder for the demo's model, data, stack and runs.")] = Path(
         "build/demo"
     ),
     steps: Annotated[int, typer.Option(min=1, help="Warm-start steps.")] = 450,
+    run_steps: Annotated[int, typer.Option(min=1, help="Steps of each BRPO/GRPO run.")] = 16,
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
-    """The embedded default end to end on the CPU: tiny model, synthetic data, warm start, evaluation."""
-    from anytime.cli.commands import run_demo
+    """The embedded default end to end: warm start, the stack, BRPO and GRPO runs over REST, their curves."""
+    from anytime.cli.demo import run_demo
 
-    run_demo(workdir, steps=steps, seed=seed)
+    run_demo(workdir, warm_steps=steps, run_steps=run_steps, seed=seed)
 
 
 @app.command("verify")

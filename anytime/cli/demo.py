@@ -1,0 +1,156 @@
+"""`anytime demo` (`make demo`): the embedded default end to end on the CPU.
+
+1. the tiny reasoner, synthetic data and a supervised warm start (cached in the work folder);
+2. the embedded stack (redis-server, Celery workers, API, MLflow) on free local ports;
+3. a BRPO run and a GRPO run on the synthetic task, created over REST, watched until they end;
+4. their accuracy-vs-budget tables side by side, and where to look at them in MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from anytime.cli.client import ApiClient
+from anytime.cli.errors import CliError
+
+WARM_START_BATCH = 32
+WARM_START_LR = 1e-3
+
+
+def prepare_model(workdir: Path, steps: int, seed: int) -> tuple[Path, Path, Path]:
+    """The warm-started tiny model and its data; rebuilt only when the cache does not match."""
+    import torch
+
+    from anytime.cli.commands import run_sft
+    from anytime.problems import write_problems
+    from anytime.synth import get_task
+    from anytime.tinymodel.build import build_tiny_model
+
+    base, warm = workdir / "tiny-base", workdir / "tiny-sft"
+    train, held_out = workdir / "train.jsonl", workdir / "eval.jsonl"
+    marker = workdir / "warm-start.json"
+    wanted = {"seed": seed, "steps": steps, "batch": WARM_START_BATCH, "lr": WARM_START_LR}
+    if marker.is_file() and json.loads(marker.read_text()) == wanted and (warm / "config.json").is_file():
+        typer.echo(f"1-3/6 tiny reasoner, data and warm start: cached in {workdir}")
+        return warm, train, held_out
+    torch.manual_seed(seed)
+    workdir.mkdir(parents=True, exist_ok=True)
+    typer.echo("1/6 building the tiny reasoner")
+    build_tiny_model(base, seed=seed)
+    typer.echo("2/6 synthetic digit-chain data (train and held-out eval, different seeds)")
+    task = get_task("digit-chain")
+    write_problems(task.generate(4000, seed), train)
+    write_problems(task.generate(200, seed + 10_000), held_out)
+    typer.echo(f"3/6 supervised warm start ({steps} steps)")
+    run_sft(base, train, warm, steps=steps, batch_size=WARM_START_BATCH, lr=WARM_START_LR, seed=seed)
+    marker.write_text(json.dumps(wanted))
+    return warm, train, held_out
+
+
+def run_configs(model: Path, train: Path, held_out: Path, steps: int, seed: int) -> dict[str, dict[str, Any]]:
+    common = {
+        "model": str(model),
+        "dataset": str(train),
+        "eval_dataset": str(held_out),
+        "eval_problems": 100,
+        "eval_num_budgets": 4,
+        "b_max": 128,
+        "group_size": 4,
+        "summary_max_tokens": 24,
+        "problems_per_step": 8,
+        "steps": steps,
+        "lr": 1e-4,
+        "seed": seed,
+    }
+    return {
+        "brpo": {**common, "name": "demo BRPO", "algorithm": "brpo", "num_summaries": 2},
+        "grpo": {**common, "name": "demo GRPO", "algorithm": "grpo"},
+    }
+
+
+def side_by_side(curves: dict[str, dict[str, Any]]) -> list[str]:
+    """Accuracy per budget: first (warm start) and last evaluation of each run, in columns."""
+    columns: list[tuple[str, dict[int, float], float]] = []
+    budgets: list[int] = []
+    for name, curve in curves.items():
+        evaluations = curve.get("evaluations", [])
+        for label, ev in (("start", evaluations[0]), ("end", evaluations[-1])) if evaluations else ():
+            budgets = ev["budgets"]
+            columns.append(
+                (
+                    f"{name} {label} v{ev['policy_version']}",
+                    dict(zip(ev["budgets"], ev["accuracy"], strict=True)),
+                    ev["anytime_score"],
+                )
+            )
+    width = max([len(c[0]) for c in columns] + [10])
+    lines = [f"{'budget':>8} " + " ".join(f"{c[0]:>{width}}" for c in columns)]
+    for b in budgets:
+        lines.append(f"{b:>8} " + " ".join(f"{c[1].get(b, float('nan')):>{width}.3f}" for c in columns))
+    lines.append(f"{'anytime':>8} " + " ".join(f"{c[2]:>{width}.3f}" for c in columns))
+    return lines
+
+
+def wait_for(client: ApiClient, run_ids: dict[str, str], poll_s: float = 5.0) -> dict[str, dict[str, Any]]:
+    shown: dict[str, int] = {}
+    while True:
+        runs = {name: client.json("GET", f"/v1/runs/{rid}") for name, rid in run_ids.items()}
+        for name, run in runs.items():
+            done = 0 if run.get("step") is None else run["step"] + 1
+            if shown.get(name) != done:
+                shown[name] = done
+                metrics = client.json("GET", f"/v1/runs/{run['id']}/metrics").get("items", [])
+                score = metrics[-1]["metrics"].get("anytime/score") if metrics else None
+                typer.echo(
+                    f"  {name}: step {done}/{run['config']['steps']} ({run['status']})"
+                    + (f", training anytime score {score:.3f}" if score is not None else "")
+                )
+        if all(run["status"] in {"succeeded", "failed", "cancelled"} for run in runs.values()):
+            return runs
+        time.sleep(poll_s)
+
+
+def run_demo(workdir: Path, warm_steps: int, run_steps: int, seed: int) -> None:
+    from services.control.stack import EmbeddedStack, StackError, free_port
+
+    workdir = workdir.resolve()
+    model, train, held_out = prepare_model(workdir, warm_steps, seed)
+    stack = EmbeddedStack(workdir / "stack", api_port=free_port(), mlflow_port=free_port())
+    typer.echo(f"4/6 starting the embedded stack (logs in {stack.home / 'logs'})")
+    started = time.perf_counter()
+    try:
+        stack.start()
+    except StackError as err:
+        raise CliError(f"the stack did not start: {err}") from None
+    try:
+        up_s = time.perf_counter() - started
+        typer.echo(f"    API {stack.api_url}/docs, MLflow {stack.mlflow_url} (up in {up_s:.0f} s)")
+        client = ApiClient(stack.api_url, stack.api_key())
+        typer.echo(f"5/6 a BRPO run and a GRPO run, {run_steps} steps each, created over REST")
+        run_ids = {
+            name: client.json("POST", "/v1/runs", json=cfg)["id"]
+            for name, cfg in run_configs(model, train, held_out, run_steps, seed).items()
+        }
+        for name, rid in run_ids.items():
+            typer.echo(f"    {name}: run {rid}")
+        started = time.perf_counter()
+        runs = wait_for(client, run_ids)
+        typer.echo(f"    both runs ended in {time.perf_counter() - started:.0f} s")
+        curves = {name: client.json("GET", f"/v1/runs/{rid}/curve") for name, rid in run_ids.items()}
+    finally:
+        stack.stop()
+    typer.echo("6/6 held-out accuracy vs thinking budget (greedy, 100 problems; start = the warm start)")
+    for line in side_by_side(curves):
+        typer.echo(line)
+    failed = {name: run.get("error") for name, run in runs.items() if run["status"] != "succeeded"}
+    typer.echo(
+        f"MLflow: the runs are in {stack.mlflow_uri}; browse them with `anytime up --home {stack.home}` "
+        "and open the MLflow address it prints (compare runs, metrics per budget, curve plots)."
+    )
+    if failed:
+        raise CliError(f"runs did not succeed: {failed}")
