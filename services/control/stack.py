@@ -78,6 +78,7 @@ class EmbeddedStack:
     mlflow_port: int = 5000
     redis_port: int | None = None
     ui: bool = True
+    api: bool = True
     services: list[Service] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -178,6 +179,8 @@ class EmbeddedStack:
                 lambda: self._http_ok(f"{self.api_url}/readyz"),
             ),
         ]
+        if not self.api:
+            services = [s for s in services if s.name != "api"]
         if self.ui:
             services.append(
                 Service(
