@@ -112,7 +112,7 @@ class Run(Base):
     promoted_checkpoint_id: Mapped[int | None] = mapped_column(Integer)
 
     budgets: Mapped[list[Budget]] = relationship(
-        order_by="Budget.index", cascade="all, delete-orphan", passive_deletes=True, lazy="selectin"
+        order_by="Budget.index", cascade="all, delete-orphan", passive_deletes=True
     )
 
     def run_config(self) -> RunConfig:

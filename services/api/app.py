@@ -1,18 +1,70 @@
-"""The FastAPI application factory. Heavy resources are built in `lifespan`, never at import."""
+"""The FastAPI application factory: `uvicorn services.api.app:create_app --factory`.
+
+Heavy resources (the database engine, the Celery client, the Redis ping) are built in `lifespan`, never
+at import. The API never migrates: run `make migrate` (alembic upgrade head) before starting it.
+"""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
 
 from anytime import __version__
+from anytime.celery_app import celery_from_settings
+from anytime.db.repository import InvalidTransition, RunNotFound
+from anytime.db.session import make_engine, make_session_factory
+from services.api.readiness import Readiness, database_check, redis_check
+from services.api.routes import curves, health, results, runs
+from services.api.scheduler import CeleryRunScheduler, NoBrokerScheduler, RunScheduler
+from services.api.settings import ApiSettings, get_api_settings
 
 
-def create_app() -> FastAPI:
-    app = FastAPI(title="Anytime", version=__version__, description="Train and serve anytime reasoners.")
+def create_app(settings: ApiSettings | None = None) -> FastAPI:
+    """The API; `settings` (default: from the environment) also serve the settings dependency."""
+    resolved = settings or get_api_settings()
 
-    @app.get("/healthz", tags=["health"])
-    def healthz() -> dict[str, str]:
-        """Liveness: the process answers."""
-        return {"status": "ok", "version": __version__}
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(resolved.resolved_database_url)
+        scheduler: RunScheduler = (
+            CeleryRunScheduler(celery_from_settings(resolved, name="anytime-api"))
+            if resolved.redis_url
+            else NoBrokerScheduler()
+        )
+        ping_redis, close_redis = redis_check(resolved.redis_url, resolved.readiness_timeout_s)
+        app.state.session_factory = make_session_factory(engine)
+        app.state.scheduler = scheduler
+        app.state.readiness = Readiness({"database": database_check(engine), "redis": ping_redis})
+        try:
+            yield
+        finally:
+            close_redis()
+            if isinstance(scheduler, CeleryRunScheduler):
+                scheduler.close()
+            engine.dispose()
 
+    app = FastAPI(
+        title="Anytime",
+        version=__version__,
+        description="Train and serve anytime reasoners. Mutating calls need the API key "
+        "(`Authorization: Bearer KEY` or `X-API-Key: KEY`).",
+        lifespan=lifespan,
+    )
+    if settings is not None:
+        app.dependency_overrides[get_api_settings] = lambda: settings
+    for module in (health, runs, results, curves):
+        app.include_router(module.router)
+    app.add_exception_handler(RunNotFound, _not_found)
+    app.add_exception_handler(InvalidTransition, _conflict)
     return app
+
+
+async def _not_found(_request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_404_NOT_FOUND)
+
+
+async def _conflict(_request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_409_CONFLICT)

@@ -19,6 +19,7 @@ class ApiSettings(CommonSettings):
     api_key: SecretStr = Field(default=SecretStr("dev"), description="Key for mutating calls.")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    readiness_timeout_s: float = Field(default=2.0, gt=0, description="Seconds /readyz waits for Redis.")
 
     @model_validator(mode="after")
     def _real_key_outside_development(self) -> ApiSettings:

@@ -1,0 +1,1 @@
+"""One router per resource: runs, a run's results (metrics, budgets, rewards, checkpoints, curve), health."""

@@ -1,0 +1,102 @@
+"""`/v1/runs`: create, list, read, cancel, resume. Mutating calls need the API key."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Response, status
+from sqlalchemy.orm import Session
+
+from anytime.db import repository
+from anytime.db.models import Run, RunStatus
+from anytime.run_config import RunConfig
+from services.api.deps import ApiKey, RunDep, SchedulerDep, SessionDep
+from services.api.scheduler import RunScheduler, SchedulingError
+from services.api.schemas import Page, RunOut
+
+router = APIRouter(prefix="/v1/runs", tags=["runs"])
+
+_CONFLICT: dict[int | str, dict[str, Any]] = {
+    status.HTTP_409_CONFLICT: {"description": "The run's status does not allow this."}
+}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    status.HTTP_404_NOT_FOUND: {"description": "No run with this id."}
+}
+_UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
+    status.HTTP_401_UNAUTHORIZED: {"description": "Missing or wrong API key."}
+}
+_UNSCHEDULED: dict[int | str, dict[str, Any]] = {
+    status.HTTP_503_SERVICE_UNAVAILABLE: {"description": "The broker did not take the run."}
+}
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[ApiKey],
+    responses={**_UNAUTHORIZED, **_UNSCHEDULED},
+)
+def create_run(config: RunConfig, session: SessionDep, scheduler: SchedulerDep, response: Response) -> RunOut:
+    """Store a queued run and hand it to the run driver. A bad config is 422 with one message per field."""
+    run = repository.create_run(session, config)
+    session.commit()
+    _schedule(session, scheduler, run)
+    response.headers["Location"] = f"/v1/runs/{run.id}"
+    return RunOut.model_validate(run)
+
+
+@router.get("")
+def list_runs(
+    session: SessionDep,
+    status: Annotated[RunStatus | None, Query(description="Only runs with this status.")] = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> Page[RunOut]:
+    """Runs, newest first."""
+    rows, total = repository.list_runs(session, status, offset, limit)
+    return Page[RunOut](
+        items=[RunOut.model_validate(r) for r in rows], total=total, offset=offset, limit=limit
+    )
+
+
+@router.get("/{run_id}", responses=_NOT_FOUND)
+def get_run(run: RunDep) -> RunOut:
+    return RunOut.model_validate(run)
+
+
+@router.post(
+    "/{run_id}/cancel", dependencies=[ApiKey], responses={**_UNAUTHORIZED, **_NOT_FOUND, **_CONFLICT}
+)
+def cancel_run(run: RunDep, session: SessionDep) -> RunOut:
+    """A queued run is cancelled at once; a running one stops at its next task boundary
+    (`cancel_requested` until then). A finished run is 409."""
+    cancelled = repository.request_cancel(session, run.id)
+    session.commit()
+    return RunOut.model_validate(cancelled)
+
+
+@router.post(
+    "/{run_id}/resume",
+    dependencies=[ApiKey],
+    responses={**_UNAUTHORIZED, **_NOT_FOUND, **_CONFLICT, **_UNSCHEDULED},
+)
+def resume_run(run: RunDep, session: SessionDep, scheduler: SchedulerDep) -> RunOut:
+    """Queue a failed or cancelled run again; it continues from its last committed step and checkpoint."""
+    queued = repository.set_status(session, run.id, RunStatus.QUEUED)
+    session.commit()
+    _schedule(session, scheduler, queued)
+    return RunOut.model_validate(queued)
+
+
+def _schedule(session: Session, scheduler: RunScheduler, run: Run) -> None:
+    """Send the committed run to the driver; if that fails the run is marked failed (resume retries it)."""
+    try:
+        scheduler.schedule(run.id)
+    except SchedulingError as err:
+        repository.set_status(session, run.id, RunStatus.FAILED, error=f"not scheduled: {err}")
+        session.commit()
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"run {run.id} was stored but could not be scheduled, so it is marked failed: {err}; "
+            "fix the broker, then POST /v1/runs/{id}/resume",
+        ) from err

@@ -1,0 +1,53 @@
+"""How the API hands a run to the workers: one Celery message to the run driver, sent by name.
+
+The API never imports the driver (or torch): `send_task("anytime.control.drive", kwargs={"run_id": …})`
+is routed to the `control` queue by the task's name. Routes depend on the `RunScheduler` protocol, so
+unit tests replace the broker with a recorder.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from celery import Celery
+
+from anytime.celery_app import task_name
+from anytime.queues import Queue
+
+DRIVE_TASK = task_name(Queue.CONTROL, "drive")
+# A broker that is down should fail a request within seconds, not hang it.
+_SEND_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.0, "interval_step": 0.5, "interval_max": 1.0}
+
+
+class SchedulingError(RuntimeError):
+    """The run could not be handed to the workers (the API answers 503 and marks the run failed)."""
+
+
+class RunScheduler(Protocol):
+    def schedule(self, run_id: str) -> None:
+        """Queue the run for the driver; raise `SchedulingError` if it could not be queued."""
+
+
+class CeleryRunScheduler:
+    def __init__(self, celery: Celery) -> None:
+        self.celery = celery
+
+    def schedule(self, run_id: str) -> None:
+        try:
+            self.celery.send_task(
+                DRIVE_TASK, kwargs={"run_id": run_id}, retry=True, retry_policy=_SEND_RETRY_POLICY
+            )
+        except Exception as err:  # kombu and redis raise many kinds; all mean "not queued"
+            raise SchedulingError(f"the broker refused the run ({type(err).__name__}: {err})") from err
+
+    def close(self) -> None:
+        self.celery.close()
+
+
+class NoBrokerScheduler:
+    """What the API uses when no broker is configured: every run is refused with how to fix it."""
+
+    def schedule(self, run_id: str) -> None:
+        raise SchedulingError(
+            "no broker configured: set ANYTIME_REDIS_URL (or REDIS_URL); `anytime up` sets it for the API"
+        )

@@ -1,0 +1,329 @@
+"""REST API routes on a real SQLite file migrated by Alembic; the broker and Redis are overridden."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic import command
+from alembic.config import Config
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session, sessionmaker
+
+from anytime.db import repository
+from anytime.db.models import RunStatus
+from anytime.db.session import session_scope
+from anytime.run_config import RunConfig
+from services.api.app import create_app
+from services.api.deps import get_readiness, get_scheduler
+from services.api.readiness import Readiness
+from services.api.scheduler import SchedulingError
+from services.api.settings import ApiSettings
+
+REPO = Path(__file__).resolve().parents[2]
+KEY = "test-key"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+CONFIG = {"model": "models/tiny", "dataset": "data/train.jsonl", "b_max": 64, "num_budgets": 4}
+
+
+@dataclass
+class RecordingScheduler:
+    sent: list[str] = field(default_factory=list)
+    fail: bool = False
+
+    def schedule(self, run_id: str) -> None:
+        if self.fail:
+            raise SchedulingError("broker down")
+        self.sent.append(run_id)
+
+
+@dataclass
+class Api:
+    client: TestClient
+    scheduler: RecordingScheduler
+    sessions: sessionmaker[Session]
+
+    def create(self, **overrides: Any) -> dict[str, Any]:
+        response = self.client.post("/v1/runs", json={**CONFIG, **overrides}, headers=AUTH)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    def set_status(self, run_id: str, *statuses: RunStatus) -> None:
+        with session_scope(self.sessions) as session:
+            for status in statuses:
+                repository.set_status(session, run_id, status)
+
+
+@pytest.fixture(scope="module")
+def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file at the head revision, migrated once and copied per test."""
+    path = tmp_path_factory.mktemp("db") / "template.db"
+    config = Config(str(REPO / "alembic.ini"))
+    config.set_main_option("script_location", str(REPO / "migrations"))
+    config.set_main_option("sqlalchemy.url", f"sqlite:///{path}")
+    command.upgrade(config, "head")
+    return path
+
+
+@pytest.fixture
+def api(migrated_db: Path, tmp_path: Path) -> Iterator[Api]:
+    database = tmp_path / "anytime.db"
+    shutil.copy(migrated_db, database)
+    settings = ApiSettings(
+        ANYTIME_DATABASE_URL=f"sqlite:///{database}",
+        ANYTIME_REDIS_URL="redis://127.0.0.1:1/0",  # nothing listens: /readyz must say so
+        api_key=KEY,
+        environment="development",
+    )
+    app = create_app(settings)
+    scheduler = RecordingScheduler()
+    app.dependency_overrides[get_scheduler] = lambda: scheduler
+    with TestClient(app) as client:
+        yield Api(client, scheduler, app.state.session_factory)
+
+
+# ------------------------------------------------------------------------------------------ health
+
+
+def test_healthz_answers(api: Api) -> None:
+    assert api.client.get("/healthz").json()["status"] == "ok"
+
+
+def test_readyz_names_the_dependency_that_is_down(api: Api) -> None:
+    response = api.client.get("/readyz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["failed"] == ["redis"] and body["checks"]["database"] == "ok"
+    assert "redis" in body["detail"]
+
+    def broken() -> None:
+        raise RuntimeError("disk on fire")
+
+    api.client.app.dependency_overrides[get_readiness] = lambda: Readiness(  # type: ignore[attr-defined]
+        {"database": broken, "redis": lambda: None}
+    )
+    body = api.client.get("/readyz").json()
+    assert body["failed"] == ["database"] and "disk on fire" in body["detail"]
+    api.client.app.dependency_overrides[get_readiness] = lambda: Readiness(  # type: ignore[attr-defined]
+        {"database": lambda: None, "redis": lambda: None}
+    )
+    assert api.client.get("/readyz").status_code == 200
+
+
+def test_openapi_lists_every_route(api: Api) -> None:
+    assert api.client.get("/docs").status_code == 200
+    paths = set(api.client.get("/openapi.json").json()["paths"])
+    run = "/v1/runs/{run_id}"
+    expected = {"/healthz", "/readyz", "/v1/runs", run}
+    expected |= {
+        f"{run}/{s}" for s in ("metrics", "budgets", "rewards", "curve", "cancel", "resume", "checkpoints")
+    }
+    assert paths == expected
+
+
+# ------------------------------------------------------------------------------------------ create
+
+
+def test_create_stores_a_queued_run_with_budgets_and_schedules_it(api: Api) -> None:
+    response = api.client.post("/v1/runs", json={**CONFIG, "name": "first"}, headers={"X-API-Key": KEY})
+    assert response.status_code == 201
+    run = response.json()
+    assert response.headers["location"] == f"/v1/runs/{run['id']}"
+    assert run["status"] == "queued" and run["name"] == "first" and run["step"] == -1
+    assert run["config"]["group_size"] == 4  # defaults are filled in
+    assert RunConfig.model_validate(run["config"]) == RunConfig.model_validate({**CONFIG, "name": "first"})
+    assert api.scheduler.sent == [run["id"]]
+    budgets = api.client.get(f"/v1/runs/{run['id']}/budgets").json()["items"]
+    assert [b["tokens"] for b in budgets] == [16, 32, 48, 64]
+    assert sum(b["probability"] for b in budgets) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"X-API-Key": "wrong"}])
+def test_mutating_calls_need_the_key(api: Api, headers: dict[str, str]) -> None:
+    run = api.create()
+    for method, path in [
+        ("POST", "/v1/runs"),
+        ("POST", f"/v1/runs/{run['id']}/cancel"),
+        ("POST", f"/v1/runs/{run['id']}/resume"),
+    ]:
+        response = api.client.request(method, path, json=CONFIG, headers=headers)
+        assert response.status_code == 401, path
+        assert "API key" in response.json()["detail"]
+        assert response.headers["www-authenticate"] == "Bearer"
+    assert api.scheduler.sent == [run["id"]]
+
+
+def test_bad_config_is_422_with_one_message_per_field(api: Api) -> None:
+    body = {**CONFIG, "group_size": 0, "algorithm": "ppo", "typo_field": 1}
+    response = api.client.post("/v1/runs", json=body, headers=AUTH)
+    assert response.status_code == 422
+    fields = {tuple(error["loc"]): error["msg"] for error in response.json()["detail"]}
+    assert set(fields) == {("body", "group_size"), ("body", "algorithm"), ("body", "typo_field")}
+    response = api.client.post("/v1/runs", json={**CONFIG, "probs": [0.5, 0.2, 0.2, 0.2]}, headers=AUTH)
+    assert response.status_code == 422
+    assert "sum to 1" in response.json()["detail"][0]["msg"]
+    assert api.client.post("/v1/runs", json={"dataset": "d"}, headers=AUTH).status_code == 422
+    assert api.client.get("/v1/runs").json()["total"] == 0
+
+
+def test_a_run_the_broker_refuses_is_503_and_marked_failed(api: Api) -> None:
+    api.scheduler.fail = True
+    response = api.client.post("/v1/runs", json=CONFIG, headers=AUTH)
+    assert response.status_code == 503 and "broker down" in response.json()["detail"]
+    (run,) = api.client.get("/v1/runs").json()["items"]
+    assert run["status"] == "failed" and "broker down" in run["error"]
+    api.scheduler.fail = False
+    assert api.client.post(f"/v1/runs/{run['id']}/resume", headers=AUTH).json()["status"] == "queued"
+    assert api.scheduler.sent == [run["id"]]
+
+
+# ------------------------------------------------------------------------------------------ read
+
+
+def test_list_is_paginated_newest_first_and_filters_by_status(api: Api) -> None:
+    ids = [api.create(name=f"run {i}")["id"] for i in range(5)]
+    api.set_status(ids[1], RunStatus.RUNNING)
+    page = api.client.get("/v1/runs", params={"offset": 1, "limit": 2}).json()
+    assert page["total"] == 5 and page["offset"] == 1 and page["limit"] == 2
+    assert [r["id"] for r in page["items"]] == [ids[3], ids[2]]
+    running = api.client.get("/v1/runs", params={"status": "running"}).json()
+    assert running["total"] == 1 and running["items"][0]["id"] == ids[1]
+    for params in ({"status": "sleeping"}, {"limit": 0}, {"offset": -1}, {"limit": 10_000}):
+        assert api.client.get("/v1/runs", params=params).status_code == 422, params
+
+
+def test_get_one_run_and_unknown_ids(api: Api) -> None:
+    run = api.create()
+    assert api.client.get(f"/v1/runs/{run['id']}").json() == run
+    for suffix in ("", "/metrics", "/budgets", "/rewards", "/curve", "/checkpoints"):
+        response = api.client.get(f"/v1/runs/missing{suffix}")
+        assert response.status_code == 404 and "missing" in response.json()["detail"]
+    for action in ("cancel", "resume"):
+        assert api.client.post(f"/v1/runs/missing/{action}", headers=AUTH).status_code == 404
+
+
+# ---------------------------------------------------------------------------------- cancel, resume
+
+
+def test_cancel_a_queued_run_at_once_and_a_running_one_at_the_next_boundary(api: Api) -> None:
+    queued, running = api.create()["id"], api.create()["id"]
+    api.set_status(running, RunStatus.RUNNING)
+    cancelled = api.client.post(f"/v1/runs/{queued}/cancel", headers=AUTH).json()
+    assert cancelled["status"] == "cancelled" and cancelled["finished_at"] is not None
+    pending = api.client.post(f"/v1/runs/{running}/cancel", headers=AUTH).json()
+    assert pending["status"] == "running" and pending["cancel_requested"] is True
+    assert api.client.post(f"/v1/runs/{running}/cancel", headers=AUTH).status_code == 200  # asking twice
+
+
+@pytest.mark.parametrize("final", [RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED])
+def test_cancelling_a_finished_run_is_409_with_its_status(api: Api, final: RunStatus) -> None:
+    run_id = api.create()["id"]
+    api.set_status(run_id, RunStatus.RUNNING, final)
+    response = api.client.post(f"/v1/runs/{run_id}/cancel", headers=AUTH)
+    assert response.status_code == 409 and f"is {final}" in response.json()["detail"]
+
+
+def test_resume_queues_a_failed_or_cancelled_run_again(api: Api) -> None:
+    run_id = api.create()["id"]
+    with session_scope(api.sessions) as session:
+        repository.set_status(session, run_id, RunStatus.RUNNING)
+        repository.set_status(session, run_id, RunStatus.FAILED, error="OOM")
+    resumed = api.client.post(f"/v1/runs/{run_id}/resume", headers=AUTH).json()
+    assert resumed["status"] == "queued" and resumed["error"] is None and resumed["finished_at"] is None
+    assert api.scheduler.sent == [run_id, run_id]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [[], [RunStatus.RUNNING], [RunStatus.RUNNING, RunStatus.SUCCEEDED]],
+    ids=["queued", "running", "done"],
+)
+def test_resuming_a_live_or_succeeded_run_is_409(api: Api, path: list[RunStatus]) -> None:
+    run_id = api.create()["id"]
+    api.set_status(run_id, *path)
+    response = api.client.post(f"/v1/runs/{run_id}/resume", headers=AUTH)
+    current = path[-1] if path else RunStatus.QUEUED
+    assert response.status_code == 409 and f"is {current}" in response.json()["detail"]
+    assert api.scheduler.sent == [run_id]
+
+
+# ---------------------------------------------------------------------------------------- results
+
+
+def _record_two_steps(api: Api, run_id: str) -> None:
+    with session_scope(api.sessions) as session:
+        for step in range(2):
+            repository.record_step(session, run_id, step, step + 1, {"loss": 0.5 - step, "reward/mean": step})
+            repository.record_checkpoint(session, run_id, step + 1, step, f"/ckpt/v{step + 1}")
+            repository.record_rewards(
+                session,
+                [
+                    repository.RewardRow(
+                        run_id, step, f"p{p}", 0, b, 0, 16 * (b + 1), 10, 12, "7", "correct", float(b % 2)
+                    )
+                    for p in range(3)
+                    for b in range(4)
+                ],
+            )
+        for version, accuracy in [(0, [0.0, 0.1, 0.2, 0.3]), (2, [0.2, 0.4, 0.5, 0.6])]:
+            repository.record_evaluation(
+                session, run_id, version, version - 1, [16, 32, 48, 64], accuracy, 0.3
+            )
+
+
+def test_metrics_checkpoints_and_curve_json(api: Api) -> None:
+    run_id = api.create()["id"]
+    _record_two_steps(api, run_id)
+    metrics = api.client.get(f"/v1/runs/{run_id}/metrics").json()
+    assert [s["step"] for s in metrics["items"]] == [0, 1] and metrics["total"] == 2
+    assert metrics["items"][1]["metrics"] == {"loss": -0.5, "reward/mean": 1.0}
+    checkpoints = api.client.get(f"/v1/runs/{run_id}/checkpoints").json()["items"]
+    assert [(c["policy_version"], c["path"]) for c in checkpoints] == [(1, "/ckpt/v1"), (2, "/ckpt/v2")]
+    curve = api.client.get(f"/v1/runs/{run_id}/curve").json()
+    assert [e["policy_version"] for e in curve["evaluations"]] == [0, 2]
+    assert curve["evaluations"][1]["accuracy"] == [0.2, 0.4, 0.5, 0.6]
+    assert curve["evaluations"][1]["budgets"] == [16, 32, 48, 64]
+
+
+def test_rewards_are_paginated_and_filtered_by_step_and_budget(api: Api) -> None:
+    run_id = api.create()["id"]
+    _record_two_steps(api, run_id)
+    url = f"/v1/runs/{run_id}/rewards"
+    everything = api.client.get(url).json()
+    assert everything["total"] == 24 and len(everything["items"]) == 24
+    page = api.client.get(url, params={"step": 1, "budget_index": 2, "limit": 2, "offset": 1}).json()
+    assert page["total"] == 3
+    assert [(r["step"], r["problem_id"], r["budget_index"]) for r in page["items"]] == [
+        (1, "p1", 2),
+        (1, "p2", 2),
+    ]
+    assert page["items"][0]["cut_length"] == 48 and page["items"][0]["status"] == "correct"
+    for params in ({"step": -1}, {"budget_index": "x"}, {"limit": 0}):
+        assert api.client.get(url, params=params).status_code == 422
+
+
+def test_curve_png_is_drawn_and_needs_an_evaluation(api: Api) -> None:
+    empty = api.create()["id"]
+    assert api.client.get(f"/v1/runs/{empty}/curve").json()["evaluations"] == []
+    response = api.client.get(f"/v1/runs/{empty}/curve", params={"format": "png"})
+    assert response.status_code == 404 and "no evaluation" in response.json()["detail"]
+    run_id = api.create()["id"]
+    _record_two_steps(api, run_id)
+    response = api.client.get(f"/v1/runs/{run_id}/curve", params={"format": "png"})
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    assert response.content.startswith(b"\x89PNG")
+    assert api.client.get(f"/v1/runs/{run_id}/curve", params={"format": "svg"}).status_code == 422
+
+
+def test_api_settings_read_the_shared_database_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Subclass settings re-prefix inherited fields; the shared ones keep their ANYTIME_ names."""
+    monkeypatch.setenv("ANYTIME_DATABASE_URL", "postgresql+psycopg://db/anytime")
+    monkeypatch.setenv("ANYTIME_API_DATABASE_URL", "sqlite:///wrong.db")
+    monkeypatch.setenv("ANYTIME_HOME", "/srv/anytime")
+    settings = ApiSettings()
+    assert settings.resolved_database_url == "postgresql+psycopg://db/anytime"
+    assert settings.home == Path("/srv/anytime")
