@@ -34,8 +34,14 @@ class CeleryRunScheduler:
 
     def schedule(self, run_id: str) -> None:
         try:
+            # Nobody waits on the driver's return value (progress is in SQL), and asking for it would make
+            # the send also subscribe to the result backend.
             self.celery.send_task(
-                DRIVE_TASK, kwargs={"run_id": run_id}, retry=True, retry_policy=_SEND_RETRY_POLICY
+                DRIVE_TASK,
+                kwargs={"run_id": run_id},
+                ignore_result=True,
+                retry=True,
+                retry_policy=_SEND_RETRY_POLICY,
             )
         except Exception as err:  # kombu and redis raise many kinds; all mean "not queued"
             raise SchedulingError(f"the broker refused the run ({type(err).__name__}: {err})") from err

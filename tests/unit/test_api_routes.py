@@ -327,3 +327,27 @@ def test_api_settings_read_the_shared_database_url(monkeypatch: pytest.MonkeyPat
     settings = ApiSettings()
     assert settings.resolved_database_url == "postgresql+psycopg://db/anytime"
     assert settings.home == Path("/srv/anytime")
+
+
+def test_celery_scheduler_sends_the_drive_task_by_name() -> None:
+    from kombu.exceptions import OperationalError
+
+    from services.api.scheduler import DRIVE_TASK, CeleryRunScheduler
+
+    sent: list[tuple[str, dict[str, Any]]] = []
+
+    class Broker:
+        fail = False
+
+        def send_task(self, name: str, **options: Any) -> None:
+            if self.fail:
+                raise OperationalError("connection refused")
+            sent.append((name, options["kwargs"]))
+
+    broker = Broker()
+    scheduler = CeleryRunScheduler(broker)  # type: ignore[arg-type]
+    scheduler.schedule("abc")
+    assert sent == [("anytime.control.drive", {"run_id": "abc"})] and DRIVE_TASK == "anytime.control.drive"
+    broker.fail = True
+    with pytest.raises(SchedulingError, match="connection refused"):
+        scheduler.schedule("abc")
