@@ -9,13 +9,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, status
+from fastapi import Depends, FastAPI, Request, status
 from fastapi.responses import JSONResponse
 
 from anytime import __version__
 from anytime.celery_app import celery_from_settings
 from anytime.db.repository import InvalidTransition, RunNotFound
 from anytime.db.session import make_engine, make_session_factory
+from services.api.deps import reject_unknown_query
 from services.api.readiness import Readiness, database_check, redis_check
 from services.api.routes import curves, health, results, runs
 from services.api.scheduler import CeleryRunScheduler, NoBrokerScheduler, RunScheduler
@@ -52,6 +53,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         description="Train and serve anytime reasoners. Mutating calls need the API key "
         "(`Authorization: Bearer KEY` or `X-API-Key: KEY`).",
         lifespan=lifespan,
+        dependencies=[Depends(reject_unknown_query)],
     )
     if settings is not None:
         app.dependency_overrides[get_api_settings] = lambda: settings

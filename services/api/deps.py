@@ -11,6 +11,9 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Request, Security, status
+from fastapi.dependencies.utils import get_flat_dependant
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -21,6 +24,29 @@ from services.api.scheduler import RunScheduler
 from services.api.settings import ApiSettings, get_api_settings
 
 SettingsDep = Annotated[ApiSettings, Depends(get_api_settings)]
+
+
+def reject_unknown_query(request: Request) -> None:
+    """A query parameter the route does not take is 422, not silently ignored (a misspelt filter
+    would otherwise return everything)."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    known = {param.alias for param in get_flat_dependant(route.dependant).query_params}
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        takes = ", ".join(sorted(known)) or "none"
+        raise RequestValidationError(
+            [
+                {
+                    "type": "extra_forbidden",
+                    "loc": ("query", name),
+                    "msg": f"unknown query parameter (this route takes: {takes})",
+                    "input": request.query_params[name],
+                }
+                for name in unknown
+            ]
+        )
 
 
 def get_session(request: Request) -> Iterator[Session]:

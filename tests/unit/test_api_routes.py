@@ -304,6 +304,10 @@ def test_rewards_are_paginated_and_filtered_by_step_and_budget(api: Api) -> None
     assert page["items"][0]["cut_length"] == 48 and page["items"][0]["status"] == "correct"
     for params in ({"step": -1}, {"budget_index": "x"}, {"limit": 0}):
         assert api.client.get(url, params=params).status_code == 422
+    misspelt = api.client.get(url, params={"step": 1, "budget": 0})
+    assert misspelt.status_code == 422
+    (error,) = misspelt.json()["detail"]
+    assert error["loc"] == ["query", "budget"] and "budget_index" in error["msg"]
 
 
 def test_curve_png_is_drawn_and_needs_an_evaluation(api: Api) -> None:
