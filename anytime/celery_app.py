@@ -54,6 +54,7 @@ def make_celery(
         result_backend_transport_options={"visibility_timeout": visibility_timeout_s},
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,  # our structured logs go to the worker's log as they are
         result_expires=7 * 24 * 3600,
         task_track_started=True,
     )

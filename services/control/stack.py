@@ -79,6 +79,7 @@ class EmbeddedStack:
     redis_port: int | None = None
     ui: bool = True
     api: bool = True
+    database: str | None = None  # a SQLAlchemy URL; unset: ANYTIME_DATABASE_URL, else a SQLite file in home
     services: list[Service] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -103,7 +104,9 @@ class EmbeddedStack:
 
     @property
     def database_url(self) -> str:
-        return os.environ.get("ANYTIME_DATABASE_URL") or f"sqlite:///{self.home / 'anytime.db'}"
+        return (
+            self.database or os.environ.get("ANYTIME_DATABASE_URL") or f"sqlite:///{self.home / 'anytime.db'}"
+        )
 
     @property
     def mlflow_uri(self) -> str:
