@@ -122,7 +122,7 @@ def test_a_two_step_run_succeeds_with_rewards_metrics_checkpoints_and_a_curve(
             r["status"] in {"correct", "incorrect", "unparseable", "timeout", "error"}
             for r in rewards["items"]
         )
-        first_budget = client.get(f"/v1/runs/{run_id}/rewards", params={"step": 1, "budget": 0}).json()
+        first_budget = client.get(f"/v1/runs/{run_id}/rewards", params={"step": 1, "budget_index": 0}).json()
         assert first_budget["total"] == 2 * 2 * a
 
         metrics = client.get(f"/v1/runs/{run_id}/metrics").json()["items"]
