@@ -14,6 +14,7 @@ Cancel is checked at every task boundary.
 from __future__ import annotations
 
 import random
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,14 +57,52 @@ class DriverDeps:
     store: TrajectoryStore
     tracker: Tracker
     runs_root: Path
+    lease_s: int = 6 * 3600  # a driver's hold on a run, renewed at every task boundary
+
+
+class RunLease:
+    """One driver per run: a Redis key set with NX and renewed at task boundaries.
+
+    A cancel-then-resume can queue a second drive message while the first driver still runs; the second
+    finds the lease taken and leaves. A driver that dies stops renewing, and its lease expires.
+    """
+
+    def __init__(self, store: TrajectoryStore, run_id: str, ttl_s: int) -> None:
+        self.client, self.key, self.ttl_s = store.client, f"{store.prefix}:driver:{run_id}", ttl_s
+        self.token = uuid.uuid4().hex
+
+    def acquire(self) -> bool:
+        return bool(self.client.set(self.key, self.token, nx=True, ex=self.ttl_s))
+
+    def renew(self) -> None:
+        if self.client.get(self.key) not in (self.token, self.token.encode()):
+            raise RunCancelled("another driver took over this run")
+        self.client.expire(self.key, self.ttl_s)
+
+    def release(self) -> None:
+        if self.client.get(self.key) in (self.token, self.token.encode()):
+            self.client.delete(self.key)
 
 
 class RunDriver:
     def __init__(self, deps: DriverDeps) -> None:
         self.deps = deps
+        self._leases: dict[str, RunLease] = {}  # by run: one driver object serves a pool of threads
 
     def drive(self, run_id: str) -> str:
         """Run `run_id` to its end (or to a cancel); returns its final status."""
+        lease = RunLease(self.deps.store, run_id, self.deps.lease_s)
+        if not lease.acquire():
+            logger.info("another driver holds this run; leaving it", run_id=run_id)
+            return "skipped"
+        self._leases[run_id] = lease
+        try:
+            return self._drive(run_id)
+        finally:
+            del self._leases[run_id]
+            lease.release()
+
+    def _drive(self, run_id: str) -> str:
         with self.deps.sessions() as session:
             run = crud.get_run(session, run_id)
             if run is None:
@@ -118,6 +157,7 @@ class RunDriver:
         self.deps.tracker.end_run(mlflow_run, state)
 
     def _check_cancel(self, run_id: str) -> None:
+        self._leases[run_id].renew()
         with self.deps.sessions() as session:
             run = crud.get_run(session, run_id)
             if run is None or run.cancel_requested:
