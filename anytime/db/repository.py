@@ -326,3 +326,49 @@ def _page(session: Session, query: Select[ModelT], offset: int, limit: int) -> t
     total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
     rows = list(session.scalars(query.offset(offset).limit(limit)))
     return rows, total
+
+
+class CheckpointNotFound(LookupError):
+    def __init__(self, run_id: str, checkpoint_id: int) -> None:
+        super().__init__(
+            f"run {run_id} has no checkpoint {checkpoint_id}; list them at /v1/runs/{run_id}/checkpoints"
+        )
+        self.run_id = run_id
+        self.checkpoint_id = checkpoint_id
+
+
+def best_checkpoint(session: Session, run_id: str) -> Checkpoint | None:
+    """The checkpoint whose policy has the best anytime score on the run's evaluation set (a tie goes to the
+    later policy); None when no checkpointed policy has been evaluated."""
+    query = (
+        select(Checkpoint)
+        .join(
+            Evaluation,
+            (Evaluation.run_id == Checkpoint.run_id)
+            & (Evaluation.policy_version == Checkpoint.policy_version),
+        )
+        .where(Checkpoint.run_id == run_id, Evaluation.anytime_score.is_not(None))
+        .order_by(Evaluation.anytime_score.desc(), Checkpoint.policy_version.desc())
+        .limit(1)
+    )
+    return session.scalars(query).one_or_none()
+
+
+def promote_checkpoint(session: Session, run_id: str, checkpoint_id: int) -> Checkpoint:
+    """Serve `checkpoint_id` as the run's model (`model: "run:<id>"`); it must be one of the run's."""
+    require_run(session, run_id)
+    checkpoint = session.get(Checkpoint, checkpoint_id)
+    if checkpoint is None or checkpoint.run_id != run_id:
+        raise CheckpointNotFound(run_id, checkpoint_id)
+    _update_run(session, run_id, {"promoted_checkpoint_id": checkpoint.id})
+    return checkpoint
+
+
+def promote_best_checkpoint(session: Session, run_id: str) -> Checkpoint | None:
+    """Promote the best-scoring checkpoint (the run driver calls this when a run ends); None, and nothing
+    changed, when no checkpoint has an evaluation yet."""
+    require_run(session, run_id)
+    best = best_checkpoint(session, run_id)
+    if best is not None:
+        _update_run(session, run_id, {"promoted_checkpoint_id": best.id})
+    return best

@@ -17,8 +17,9 @@ from anytime.celery_app import celery_from_settings
 from anytime.db.repository import InvalidTransition, RunNotFound
 from anytime.db.session import make_engine, make_session_factory
 from services.api.deps import reject_unknown_query
+from services.api.inference.service import InferenceService
 from services.api.readiness import Readiness, database_check, redis_check
-from services.api.routes import curves, health, results, runs
+from services.api.routes import curves, health, inference, promotion, results, runs
 from services.api.scheduler import CeleryRunScheduler, NoBrokerScheduler, RunScheduler
 from services.api.settings import ApiSettings, get_api_settings
 
@@ -39,9 +40,13 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         app.state.session_factory = make_session_factory(engine)
         app.state.scheduler = scheduler
         app.state.readiness = Readiness({"database": database_check(engine), "redis": ping_redis})
+        # Engines load lazily (torch only then): the configured model now, a run's checkpoint on first use.
+        app.state.inference = InferenceService(resolved)
         try:
+            await app.state.inference.start()
             yield
         finally:
+            app.state.inference.close()
             close_redis()
             if isinstance(scheduler, CeleryRunScheduler):
                 scheduler.close()
@@ -57,7 +62,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     )
     if settings is not None:
         app.dependency_overrides[get_api_settings] = lambda: settings
-    for module in (health, runs, results, curves):
+    for module in (health, runs, promotion, results, curves, inference):
         app.include_router(module.router)
     app.add_exception_handler(RunNotFound, _not_found)
     app.add_exception_handler(InvalidTransition, _conflict)

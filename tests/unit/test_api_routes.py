@@ -120,8 +120,10 @@ def test_openapi_lists_every_route(api: Api) -> None:
     run = "/v1/runs/{run_id}"
     expected = {"/healthz", "/readyz", "/v1/runs", run}
     expected |= {
-        f"{run}/{s}" for s in ("metrics", "budgets", "rewards", "curve", "cancel", "resume", "checkpoints")
+        f"{run}/{s}"
+        for s in ("metrics", "budgets", "rewards", "curve", "cancel", "resume", "checkpoints", "promote")
     }
+    expected |= {"/v1/chat/completions", "/v1/completions", "/v1/inference/{request_id}/stop"}
     assert paths == expected
 
 

@@ -1,0 +1,131 @@
+"""The API's inference state: the models it serves (loaded on first use) and the requests in flight.
+
+A model is named by the client: the configured `inference_model_name` (ANYTIME_API_INFERENCE_MODEL, loaded
+at start-up), or `run:<id>` for that run's promoted checkpoint (its folder, loaded on first request). At most
+`inference_max_models` engines stay loaded; the least recently used one is closed to make room.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import Session
+
+from anytime.db import repository
+from anytime.db.models import Checkpoint
+from anytime.logging import get_logger
+from services.api.inference.anytime_job import AnytimeJob, FailedEvent, FinishedEvent, JobEvent
+from services.api.inference.engines import ServedModel, load_served_model
+from services.api.settings import ApiSettings
+
+log = get_logger(__name__)
+
+RUN_PREFIX = "run:"
+
+
+class ModelNotServed(LookupError):
+    """The request names a model this API cannot serve (the route answers 404 with this message)."""
+
+
+@dataclass
+class RunningJob:
+    """A job and its bridge to the event loop: events land in `events`, the end in `done`."""
+
+    job: AnytimeJob
+    events: asyncio.Queue[JobEvent]
+    done: asyncio.Future[JobEvent]
+    served: ServedModel
+
+
+@dataclass
+class InferenceService:
+    settings: ApiSettings
+    loader: Callable[[str, ApiSettings], ServedModel] = load_served_model
+    _models: OrderedDict[str, ServedModel] = field(default_factory=OrderedDict)
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    _running: dict[str, RunningJob] = field(default_factory=dict)
+
+    async def start(self) -> None:
+        if self.settings.inference_model:
+            await self._load(self.settings.inference_model)
+
+    def close(self) -> None:
+        for served in self._models.values():
+            served.close()
+        self._models.clear()
+
+    def model_path(self, name: str, session: Session) -> str:
+        """The folder a request's `model` names; `ModelNotServed` says what can be asked for instead."""
+        configured = self.settings.inference_model
+        if configured and name in (self.settings.inference_model_name, configured):
+            return configured
+        if name.startswith(RUN_PREFIX):
+            run_id = name.removeprefix(RUN_PREFIX)
+            run = repository.get_run(session, run_id)
+            if run is None:
+                raise ModelNotServed(f"run {run_id} not found")
+            if run.promoted_checkpoint_id is None:
+                raise ModelNotServed(
+                    f"run {run_id} has no promoted checkpoint; "
+                    f"promote one with POST /v1/runs/{run_id}/promote"
+                )
+            checkpoint = session.get(Checkpoint, run.promoted_checkpoint_id)
+            if checkpoint is None:
+                raise ModelNotServed(f"run {run_id}'s promoted checkpoint is gone; promote another")
+            return checkpoint.path
+        names = [f'"{self.settings.inference_model_name}"'] if configured else []
+        names.append('"run:<run id>" (a run\'s promoted checkpoint)')
+        raise ModelNotServed(f"model {name!r} is not served here; ask for {' or '.join(names)}")
+
+    async def model(self, path: str) -> ServedModel:
+        served = self._models.get(path)
+        if served is not None:
+            self._models.move_to_end(path)
+            return served
+        return await self._load(path)
+
+    async def _load(self, path: str) -> ServedModel:
+        async with self._locks.setdefault(path, asyncio.Lock()):
+            if path in self._models:
+                return self._models[path]
+            log.info("loading inference model", path=path, engine=self.settings.inference_engine)
+            served = await asyncio.to_thread(self.loader, path, self.settings)
+            self._models[path] = served
+            while len(self._models) > self.settings.inference_max_models:
+                old_path, old = self._models.popitem(last=False)
+                log.info("unloading inference model", path=old_path)
+                await asyncio.to_thread(old.close)
+            return served
+
+    def new_job_id(self, prefix: str) -> str:
+        return f"{prefix}-{uuid.uuid4().hex}"
+
+    def bridge(
+        self, job_id: str
+    ) -> tuple[Callable[[JobEvent], None], asyncio.Queue[JobEvent], asyncio.Future[JobEvent]]:
+        """A thread-safe sink for a job's events, the queue they land in, and a future for the end."""
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue[JobEvent] = asyncio.Queue()
+        done: asyncio.Future[JobEvent] = loop.create_future()
+
+        def deliver(event: JobEvent) -> None:
+            events.put_nowait(event)
+            if isinstance(event, FinishedEvent | FailedEvent) and not done.done():
+                done.set_result(event)
+
+        def sink(event: JobEvent) -> None:
+            loop.call_soon_threadsafe(deliver, event)
+
+        return sink, events, done
+
+    def run(self, served: ServedModel, running: RunningJob) -> None:
+        self._running[running.job.job_id] = running
+        running.done.add_done_callback(lambda _: self._running.pop(running.job.job_id, None))
+        served.batcher.submit(running.job)
+
+    def running(self, job_id: str) -> RunningJob | None:
+        return self._running.get(job_id)

@@ -1,0 +1,296 @@
+"""OpenAI-compatible inference with a thinking budget: `/v1/chat/completions`, `/v1/completions`, and
+`/v1/inference/{id}/stop` to end a request's thought now and get the answer from what it has thought.
+
+Each budget is one choice (`index` = budget index): `content` (chat) or `text` (completions) is the answer
+written after the cut thought, `reasoning_content` the thought it saw. With `stream: true` the response is
+server-sent events: an opening chunk (its `id` is what `/stop` takes), one chunk per budget as soon as the
+thought passes it, a usage chunk when `stream_options.include_usage`, then `data: [DONE]`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from services.api.deps import ApiKey, SessionDep, SettingsDep
+from services.api.inference.anytime_job import (
+    AnswerEvent,
+    AnytimeAnswer,
+    AnytimeJob,
+    FailedEvent,
+    FinishedEvent,
+    JobUsage,
+)
+from services.api.inference.engines import ServedModel
+from services.api.inference.prompts import chat_prompt_ids, completion_prompt_ids
+from services.api.inference.schemas import (
+    AnytimeParams,
+    AssistantMessage,
+    ChatChoice,
+    ChatCompletion,
+    ChatCompletionRequest,
+    Completion,
+    CompletionChoice,
+    CompletionRequest,
+    StopResponse,
+    Usage,
+)
+from services.api.inference.service import InferenceService, ModelNotServed, RunningJob
+from services.api.settings import ApiSettings
+from services.rollout.engine import SamplingConfig
+
+router = APIRouter(tags=["inference"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status.HTTP_401_UNAUTHORIZED: {"description": "Missing or wrong API key."},
+    status.HTTP_404_NOT_FOUND: {"description": "The model is not served here."},
+    status.HTTP_422_UNPROCESSABLE_CONTENT: {"description": "Bad budget(s), messages or parameters."},
+}
+
+
+def get_inference(request: Request) -> InferenceService:
+    service: InferenceService = request.app.state.inference
+    return service
+
+
+InferenceDep = Annotated[InferenceService, Depends(get_inference)]
+
+
+@router.post("/v1/chat/completions", dependencies=[ApiKey], responses=_ERRORS, response_model=ChatCompletion)
+async def chat_completions(
+    body: ChatCompletionRequest, inference: InferenceDep, session: SessionDep, settings: SettingsDep
+) -> Any:
+    """Think up to `budget` tokens (or an answer at each of `budgets`), then answer; see the module doc."""
+    running = await _start(
+        body, lambda tok: chat_prompt_ids(tok, body.messages), "chatcmpl", inference, session, settings
+    )
+    return await _respond(body, running, _chat_choice, "chat.completion")
+
+
+@router.post("/v1/completions", dependencies=[ApiKey], responses=_ERRORS, response_model=Completion)
+async def completions(
+    body: CompletionRequest, inference: InferenceDep, session: SessionDep, settings: SettingsDep
+) -> Any:
+    """`prompt` is raw text; otherwise as `/v1/chat/completions`, with `text` for `content`."""
+    running = await _start(
+        body, lambda tok: completion_prompt_ids(tok, body.prompt), "cmpl", inference, session, settings
+    )
+    return await _respond(body, running, _completion_choice, "text_completion")
+
+
+@router.post(
+    "/v1/inference/{request_id}/stop",
+    dependencies=[ApiKey],
+    responses={status.HTTP_404_NOT_FOUND: {"description": "No such request in flight."}},
+)
+async def stop(
+    request_id: Annotated[str, Path(description="The response `id` (chatcmpl-… or cmpl-…).")],
+    inference: InferenceDep,
+) -> StopResponse:
+    """End the request's thought now; answers from what it has thought so far (the streaming request
+    also receives it as its last choice, with `stopped: true`)."""
+    running = inference.running(request_id)
+    if running is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no inference request {request_id} is in flight")
+    running.job.request_stop()
+    end = await running.done
+    if isinstance(end, FailedEvent):
+        raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, end.error)
+    assert isinstance(end, FinishedEvent)
+    answer = next((a for a in end.answers if a.stopped), end.answers[-1])
+    content, reasoning = _texts(running.served, answer)
+    return StopResponse(
+        id=request_id,
+        stopped=answer.stopped,
+        thinking_tokens=len(answer.thinking_ids),
+        content=content,
+        reasoning_content=reasoning,
+    )
+
+
+async def _start(
+    body: AnytimeParams,
+    prompt_of: Callable[[Any], list[int]],
+    prefix: str,
+    inference: InferenceService,
+    session: SessionDep,
+    settings: ApiSettings,
+) -> RunningJob:
+    try:
+        path = inference.model_path(body.model, session)
+    except ModelNotServed as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    served = await inference.model(path)
+    prompt = prompt_of(served.tokenizer)
+    answer_max = body.max_tokens or settings.inference_answer_max_tokens
+    budgets, report = _budgets(body, served, len(prompt), answer_max, settings)
+    job_id = inference.new_job_id(prefix)
+    sink, events, done = inference.bridge(job_id)
+    job = AnytimeJob(
+        job_id=job_id,
+        prompt_ids=tuple(prompt),
+        budgets=budgets,
+        answer_max_tokens=answer_max,
+        sampling=_sampling(body),
+        segment_tokens=settings.inference_segment_tokens,
+        facts=served.facts,
+        sink=sink,
+        report_budgets=report,
+    )
+    running = RunningJob(job, events, done, served)
+    inference.run(served, running)
+    return running
+
+
+def _sampling(body: AnytimeParams) -> SamplingConfig:
+    return SamplingConfig(temperature=body.temperature, top_p=1.0 if body.temperature == 0 else body.top_p)
+
+
+def _budgets(
+    body: AnytimeParams, served: ServedModel, prompt_len: int, answer_max: int, settings: ApiSettings
+) -> tuple[tuple[int, ...], bool]:
+    """The budgets to answer at, checked against the context; (budgets, whether the client gave them)."""
+    inserted = len(served.facts.ellipsis_ids) + len(served.facts.delimiter_ids)
+    room = served.context_length - prompt_len - inserted - answer_max
+    context = (
+        f"the model's context of {served.context_length} tokens holds the prompt ({prompt_len}), "
+        f"the inserted ellipsis and delimiter ({inserted}) and max_tokens ({answer_max})"
+    )
+    if room < 1:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"no room to think: {context}")
+    given = body.budgets or ([body.budget] if body.budget is not None else None)
+    if given is None:
+        return (room,), False
+    if len(given) > settings.inference_max_budgets:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"too many budgets: {len(given)}; at most {settings.inference_max_budgets} per request",
+        )
+    if given[-1] > room:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"budget {given[-1]} is above the model's context: {context}, leaving at most {room} "
+            "thinking tokens",
+        )
+    return tuple(given), True
+
+
+async def _respond(
+    body: AnytimeParams,
+    running: RunningJob,
+    choice: Callable[[ServedModel, AnytimeAnswer, bool], dict[str, Any]],
+    kind: str,
+) -> Any:
+    if body.stream:
+        include_usage = body.stream_options is not None and body.stream_options.include_usage
+        return StreamingResponse(
+            _stream(
+                body.model,
+                running,
+                choice,
+                f"{kind}.chunk" if kind == "chat.completion" else kind,
+                include_usage,
+            ),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    try:
+        end = await running.done
+    finally:
+        if not running.done.done():  # the client went away
+            running.job.cancel()
+    if isinstance(end, FailedEvent):
+        raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, end.error)
+    assert isinstance(end, FinishedEvent)
+    return JSONResponse(
+        {
+            "id": running.job.job_id,
+            "object": kind,
+            "created": int(time.time()),
+            "model": body.model,
+            "choices": [choice(running.served, a, False) for a in end.answers],
+            "usage": _usage(end.usage).model_dump(),
+        }
+    )
+
+
+async def _stream(
+    model: str,
+    running: RunningJob,
+    choice: Callable[[ServedModel, AnytimeAnswer, bool], dict[str, Any]],
+    kind: str,
+    include_usage: bool,
+) -> AsyncIterator[str]:
+    head = {"id": running.job.job_id, "object": kind, "created": int(time.time()), "model": model}
+    try:
+        yield _sse({**head, "choices": []})
+        while True:
+            event = await running.events.get()
+            if isinstance(event, AnswerEvent):
+                yield _sse({**head, "choices": [choice(running.served, event.answer, True)]})
+            elif isinstance(event, FinishedEvent):
+                if include_usage:
+                    yield _sse({**head, "choices": [], "usage": _usage(event.usage).model_dump()})
+                yield "data: [DONE]\n\n"
+                return
+            else:
+                yield _sse({"error": {"message": event.error, "type": "server_error"}})
+                return
+    finally:
+        if not running.done.done():  # the client went away: stop spending tokens on it
+            running.job.cancel()
+
+
+def _sse(data: dict[str, Any]) -> str:
+    return f"data: {json.dumps(data)}\n\n"
+
+
+def _texts(served: ServedModel, answer: AnytimeAnswer) -> tuple[str, str]:
+    """(answer text, thought text); the closing `</think>` is markup, not part of the thought."""
+    thinking = list(answer.thinking_ids)
+    if thinking and thinking[-1] == served.facts.think_end_id:
+        thinking.pop()
+    decode = served.tokenizer.decode
+    return decode(list(answer.answer_ids), skip_special_tokens=True), decode(
+        thinking, skip_special_tokens=True
+    )
+
+
+def _fields(answer: AnytimeAnswer) -> dict[str, Any]:
+    return {
+        "index": answer.index,
+        "finish_reason": "stop" if answer.finish == "stop" else "length",
+        "budget": answer.budget,
+        "thinking_tokens": len(answer.thinking_ids),
+        "thought_cut": answer.inserted,
+        "stopped": answer.stopped,
+    }
+
+
+def _chat_choice(served: ServedModel, answer: AnytimeAnswer, streaming: bool) -> dict[str, Any]:
+    content, reasoning = _texts(served, answer)
+    message = AssistantMessage(content=content, reasoning_content=reasoning)
+    if streaming:
+        return {**_fields(answer), "delta": message.model_dump()}
+    return ChatChoice(**_fields(answer), message=message).model_dump()
+
+
+def _completion_choice(served: ServedModel, answer: AnytimeAnswer, streaming: bool) -> dict[str, Any]:
+    content, reasoning = _texts(served, answer)
+    return CompletionChoice(**_fields(answer), text=content, reasoning_content=reasoning).model_dump()
+
+
+def _usage(usage: JobUsage) -> Usage:
+    return Usage(
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        total_tokens=usage.prompt_tokens + usage.completion_tokens,
+        thinking_tokens=usage.thinking_tokens,
+        answer_tokens=usage.answer_tokens,
+        completion_tokens_details={"reasoning_tokens": usage.thinking_tokens},
+    )
