@@ -8,6 +8,9 @@ leaves its message unacknowledged and another worker runs it again.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from celery import Celery
 from kombu import Queue as KombuQueue
 
@@ -68,3 +71,15 @@ def celery_from_settings(settings: CommonSettings, name: str = "anytime") -> Cel
             "`anytime up` starts a local redis-server and sets it for its workers"
         )
     return make_celery(settings.redis_url, name, settings.visibility_timeout_s)
+
+
+def lazy_app_attribute(module: str, default_app: Callable[[], Celery]) -> Callable[[str], Any]:
+    """A module `__getattr__` that builds the worker's `app` when Celery first asks for it (`-A module:app`),
+    so importing a worker module reads no settings and opens nothing."""
+
+    def attribute(name: str) -> Any:
+        if name == "app":
+            return default_app()
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+
+    return attribute

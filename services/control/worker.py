@@ -17,7 +17,7 @@ from typing import Any
 import redis
 from celery import Celery
 
-from anytime.celery_app import celery_from_settings, task_name
+from anytime.celery_app import celery_from_settings, lazy_app_attribute, task_name
 from anytime.db.session import make_engine, make_session_factory
 from anytime.logging import configure_logging
 from anytime.queues import Queue
@@ -76,8 +76,4 @@ def default_app() -> Celery:
     return create_app(settings)
 
 
-def __getattr__(name: str) -> Any:
-    # `app` is built when Celery asks for it, so importing this module reads no settings and opens nothing.
-    if name == "app":
-        return default_app()
-    raise AttributeError(name)
+__getattr__ = lazy_app_attribute(__name__, default_app)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from anytime.celery_app import celery_from_settings, task_name
+from anytime.celery_app import celery_from_settings, lazy_app_attribute, task_name
 from anytime.logging import configure_logging, get_logger
 from anytime.queues import Queue
 from anytime.trajectory_store import TrajectoryStore
@@ -207,8 +207,4 @@ def default_app() -> Celery:
     return create_app(settings)
 
 
-def __getattr__(name: str) -> Any:
-    # `app` is built when Celery asks for it, so importing this module reads no settings and opens nothing.
-    if name == "app":
-        return default_app()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_app_attribute(__name__, default_app)

@@ -23,7 +23,7 @@ import redis
 from celery import Celery, Task
 from pydantic import ValidationError
 
-from anytime.celery_app import celery_from_settings
+from anytime.celery_app import celery_from_settings, lazy_app_attribute
 from anytime.logging import configure_logging, get_logger
 from anytime.trajectory_store import TrajectoryStore
 from services.rollout.jobs import (
@@ -114,8 +114,4 @@ def default_app() -> Celery:
     return create_app(settings)
 
 
-def __getattr__(name: str) -> Any:
-    # `app` is built when Celery asks for it, so importing this module reads no settings and opens nothing.
-    if name == "app":
-        return default_app()
-    raise AttributeError(name)
+__getattr__ = lazy_app_attribute(__name__, default_app)

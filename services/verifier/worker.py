@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from anytime.celery_app import celery_from_settings, task_name
+from anytime.celery_app import celery_from_settings, lazy_app_attribute, task_name
 from anytime.logging import get_logger
 from anytime.queues import Queue
 from anytime.trajectory_store import TrajectoryStore
@@ -176,8 +176,4 @@ def default_app() -> Celery:
     return create_app(VerifierSettings())
 
 
-def __getattr__(name: str) -> Any:
-    # `app` is built when Celery asks for it, so importing this module reads no settings and opens nothing.
-    if name == "app":
-        return default_app()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_app_attribute(__name__, default_app)

@@ -14,31 +14,9 @@ import pytest
 
 from services.control.stack import free_port
 from tests.conftest import REPO
+from tests.fixtures.processes import descendants, running
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def _descendants(pid: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = set(), [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.add(child)
-            todo.append(child)
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def test_up_serves_and_stops_cleanly(tmp_path: Path) -> None:
@@ -71,13 +49,13 @@ def test_up_serves_and_stops_cleanly(tmp_path: Path) -> None:
         assert httpx.post(f"http://127.0.0.1:{api_port}/v1/runs", json={}, timeout=5).status_code == 401
         listed = httpx.get(f"http://127.0.0.1:{api_port}/v1/runs", headers={"X-API-Key": key}, timeout=5)
         assert listed.status_code == 200 and listed.json()["total"] == 0
-        family = _descendants(proc.pid)
+        family = descendants(proc.pid)
         assert len(family) >= 8  # redis, five workers, the API, MLflow (and their children)
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=90)
         assert proc.returncode == 0, "".join(lines[-20:])
         time.sleep(0.5)
-        assert not [pid for pid in family if _alive(pid)]
+        assert not [pid for pid in family if running(pid)]
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -131,6 +131,8 @@ def test_a_two_step_run_succeeds_with_rewards_metrics_checkpoints_and_a_curve(
         checkpoints = client.get(f"/v1/runs/{run_id}/checkpoints").json()["items"]
         assert [c["policy_version"] for c in checkpoints] == [1, 2]
         assert all((Path(c["path"]) / "config.json").is_file() for c in checkpoints)
+        # The end of the run promoted its best evaluated checkpoint (only v2 is evaluated and has one).
+        assert run["promoted_checkpoint_id"] == next(c["id"] for c in checkpoints if c["policy_version"] == 2)
 
         curve = client.get(f"/v1/runs/{run_id}/curve").json()["evaluations"]
         assert [e["policy_version"] for e in curve] == [0, 2]

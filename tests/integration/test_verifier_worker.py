@@ -12,7 +12,6 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -22,6 +21,7 @@ from anytime.trajectory import CutRecord, SummarySample, Trajectory, trajectory_
 from anytime.trajectory_store import TrajectoryStore
 from services.verifier.worker import GRADE_TASK
 from tests.conftest import REPO
+from tests.fixtures.processes import descendants, running
 from tests.fixtures.servers import RedisServer
 
 if TYPE_CHECKING:
@@ -103,29 +103,6 @@ def _step(run_id: str) -> tuple[list[Trajectory], dict[str, tuple[str, int]]]:
         ended_on_eos.summary_id(1, 1): ("correct", 0),
     }
     return [closed, ended_on_eos], expected
-
-
-def _descendants(pid: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = set(), [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.add(child)
-            todo.append(child)
-    return found
-
-
-def _running(pid: int) -> bool:
-    try:
-        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -228,8 +205,8 @@ def test_a_bad_request_fails_the_task_with_the_reason(
 
 
 def test_stopping_the_worker_leaves_no_grader_processes(worker: subprocess.Popen[bytes]) -> None:
-    family = _descendants(worker.pid)
+    family = descendants(worker.pid)
     assert family, "the worker has its pool process and grader processes"
     worker.send_signal(signal.SIGTERM)
     worker.wait(timeout=30)
-    assert not [pid for pid in family if _running(pid)]
+    assert not [pid for pid in family if running(pid)]

@@ -22,6 +22,19 @@ TORCH_FREE_MODULES = [
     "services.verifier.extraction",
     "services.verifier.grading",
     "services.verifier.settings",
+    "services.verifier.worker",
+    # The run driver, its worker and the embedded stack wait on other queues: they never need torch.
+    "services.control.driver",
+    "services.control.worker",
+    "services.control.stack",
+    "anytime.cli.runs",
+    "anytime.db.repository",
+    "anytime.trajectory_store",
+    "anytime.tracking",
+    # Job definitions the driver imports from the torch workers' packages.
+    "services.rollout.jobs",
+    "services.learner.worker",
+    "services.learner.config",
 ]
 
 
