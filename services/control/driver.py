@@ -119,7 +119,8 @@ class RunDriver:
                     config.name or run_id, config.model_dump(mode="json"), self._tags(run_id, config)
                 )
                 self.deps.tracker.log_dict(mlflow_run, config.model_dump(mode="json"), "config.json")
-                crud.set_mlflow_run_id(session, run_id, mlflow_run)
+                if mlflow_run is not None:  # the null tracker tracks nothing
+                    crud.set_mlflow_run_id(session, run_id, mlflow_run)
             session.commit()
         log = logger.bind(run_id=run_id)
         try:
@@ -264,7 +265,7 @@ class RunDriver:
         self, run_id: str, step: int, version: int, model_dir: str, metrics: dict[str, float]
     ) -> None:
         trajectories = self.deps.store.batch(run_id, step)
-        rows = [
+        rows: list[crud.RewardRow] = [
             row for t in trajectories for row in reward_rows(run_id, step, t, self.deps.store.verdicts(t.id))
         ]
         with self.deps.sessions() as session:
@@ -309,9 +310,9 @@ class RunDriver:
 
 def reward_rows(
     run_id: str, step: int, trajectory: Trajectory, verdicts: Mapping[str, Mapping[str, Any]]
-) -> list[dict[str, Any]]:
+) -> list[crud.RewardRow]:
     """One row per (trace, budget, summary): the SQL record of what every summary earned."""
-    rows = []
+    rows: list[crud.RewardRow] = []
     a = trajectory.num_summaries
     for c, cut in enumerate(trajectory.cuts):
         inserted_start = len(trajectory.prompt_ids) + cut.cut

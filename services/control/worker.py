@@ -35,7 +35,7 @@ def build_driver(settings: ControlSettings, celery: Celery) -> RunDriver:
     def run_task(name: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
         result = celery.send_task(name, kwargs=dict(kwargs))
         # Waiting inside a task is what a driver is for; it runs on its own queue and pool.
-        return result.get(timeout=settings.task_timeout_s, disable_sync_subtasks=False)  # type: ignore[no-any-return]
+        return dict(result.get(timeout=settings.task_timeout_s, disable_sync_subtasks=False))
 
     tracker: Tracker = (
         MlflowTracker(settings.resolved_mlflow_uri, settings.resolved_artifact_root)

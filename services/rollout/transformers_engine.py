@@ -24,6 +24,7 @@ from services.rollout.engine import (
     FollowUp,
     GenerationRequest,
     Sample,
+    SampleFinish,
     SamplingConfig,
     check_unique_keys,
 )
@@ -198,7 +199,7 @@ class TransformersEngine:
 
         samples: dict[str, list[Sample]] = {req.key: [] for req in requests}
         for row, o in enumerate(owner):
-            finish = "stop" if stopped[row] else "length"
+            finish: SampleFinish = "stop" if stopped[row] else "length"
             samples[requests[o].key].append(Sample(tuple(ids[row]), tuple(logprobs[row]), finish))
         return samples
 

@@ -30,7 +30,14 @@ from vllm.sampling_params import RequestOutputKind
 
 from anytime.summary_format import SummaryFormat
 from anytime.tinymodel.facts import ModelFacts
-from services.rollout.engine import FollowUp, GenerationRequest, Sample, SamplingConfig, check_unique_keys
+from services.rollout.engine import (
+    FollowUp,
+    GenerationRequest,
+    Sample,
+    SampleFinish,
+    SamplingConfig,
+    check_unique_keys,
+)
 
 
 class VllmOptions(BaseModel):
@@ -132,7 +139,8 @@ class VllmEngine:
                 if not output.finished:
                     continue
                 request = by_id[output.request_id]
-                samples = [_sample(c) for c in sorted(output.outputs, key=lambda c: c.index)]
+                completions = sorted(output.outputs, key=lambda c: c.index)  # type: ignore[arg-type]
+                samples = [_sample(c) for c in completions]
                 if sampling.greedy:
                     samples = samples * request.n
                 results[request.key] = samples
@@ -194,5 +202,5 @@ def _sample(completion: Any) -> Sample:
     if completion.logprobs is None or len(completion.logprobs) != len(ids):
         raise RuntimeError("vLLM returned no log-prob for some sampled tokens; logprobs=0 was requested")
     logprobs = tuple(float(step[token].logprob) for step, token in zip(completion.logprobs, ids, strict=True))
-    finish = "stop" if completion.finish_reason == "stop" else "length"
+    finish: SampleFinish = "stop" if completion.finish_reason == "stop" else "length"
     return Sample(ids, logprobs, finish)

@@ -43,7 +43,7 @@ DONE_TTL_S = 7 * 24 * 3600
 logger = get_logger(__name__)
 
 
-class RolloutTask(Task):  # type: ignore[misc]
+class RolloutTask(Task):
     """Holds the per-process engines and Redis client (Celery creates one task instance per process)."""
 
     settings: RolloutSettings
@@ -90,7 +90,7 @@ def create_app(settings: RolloutSettings) -> Celery:
         recorded = self.redis.get(done_key)
         if recorded is not None:
             logger.info("rollout already done; returning the recorded result", task_id=self.request.id)
-            return json.loads(recorded)  # type: ignore[no-any-return]
+            return dict(json.loads(recorded))
         result = run_rollout_job(job, self.holder, TrajectoryStore(self.redis))
         self.redis.set(done_key, json.dumps(result), ex=DONE_TTL_S)
         return result
