@@ -24,7 +24,6 @@ import torch
 from anytime.brpo.config import BRPOConfig
 from anytime.brpo.logprobs import packed_logprobs
 from anytime.brpo.packing import collate_trees
-from anytime.celery_app import make_celery
 from anytime.synth import get_task
 from anytime.trajectory import Trajectory
 from anytime.trajectory_store import TrajectoryStore
@@ -189,20 +188,13 @@ def worker(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) 
 
 
 @pytest.fixture(scope="module")
-def client(redis_server: RedisServer) -> Iterator[Celery]:
-    app = make_celery(redis_server.url, name="learn-test-client")
-    yield app
-    app.close()
+def client(celery_client: Celery) -> Celery:
+    return celery_client
 
 
 @pytest.fixture
-def store(redis_server: RedisServer) -> Iterator[TrajectoryStore]:
-    import redis as redis_lib
-
-    # Not the flushing `redis_client` fixture: flushing would drop the running worker's queue bindings.
-    connection = redis_lib.Redis.from_url(redis_server.url, decode_responses=True)
-    yield TrajectoryStore(connection)
-    connection.close()
+def store(trajectory_store: TrajectoryStore) -> TrajectoryStore:
+    return trajectory_store
 
 
 def _learn(client: Celery, **request: Any) -> dict[str, Any]:

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from anytime.celery_app import make_celery
 from anytime.trajectory import CutRecord, SummarySample, Trajectory, trajectory_id
 from anytime.trajectory_store import TrajectoryStore
 from services.verifier.worker import GRADE_TASK
@@ -25,7 +24,6 @@ from tests.fixtures.processes import descendants, running
 from tests.fixtures.servers import RedisServer
 
 if TYPE_CHECKING:
-    import redis
     from celery import Celery
 
 pytestmark = pytest.mark.integration
@@ -140,20 +138,13 @@ def worker(
 
 
 @pytest.fixture(scope="module")
-def client(redis_server: RedisServer) -> Iterator[Celery]:
-    app = make_celery(redis_server.url, name="verify-test-client")
-    yield app
-    app.close()
+def client(celery_client: Celery) -> Celery:
+    return celery_client
 
 
 @pytest.fixture
-def store(redis_server: RedisServer) -> Iterator[TrajectoryStore]:
-    import redis as redis_lib
-
-    # Not the flushing `redis_client` fixture: flushing would drop the running worker's queue bindings.
-    connection: redis.Redis = redis_lib.Redis.from_url(redis_server.url, decode_responses=True)
-    yield TrajectoryStore(connection)
-    connection.close()
+def store(trajectory_store: TrajectoryStore) -> TrajectoryStore:
+    return trajectory_store
 
 
 def _verify(client: Celery, **request: Any) -> dict[str, Any]:
