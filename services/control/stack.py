@@ -122,6 +122,8 @@ class EmbeddedStack:
             "ANYTIME_DATABASE_URL": self.database_url,
             "ANYTIME_MLFLOW_TRACKING_URI": self.mlflow_uri,
             "ANYTIME_API_API_KEY": self.api_key(),
+            # The tiny model is small: keep two runs' learners (the demo's BRPO and GRPO) loaded.
+            "ANYTIME_LEARNER_MAX_LEARNERS": os.environ.get("ANYTIME_LEARNER_MAX_LEARNERS", "2"),
             "PYTHONUNBUFFERED": "1",
         }
 

@@ -15,6 +15,11 @@ class LearnerSettings(CommonSettings):
 
     device: str = Field(default="auto", description="'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1', …")
     threads: int | None = Field(default=None, ge=1, description="torch intra-op threads on the CPU.")
+    max_learners: int = Field(
+        default=1,
+        ge=1,
+        description="Runs whose model + optimizer stay loaded (the embedded stack uses 2; mind GPU memory).",
+    )
     checkpoint_verify: Literal["size", "sha256"] = Field(
         default="sha256", description="How a checkpoint is checked before the learner loads it."
     )

@@ -22,6 +22,7 @@ This module is torch-free at import (the control plane imports `LearnRequest` an
 from __future__ import annotations
 
 import gc
+from collections import OrderedDict
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -74,31 +75,46 @@ def checkpoint_store(request: LearnRequest) -> CheckpointStore:
 
 
 class LearnerHolder:
-    """The process's learner, kept between tasks and replaced when a task needs another run or version."""
+    """The process's learners, one per run (checkpoint root + config), kept between tasks.
+
+    At most `settings.max_learners` stay loaded (least recently used dropped first): with two runs
+    interleaving on one worker, each keeps its model and optimizer instead of reloading them from its
+    checkpoint every step. A learner is replaced when a task needs another version of its run.
+    """
 
     def __init__(self, settings: LearnerSettings) -> None:
         self.settings = settings
-        self.learner: Learner | None = None
-        self._key: tuple[str, str] | None = None
+        self.learners: OrderedDict[tuple[str, str], Learner] = OrderedDict()
 
-    def drop(self) -> None:
-        self.learner, self._key = None, None
+    def drop(self, key: tuple[str, str] | None = None) -> None:
+        """Forget one run's learner (or all of them) and free its memory."""
+        if key is None:
+            self.learners.clear()
+        else:
+            self.learners.pop(key, None)
         gc.collect()
         import torch
 
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
+    @staticmethod
+    def key(request: LearnRequest) -> tuple[str, str]:
+        return (str(request.checkpoint_root.resolve()), request.config.model_dump_json())
+
     def at_version(self, request: LearnRequest, checkpoints: CheckpointStore) -> Learner:
         """A learner holding version `policy_version - 1` of this run with this config."""
         from services.learner.learner import Learner
 
-        key = (str(request.checkpoint_root.resolve()), request.config.model_dump_json())
+        key = self.key(request)
         base = request.policy_version - 1
-        held = self.learner
-        if held is not None and self._key == key and held.policy_version == base and not held.broken:
+        held = self.learners.get(key)
+        if held is not None and held.policy_version == base and not held.broken:
+            self.learners.move_to_end(key)
             return held
-        self.drop()
+        self.drop(key)
+        while len(self.learners) >= self.settings.max_learners:
+            self.drop(next(iter(self.learners)))
         if self.settings.threads is not None:
             import torch
 
@@ -110,7 +126,7 @@ class LearnerHolder:
             checkpoint = checkpoints.require(base, verify=self.settings.checkpoint_verify)
             learner = Learner.from_checkpoint(checkpoint, request.config, device)
         logger.info("learner loaded", run_id=request.run_id, policy_version=base, device=str(learner.device))
-        self.learner, self._key = learner, key
+        self.learners[key] = learner
         return learner
 
 
@@ -136,7 +152,7 @@ def run_learn_step(request: LearnRequest, holder: LearnerHolder, store: Trajecto
         metrics = learner.step(trajectories, verdicts)
     finally:
         if learner.broken:
-            holder.drop()
+            holder.drop(holder.key(request))
     checkpoint = learner.save(checkpoints, run_id=request.run_id, step=request.step, metrics=metrics)
     log.info(
         "learner step done",

@@ -84,3 +84,41 @@ def test_gpu_benchmark_shapes_are_the_issues() -> None:
     brpo = BRPOConfig(b_max=6000, num_budgets=4, num_summaries=4, summary_max_tokens=118, group_size=4)
     batch = build_step_batch(trajectories, verdicts, brpo)
     assert [tree.length for tree in batch.trees] == [shape.tree_tokens] * 4
+
+
+class _FakeLearner:
+    def __init__(self, version: int) -> None:
+        self.policy_version, self.broken, self.device = version, None, "cpu"
+
+
+def test_learner_holder_keeps_one_learner_per_run_up_to_its_limit(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from services.learner.learner import Learner
+    from services.learner.settings import LearnerSettings
+    from services.learner.worker import LearnerHolder
+
+    loads: list[str] = []
+
+    def from_model_dir(model_dir: Path, config: LearnerConfig, device: str) -> _FakeLearner:
+        loads.append(str(model_dir))
+        return _FakeLearner(0)
+
+    monkeypatch.setattr(Learner, "from_model_dir", staticmethod(from_model_dir))
+    holder = LearnerHolder(LearnerSettings(max_learners=2))
+
+    def request(run: str) -> LearnRequest:
+        return LearnRequest(
+            run_id=run,
+            step=0,
+            policy_version=1,
+            checkpoint_root=tmp_path / run,
+            model_dir=tmp_path / f"m-{run}",
+        )
+
+    a, b = holder.at_version(request("a"), None), holder.at_version(request("b"), None)  # type: ignore[arg-type]
+    assert holder.at_version(request("a"), None) is a and holder.at_version(request("b"), None) is b  # type: ignore[arg-type]
+    assert len(loads) == 2  # interleaved runs keep their learners
+    holder.at_version(request("c"), None)  # type: ignore[arg-type]
+    assert len(holder.learners) == 2 and holder.key(request("a")) not in holder.learners  # a was least recent
+    assert holder.at_version(request("b"), None) is b and len(loads) == 3  # type: ignore[arg-type]
