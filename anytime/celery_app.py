@@ -8,11 +8,12 @@ leaves its message unacknowledged and another worker runs it again.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from celery import Celery
 from kombu import Queue as KombuQueue
+from pydantic import BaseModel, ValidationError
 
 from anytime.queues import Queue
 from anytime.settings import CommonSettings
@@ -65,12 +66,7 @@ def make_celery(
 
 
 def celery_from_settings(settings: CommonSettings, name: str = "anytime") -> Celery:
-    if settings.redis_url is None:
-        raise RuntimeError(
-            "workers need a broker: set ANYTIME_REDIS_URL (or REDIS_URL), e.g. redis://localhost:6379/0; "
-            "`anytime up` starts a local redis-server and sets it for its workers"
-        )
-    return make_celery(settings.redis_url, name, settings.visibility_timeout_s)
+    return make_celery(settings.broker_url(), name, settings.visibility_timeout_s)
 
 
 def lazy_app_attribute(module: str, default_app: Callable[[], Celery]) -> Callable[[str], Any]:
@@ -83,3 +79,15 @@ def lazy_app_attribute(module: str, default_app: Callable[[], Celery]) -> Callab
         raise AttributeError(f"module {module!r} has no attribute {name!r}")
 
     return attribute
+
+
+Arguments = TypeVar("Arguments", bound=BaseModel)
+
+
+def task_arguments(model: type[Arguments], kwargs: Mapping[str, Any], what: str) -> Arguments:
+    """A task's keyword arguments, validated; a bad one fails the task before any work, with a reason that
+    survives the JSON result backend (pydantic's own error does not)."""
+    try:
+        return model.model_validate(dict(kwargs))
+    except ValidationError as error:
+        raise ValueError(f"bad {what}: {' '.join(str(error).split())}") from None

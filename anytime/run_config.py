@@ -7,8 +7,6 @@ algorithm's own invariants come from `BRPOConfig`, which this config builds.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from anytime.brpo.budgets import BudgetPrior, PriorKind
@@ -73,20 +71,3 @@ class RunConfig(BaseModel):
     def eval_budgets(self) -> list[int]:
         """The uniform evaluation grid `b_max * j / S_eval`, j = 1..S_eval."""
         return [self.b_max * j // self.eval_num_budgets for j in range(1, self.eval_num_budgets + 1)]
-
-    def resolved_paths(self, base: Path) -> RunConfig:
-        """Relative dataset and model paths resolved against `base` (what the CLI does for a YAML file)."""
-
-        def resolve(value: str | None) -> str | None:
-            if value is None or Path(value).is_absolute():
-                return value
-            candidate = base / value
-            return str(candidate.resolve()) if candidate.exists() else value
-
-        return self.model_copy(
-            update={
-                "model": resolve(self.model),
-                "dataset": resolve(self.dataset),
-                "eval_dataset": resolve(self.eval_dataset),
-            }
-        )

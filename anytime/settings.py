@@ -59,6 +59,15 @@ class CommonSettings(BaseSettings):
             raise ValueError(f"log level must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL; got {value!r}")
         return level
 
+    def broker_url(self) -> str:
+        """The Redis that carries the queues and holds trajectories and verdicts (workers need one)."""
+        if not self.redis_url:
+            raise ValueError(
+                "workers need Redis: set ANYTIME_REDIS_URL (or REDIS_URL), e.g. redis://localhost:6379/0; "
+                "`anytime up` starts a local redis-server and sets it for its workers"
+            )
+        return self.redis_url
+
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.home / 'anytime.db').resolve()}"

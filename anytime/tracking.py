@@ -7,10 +7,9 @@ Metric names are slash-namespaced and MLflow-legal (`reward/budget_64/mean`, `ev
 
 from __future__ import annotations
 
-import io
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 EXPERIMENT = "anytime"
@@ -117,24 +116,3 @@ class MlflowTracker:
     def end_run(self, run: str | None, status: str) -> None:
         if run is not None:
             self.client.set_terminated(run, status=status)
-
-
-def accuracy_curve_png(
-    budgets: Sequence[int], curves: Sequence[tuple[str, Sequence[float]]], title: str
-) -> bytes:
-    """Accuracy vs thinking budget, one line per (label, accuracies); a PNG (matplotlib's Agg backend)."""
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(6, 4), dpi=100)
-    axes = figure.subplots()
-    for label, accuracy in curves:
-        axes.plot(list(budgets), list(accuracy), marker="o", label=label)
-    axes.set_xlabel("thinking budget (tokens)")
-    axes.set_ylabel("accuracy")
-    axes.set_ylim(0, 1.02)
-    axes.set_title(title)
-    axes.grid(alpha=0.3)
-    axes.legend(loc="lower right", fontsize="small")
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", bbox_inches="tight")
-    return buffer.getvalue()

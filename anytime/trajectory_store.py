@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from anytime.settings import CommonSettings
 from anytime.trajectory import Trajectory
 
 if TYPE_CHECKING:
@@ -84,3 +86,25 @@ class TrajectoryStore:
         ids = self.batch_ids(run_id, step)
         keys = [self._traj_key(i) for i in ids] + [self._verdict_key(i) for i in ids]
         self.client.delete(*keys, self._batch_key(run_id, step))
+
+
+class WorkerStore:
+    """A worker process's Redis client and trajectory store, opened on first use (so after a prefork fork,
+    never before). Workers subclass it to keep their own per-process resources beside it."""
+
+    def __init__(self, settings: CommonSettings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        import redis
+
+        return redis.Redis.from_url(self.settings.broker_url())
+
+    @cached_property
+    def store(self) -> TrajectoryStore:
+        return TrajectoryStore(self.redis)
+
+    def close(self) -> None:
+        if "redis" in self.__dict__:
+            self.redis.close()

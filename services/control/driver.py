@@ -22,12 +22,13 @@ from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
+from anytime.curve_plot import CurveSeries, accuracy_vs_budget_png
 from anytime.db import repository as crud
 from anytime.db.models import RunStatus
 from anytime.logging import get_logger
 from anytime.problems import Problem, load_problems
 from anytime.run_config import RunConfig
-from anytime.tracking import Tracker, accuracy_curve_png
+from anytime.tracking import Tracker
 from anytime.trajectory import Trajectory
 from anytime.trajectory_store import TrajectoryStore
 from services.learner.config import LearnerConfig
@@ -177,7 +178,6 @@ class RunDriver:
         evaluation = (
             load_problems(Path(config.eval_dataset))[: config.eval_problems] if config.eval_dataset else []
         )
-        model_dirs = {0: config.model}
         if start == 0 and evaluation:
             self._evaluate(run_id, config, evaluation, 0, -1, config.model, mlflow_run)
         model_dir = self._model_dir(run_id, version, config)
@@ -198,7 +198,6 @@ class RunDriver:
             self._check_cancel(run_id)
             learned = self.deps.run_task(LEARN_TASK, self._learn_request(run_id, step, version, config))
             version, model_dir = learned["policy_version"], learned["model_dir"]
-            model_dirs[version] = model_dir
             metrics = {**learned["metrics"], **_verify_metrics(verified)}
             self._commit_step(run_id, step, version, model_dir, metrics)
             self.deps.tracker.log_metrics(mlflow_run, metrics, step=version)
@@ -207,8 +206,6 @@ class RunDriver:
             last = step == config.steps - 1
             if evaluation and (last or (config.eval_interval and (step + 1) % config.eval_interval == 0)):
                 self._evaluate(run_id, config, evaluation, version, step, model_dir, mlflow_run)
-        if start >= config.steps and evaluation:
-            logger.info("all steps were committed before; nothing left to run", run_id=run_id)
 
     def _model_dir(self, run_id: str, version: int, config: RunConfig) -> str:
         if version == 0:
@@ -303,7 +300,8 @@ class RunDriver:
         metrics["eval/anytime_score"] = result["anytime_score"]
         metrics["eval/thinking_length_mean"] = result["mean_thinking_length"]
         self.deps.tracker.log_metrics(mlflow_run, metrics, step=version)
-        png = accuracy_curve_png(budgets, [(f"policy v{version}", accuracy)], f"{config.name or run_id}")
+        series = [CurveSeries(f"policy v{version}", budgets, accuracy)]
+        png = accuracy_vs_budget_png(series, title=config.name or run_id)
         self.deps.tracker.log_png(mlflow_run, png, f"curves/eval_v{version:06d}.png")
         logger.info("evaluation committed", run_id=run_id, policy_version=version, accuracy=accuracy)
 

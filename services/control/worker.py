@@ -30,8 +30,6 @@ DRIVE_TASK = task_name(Queue.CONTROL, "drive")
 
 
 def build_driver(settings: ControlSettings, celery: Celery) -> RunDriver:
-    assert settings.redis_url is not None
-
     def run_task(name: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
         result = celery.send_task(name, kwargs=dict(kwargs))
         # Waiting inside a task is what a driver is for; it runs on its own queue and pool.
@@ -46,7 +44,7 @@ def build_driver(settings: ControlSettings, celery: Celery) -> RunDriver:
         DriverDeps(
             sessions=make_session_factory(make_engine(settings.resolved_database_url)),
             run_task=run_task,
-            store=TrajectoryStore(redis.Redis.from_url(settings.redis_url)),
+            store=TrajectoryStore(redis.Redis.from_url(settings.broker_url())),
             tracker=tracker,
             runs_root=settings.resolved_runs_root,
         )

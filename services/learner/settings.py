@@ -23,12 +23,3 @@ class LearnerSettings(CommonSettings):
     checkpoint_verify: Literal["size", "sha256"] = Field(
         default="sha256", description="How a checkpoint is checked before the learner loads it."
     )
-
-    def broker_url(self) -> str:
-        """The Redis that carries the `learn` queue and holds the step's trajectories and verdicts."""
-        if not self.redis_url:
-            raise ValueError(
-                "the learner worker needs Redis: set ANYTIME_REDIS_URL (or REDIS_URL) to the Redis the "
-                "rollout writes trajectories to, e.g. redis://localhost:6379/0"
-            )
-        return self.redis_url

@@ -27,18 +27,17 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from anytime.celery_app import celery_from_settings, lazy_app_attribute, task_name
+from anytime.celery_app import celery_from_settings, lazy_app_attribute, task_arguments, task_name
 from anytime.logging import configure_logging, get_logger
 from anytime.queues import Queue
-from anytime.trajectory_store import TrajectoryStore
+from anytime.trajectory_store import TrajectoryStore, WorkerStore
 from services.learner.checkpoint import CheckpointError, CheckpointStore
 from services.learner.config import LearnerConfig
 from services.learner.settings import LearnerSettings
 
 if TYPE_CHECKING:
-    import redis
     from celery import Celery
 
     from services.learner.learner import Learner
@@ -178,21 +177,10 @@ def _result(
     )
 
 
-class _ProcessResources:
+class _ProcessResources(WorkerStore):
     """What the worker process keeps between tasks, built on first use."""
 
-    def __init__(self, settings: LearnerSettings) -> None:
-        self.settings = settings
-
-    @cached_property
-    def redis(self) -> redis.Redis:
-        import redis
-
-        return redis.Redis.from_url(self.settings.broker_url())
-
-    @cached_property
-    def store(self) -> TrajectoryStore:
-        return TrajectoryStore(self.redis)
+    settings: LearnerSettings
 
     @cached_property
     def holder(self) -> LearnerHolder:
@@ -206,10 +194,7 @@ def create_app(settings: LearnerSettings) -> Celery:
 
     @app.task(name=LEARN_TASK)
     def step(**request: Any) -> dict[str, Any]:
-        try:
-            parsed = LearnRequest.model_validate(request)
-        except ValidationError as error:  # pydantic's error does not survive the JSON result backend
-            raise ValueError(f"bad learn request: {' '.join(str(error).split())}") from None
+        parsed = task_arguments(LearnRequest, request, "learn request")
         return run_learn_step(parsed, resources.holder, resources.store).model_dump(mode="json")
 
     return app

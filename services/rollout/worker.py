@@ -16,16 +16,14 @@ re-delivery returns the recorded result without generating again.
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
-import redis
 from celery import Celery, Task
-from pydantic import ValidationError
 
-from anytime.celery_app import celery_from_settings, lazy_app_attribute
+from anytime.celery_app import celery_from_settings, lazy_app_attribute, task_arguments
 from anytime.logging import configure_logging, get_logger
-from anytime.trajectory_store import TrajectoryStore
+from anytime.trajectory_store import WorkerStore
 from services.rollout.jobs import (
     EVALUATE_TASK,
     GENERATE_TASK,
@@ -43,65 +41,45 @@ DONE_TTL_S = 7 * 24 * 3600
 logger = get_logger(__name__)
 
 
-class RolloutTask(Task):
-    """Holds the per-process engines and Redis client (Celery creates one task instance per process)."""
+class _ProcessResources(WorkerStore):
+    """What the worker process keeps between tasks: its engines (one holder for rollouts and one for
+    evaluations, which may lag the rollouts' policy versions) and a verifier for evaluations."""
 
     settings: RolloutSettings
-    _holder: EngineHolder | None = None
-    _redis: redis.Redis | None = None
 
-    @property
-    def holder(self) -> EngineHolder:
-        if self._holder is None:
-            self._holder = EngineHolder(self.settings)
-        return self._holder
+    @cached_property
+    def engines(self) -> EngineHolder:
+        return EngineHolder(self.settings)
 
-    @property
-    def redis(self) -> redis.Redis:
-        if self._redis is None:
-            assert self.settings.redis_url is not None  # celery_from_settings refused to start without it
-            self._redis = redis.Redis.from_url(self.settings.redis_url)
-        return self._redis
+    @cached_property
+    def eval_engines(self) -> EngineHolder:
+        return EngineHolder(self.settings)
 
-
-class EvalTask(RolloutTask):
-    """Its own engines (evaluations may lag the rollouts' versions) and one verifier per process."""
-
-    _holder: EngineHolder | None = None
-    _verifier: Verifier | None = None
-
-    @property
+    @cached_property
     def verifier(self) -> Verifier:
-        if self._verifier is None:
-            self._verifier = Verifier.from_settings(VerifierSettings())
-        return self._verifier
+        return Verifier.from_settings(VerifierSettings())
 
 
 def create_app(settings: RolloutSettings) -> Celery:
     app = celery_from_settings(settings, name="anytime-rollout")
+    resources = _ProcessResources(settings)
 
-    @app.task(bind=True, base=RolloutTask, name=GENERATE_TASK, settings=settings)
-    def generate(self: RolloutTask, **kwargs: Any) -> dict[str, Any]:
-        try:
-            job = RolloutJob.model_validate(kwargs)
-        except ValidationError as err:  # fail before any work, with a reason that survives JSON
-            raise ValueError(f"bad rollout job: {err}") from None
+    @app.task(bind=True, name=GENERATE_TASK)
+    def generate(self: Task, **kwargs: Any) -> dict[str, Any]:
+        job = task_arguments(RolloutJob, kwargs, "rollout job")
         done_key = f"anytime:rollout-done:{self.request.id}"
-        recorded = self.redis.get(done_key)
+        recorded = resources.redis.get(done_key)
         if recorded is not None:
             logger.info("rollout already done; returning the recorded result", task_id=self.request.id)
             return dict(json.loads(recorded))
-        result = run_rollout_job(job, self.holder, TrajectoryStore(self.redis))
-        self.redis.set(done_key, json.dumps(result), ex=DONE_TTL_S)
+        result = run_rollout_job(job, resources.engines, resources.store)
+        resources.redis.set(done_key, json.dumps(result), ex=DONE_TTL_S)
         return result
 
-    @app.task(bind=True, base=EvalTask, name=EVALUATE_TASK, settings=settings)
-    def evaluate(self: EvalTask, **kwargs: Any) -> dict[str, Any]:
-        try:
-            job = EvalJob.model_validate(kwargs)
-        except ValidationError as err:
-            raise ValueError(f"bad evaluation job: {err}") from None
-        return run_eval_job(job, self.holder, self.verifier.grade_many)
+    @app.task(name=EVALUATE_TASK)
+    def evaluate(**kwargs: Any) -> dict[str, Any]:
+        job = task_arguments(EvalJob, kwargs, "evaluation job")
+        return run_eval_job(job, resources.eval_engines, resources.verifier.grade_many)
 
     return app
 

@@ -21,12 +21,3 @@ class VerifierSettings(CommonSettings):
         ge=1,
         description="Longer extracted answers are unparseable without grading (no real answer is this long).",
     )
-
-    def broker_url(self) -> str:
-        """The Redis that carries the `verify` queue and holds trajectories and verdicts."""
-        if not self.redis_url:
-            raise ValueError(
-                "the verifier worker needs Redis: set ANYTIME_REDIS_URL (or REDIS_URL) to the Redis the "
-                "rollout writes trajectories to, e.g. redis://localhost:6379/0"
-            )
-        return self.redis_url

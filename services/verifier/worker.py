@@ -24,17 +24,16 @@ from collections.abc import Sequence
 from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from anytime.celery_app import celery_from_settings, lazy_app_attribute, task_name
+from anytime.celery_app import celery_from_settings, lazy_app_attribute, task_arguments, task_name
 from anytime.logging import get_logger
 from anytime.queues import Queue
-from anytime.trajectory_store import TrajectoryStore
+from anytime.trajectory_store import TrajectoryStore, WorkerStore
 from services.verifier.settings import VerifierSettings
 from services.verifier.verifier import Submission, Verifier
 
 if TYPE_CHECKING:
-    import redis
     from celery import Celery
 
 GRADE_TASK = task_name(Queue.VERIFY, "grade")
@@ -116,21 +115,10 @@ def verify_trajectories(store: TrajectoryStore, verifier: Verifier, request: Ver
     )
 
 
-class _ProcessResources:
+class _ProcessResources(WorkerStore):
     """What one task process keeps between tasks, built on first use (after the prefork fork, not before)."""
 
-    def __init__(self, settings: VerifierSettings) -> None:
-        self.settings = settings
-
-    @cached_property
-    def redis(self) -> redis.Redis:
-        import redis
-
-        return redis.Redis.from_url(self.settings.broker_url())
-
-    @cached_property
-    def store(self) -> TrajectoryStore:
-        return TrajectoryStore(self.redis)
+    settings: VerifierSettings
 
     @cached_property
     def verifier(self) -> Verifier:
@@ -139,8 +127,7 @@ class _ProcessResources:
     def close(self, **_signal_kwargs: object) -> None:
         if "verifier" in self.__dict__:
             self.verifier.close()
-        if "redis" in self.__dict__:
-            self.redis.close()
+        super().close()
 
 
 def create_app(settings: VerifierSettings) -> Celery:
@@ -153,10 +140,7 @@ def create_app(settings: VerifierSettings) -> Celery:
 
     @app.task(name=GRADE_TASK)
     def grade(**request: Any) -> dict[str, Any]:
-        try:
-            parsed = VerifyRequest.model_validate(request)
-        except ValidationError as error:  # pydantic's error does not survive the JSON result backend
-            raise ValueError(f"bad verify request: {' '.join(str(error).split())}") from None
+        parsed = task_arguments(VerifyRequest, request, "verify request")
         report = verify_trajectories(resources.store, resources.verifier, parsed)
         logger.info(
             "verified trajectories",

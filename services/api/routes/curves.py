@@ -6,8 +6,8 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
 
+from anytime.curve_plot import CurveSeries, accuracy_vs_budget_png
 from anytime.db import repository
-from services.api.curve_plot import CurveSeries, accuracy_vs_budget_png
 from services.api.deps import RunDep, SessionDep
 from services.api.schemas import CurveOut, EvaluationOut
 
