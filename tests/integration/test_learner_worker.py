@@ -9,10 +9,7 @@ module's child process, stopped by its handle.
 from __future__ import annotations
 
 import hashlib
-import os
-import signal
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,8 +31,8 @@ from services.learner.synthetic import verdict
 from services.learner.worker import LEARN_TASK
 from services.rollout.anytime_rollout import RolloutConfig, rollout
 from services.rollout.transformers_engine import TransformersEngine
-from tests.conftest import REPO
 from tests.fixtures.servers import RedisServer
+from tests.fixtures.workers import start_worker, stop_worker
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -132,32 +129,8 @@ def test_real_verdicts_and_engine_log_probs_feed_the_learner(
 
 
 def _start_worker(redis_url: str, log_path: Path, home: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "ANYTIME_REDIS_URL": redis_url,
-        "ANYTIME_HOME": str(home),
-        "ANYTIME_LEARNER_DEVICE": "cpu",
-        "ANYTIME_LEARNER_THREADS": "1",
-    }
-    argv = [
-        sys.executable, "-m", "celery", "-A", "services.learner.worker:app", "worker",
-        "-P", "solo", "-Q", "learn", "-l", "INFO",
-        "--without-gossip", "--without-mingle", "--without-heartbeat",
-    ]  # fmt: skip
-    with log_path.open("ab") as log:
-        return subprocess.Popen(
-            argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)  # warm shutdown
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    env = {"ANYTIME_HOME": str(home), "ANYTIME_LEARNER_DEVICE": "cpu", "ANYTIME_LEARNER_THREADS": "1"}
+    return start_worker("services.learner.worker:app", "learn", ["-P", "solo"], redis_url, log_path, env)
 
 
 class WorkerProcess:
@@ -169,7 +142,7 @@ class WorkerProcess:
         self.proc = _start_worker(redis_url, self.log, folder)
 
     def restart(self) -> None:
-        _stop(self.proc)
+        stop_worker(self.proc)
         self.proc = _start_worker(self.redis_url, self.log, self.folder)
 
     def loads(self) -> int:
@@ -182,9 +155,7 @@ def worker(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) 
     try:
         yield process
     finally:
-        _stop(process.proc)
-        if process.proc.returncode not in (0, -signal.SIGTERM):
-            print(process.log.read_text()[-4000:])
+        stop_worker(process.proc, process.log)
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,8 @@ trajectories are then stored exactly once.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,8 +24,8 @@ from anytime.trajectory_store import TrajectoryStore
 from services.rollout.anytime_rollout import RolloutConfig, rollout
 from services.rollout.jobs import GENERATE_TASK, EngineHolder, RolloutJob, run_rollout_job
 from services.rollout.settings import RolloutSettings
-from tests.conftest import REPO
 from tests.fixtures.servers import RedisServer
+from tests.fixtures.workers import start_worker, stop_worker
 
 pytestmark = pytest.mark.integration
 
@@ -78,28 +76,14 @@ def test_the_same_job_twice_stores_each_trajectory_once(warm_model_dir: Path, st
 @contextmanager
 def _worker(redis_url: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
     env = {
-        **os.environ,
-        "ANYTIME_REDIS_URL": redis_url,
         "ANYTIME_VISIBILITY_TIMEOUT_S": str(VISIBILITY_TIMEOUT_S),
         "ANYTIME_ROLLOUT_ENGINE": "transformers",
     }
-    argv = [
-        sys.executable, "-m", "celery", "-A", "services.rollout.worker:app", "worker",
-        "-P", "solo", "-Q", "rollout", "-l", "INFO",
-        "--without-gossip", "--without-mingle", "--without-heartbeat",
-    ]  # fmt: skip
-    with log.open("ab") as out:
-        proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    proc = start_worker("services.rollout.worker:app", "rollout", ["-P", "solo"], redis_url, log, env)
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_worker(proc)
 
 
 def _wait_for(predicate: Any, timeout_s: float, what: str, log: Path) -> None:

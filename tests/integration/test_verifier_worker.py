@@ -6,10 +6,8 @@ verdicts it writes back are read from Redis. The worker is this test module's ch
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -19,9 +17,9 @@ import pytest
 from anytime.trajectory import CutRecord, SummarySample, Trajectory, trajectory_id
 from anytime.trajectory_store import TrajectoryStore
 from services.verifier.worker import GRADE_TASK
-from tests.conftest import REPO
 from tests.fixtures.processes import descendants, running
 from tests.fixtures.servers import RedisServer
+from tests.fixtures.workers import start_worker, stop_worker
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -108,33 +106,13 @@ def worker(
     redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[subprocess.Popen[bytes]]:
     log_path = tmp_path_factory.mktemp("verify-worker") / "worker.log"
-    env = {
-        **os.environ,
-        "ANYTIME_REDIS_URL": redis_server.url,
-        "ANYTIME_VERIFIER_TIMEOUT_SECONDS": "2",
-        "ANYTIME_VERIFIER_WORKERS": "1",
-    }
-    argv = [
-        sys.executable, "-m", "celery", "-A", "services.verifier.worker:app", "worker",
-        "-P", "prefork", "-Q", "verify", "-c", "1", "-l", "INFO",
-        "--without-gossip", "--without-mingle", "--without-heartbeat",
-    ]  # fmt: skip
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    env = {"ANYTIME_VERIFIER_TIMEOUT_SECONDS": "2", "ANYTIME_VERIFIER_WORKERS": "1"}
+    pool = ["-P", "prefork", "-c", "1"]
+    proc = start_worker("services.verifier.worker:app", "verify", pool, redis_server.url, log_path, env)
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)  # warm shutdown
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if proc.returncode not in (0, -signal.SIGTERM):
-            print(log_path.read_text()[-4000:])
+        stop_worker(proc, log_path)
 
 
 @pytest.fixture(scope="module")
