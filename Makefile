@@ -28,11 +28,11 @@ help:
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml requirements/constraints-cpu.txt
+$(STAMP): pyproject.toml requirements/constraints-cpu.txt requirements/gpu.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip wheel
 ifeq ($(HAS_GPU),1)
-	$(PIP) install "vllm>=0.11"
+	$(PIP) install -r requirements/gpu.txt
 	$(PIP) install -e ".[api,verifier,learner,rollout,dev]"
 else
 	$(PIP) install --quiet "torch==2.13.0" $(TORCH_FLAGS)

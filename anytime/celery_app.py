@@ -3,7 +3,9 @@
 Tasks are named `anytime.<queue>.<action>` and routed to the queue in their name, so the API sends work by
 name (`send_task`) and never imports torch. Every task is idempotent (ids are stable, stores are
 write-once), which is what makes `acks_late` + `reject_on_worker_lost` safe: a worker that dies mid-task
-leaves its message unacknowledged and another worker runs it again.
+leaves its message unacknowledged and another worker runs it again, one visibility timeout (a minute)
+later; a live worker keeps its messages from being re-delivered however long they run
+(`anytime.delivery_lease`), and a task that already succeeded is not run again (deduplication).
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ from celery import Celery
 from kombu import Queue as KombuQueue
 from pydantic import BaseModel, ValidationError
 
+from anytime import delivery_lease
 from anytime.queues import Queue
 from anytime.settings import CommonSettings
 
-# Longer than the longest task (a rollout or a learner step of a big run): Redis re-delivers an
-# unacknowledged message only after this, so a shorter value would run a healthy long task twice.
-DEFAULT_VISIBILITY_TIMEOUT_S = 6 * 3600
+# How long after its worker died a task is re-delivered. Healthy tasks of any length are safe: their
+# worker refreshes their delivery time every DELIVERY_LEASE_FRACTION of this (`anytime.delivery_lease`).
+DEFAULT_VISIBILITY_TIMEOUT_S = 60
+DELIVERY_LEASE_FRACTION = 6
 
 
 def task_name(queue: Queue, action: str) -> str:
@@ -61,7 +65,13 @@ def make_celery(
         worker_redirect_stdouts=False,  # our structured logs go to the worker's log as they are
         result_expires=7 * 24 * 3600,
         task_track_started=True,
+        # A re-delivered message whose task already succeeded (its worker died before the ack) is skipped.
+        worker_deduplicate_successful_tasks=True,
+        # A result written while Redis restarts is retried, not lost.
+        result_backend_always_retry=True,
+        result_backend_max_retries=30,
     )
+    delivery_lease.install(app, interval_s=max(1.0, visibility_timeout_s / DELIVERY_LEASE_FRACTION))
     return app
 
 

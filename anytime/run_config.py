@@ -12,21 +12,33 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from anytime.brpo.budgets import BudgetPrior, PriorKind
 from anytime.brpo.config import Algorithm, BRPOConfig, LossAggregation, ThinkingBaseline
 
+# b_max becomes budget rows (SQL INTEGER, so no larger); the other token counts and sizes share its bound.
+_MAX_SQL_INT = 2**31 - 1
+
 
 class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str | None = Field(default=None, max_length=200, description="A label for lists and MLflow.")
+    name: str | None = Field(
+        default=None,
+        max_length=200,
+        pattern=r"^[^\x00-\x1f\x7f]*$",  # no control characters (PostgreSQL refuses a NUL in text)
+        description="A label for lists and MLflow.",
+    )
     model: str = Field(min_length=1, description="A Hugging Face model folder, or a hub name (GPU use).")
     dataset: str = Field(min_length=1, description="Training problems: a .jsonl or .json file.")
     algorithm: Algorithm = Algorithm.BRPO
-    b_max: int = Field(default=128, gt=0, description="The largest thinking budget b_S (tokens).")
+    b_max: int = Field(
+        default=128, gt=0, le=_MAX_SQL_INT, description="The largest thinking budget b_S (tokens)."
+    )
     num_budgets: int | None = Field(default=None, ge=1, le=64, description="S; unset: the algorithm's.")
     prior: PriorKind | None = None
-    probs: tuple[float, ...] | None = Field(default=None, description="An explicit prior over the budgets.")
+    probs: tuple[float, ...] | None = Field(
+        default=None, min_length=1, description="An explicit prior over the budgets."
+    )
     group_size: int = Field(default=4, ge=1, le=64, description="G: thinking traces per problem.")
     num_summaries: int | None = Field(default=None, ge=1, le=64, description="A; unset: the algorithm's.")
-    summary_max_tokens: int = Field(default=32, gt=0)
+    summary_max_tokens: int = Field(default=32, gt=0, le=_MAX_SQL_INT)
     baseline: ThinkingBaseline | None = None
     aggregation: LossAggregation = LossAggregation.SEQ_SUM_CONST
     lr: float = Field(default=1e-5, gt=0, le=1)
@@ -35,11 +47,14 @@ class RunConfig(BaseModel):
     temperature: float = Field(default=1.0, gt=0)
     eval_dataset: str | None = Field(default=None, description="Held-out problems; unset: no evaluation.")
     eval_interval: int = Field(
-        default=0, ge=0, description="Evaluate every N steps (and at the end); 0: only before and after."
+        default=0,
+        ge=0,
+        le=_MAX_SQL_INT,
+        description="Evaluate every N steps (and at the end); 0: only before and after.",
     )
-    eval_problems: int = Field(default=64, ge=1)
+    eval_problems: int = Field(default=64, ge=1, le=_MAX_SQL_INT)
     eval_num_budgets: int = Field(default=4, ge=1, le=64, description="Uniform evaluation grid size.")
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=2**32 - 1, description="What torch and numpy seeds take.")
 
     @model_validator(mode="after")
     def _valid_algorithm(self) -> RunConfig:

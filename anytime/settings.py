@@ -43,10 +43,11 @@ class CommonSettings(BaseSettings):
         description="MLflow store or server; unset means a SQLite store in home.",
     )
     visibility_timeout_s: int = Field(
-        default=6 * 3600,
-        ge=1,
+        default=60,
+        ge=6,
         validation_alias=AliasChoices("ANYTIME_VISIBILITY_TIMEOUT_S"),
-        description="Seconds before Redis re-delivers an unacknowledged task; longer than the longest task.",
+        description="Seconds after its worker died before a task is re-delivered to another worker "
+        "(live workers keep their tasks' delivery fresh, so tasks may run longer than this).",
     )
     log_level: str = Field(default="INFO", validation_alias=AliasChoices("ANYTIME_LOG_LEVEL"))
     log_format: LogFormat = Field(default="console", validation_alias=AliasChoices("ANYTIME_LOG_FORMAT"))

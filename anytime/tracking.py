@@ -116,3 +116,15 @@ class MlflowTracker:
     def end_run(self, run: str | None, status: str) -> None:
         if run is not None:
             self.client.set_terminated(run, status=status)
+
+
+def initialise_store(tracking_uri: str, artifact_root: str | None = None) -> str:
+    """Create the store's schema and the `anytime` experiment once, before any other process uses it
+    (MLflow creates a SQLite store's tables on first use: two processes doing that at once collide)."""
+    return MlflowTracker(tracking_uri, artifact_root).experiment_id
+
+
+if __name__ == "__main__":  # `python -m anytime.tracking STORE_URI [ARTIFACT_ROOT]`: the stack's one-shot
+    import sys
+
+    initialise_store(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None)

@@ -149,7 +149,8 @@ def run_demo(workdir: Path, warm_steps: int, run_steps: int, seed: int) -> None:
         typer.echo(line)
     failed = {name: run.get("error") for name, run in runs.items() if run["status"] != "succeeded"}
     typer.echo(
-        f"MLflow: the runs are in {stack.mlflow_uri}; browse them with `anytime up --home {stack.home}` "
+        f"MLflow: the runs are in {stack.mlflow_store_uri}; browse them with "
+        f"`anytime up --home {stack.home}` "
         "and open the MLflow address it prints (compare runs, metrics per budget, curve plots)."
     )
     if failed:

@@ -190,17 +190,16 @@ def run_up(home: Path, api_port: int, mlflow_port: int) -> None:
         f"Redis    {stack.redis_url}\n"
         f"API key  {stack.api_key_file}\n"
         "workers  rollout, eval, verify, learn, control\n"
-        "Ctrl-C stops everything."
+        "A service that exits is started again. Ctrl-C stops everything; runs in flight continue at the "
+        "next `anytime up`."
     )
     try:
         while True:
-            stack.check_alive()
+            for name in stack.supervise():
+                typer.echo(f"{name} exited and was started again (log: {stack.home / 'logs' / name}.log)")
             time.sleep(1.0)
     except KeyboardInterrupt:
         typer.echo("stopping …")
-    except StackError as err:
-        stack.stop()
-        raise CliError(f"a service died: {err}") from None
     finally:
         stack.stop()
     typer.echo("stopped")

@@ -13,8 +13,9 @@ Celery delivers at least once, and a re-delivered task must not count anything t
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, func, literal, select, update
@@ -131,6 +132,12 @@ def list_runs(
     if status is not None:
         query = query.where(Run.status == RunStatus(status))
     return _page(session, query.order_by(Run.created_at.desc(), Run.id.desc()), offset, limit)
+
+
+def runs_to_drive(session: Session) -> list[Run]:
+    """Runs that should have a driver: queued or running (the rescuer checks which have none)."""
+    query = select(Run).where(Run.status.in_([RunStatus.QUEUED, RunStatus.RUNNING]))
+    return list(session.scalars(query.order_by(Run.created_at)))
 
 
 def set_status(session: Session, run_id: str, status: RunStatus | str, error: str | None = None) -> Run:
@@ -337,9 +344,33 @@ class CheckpointNotFound(LookupError):
         self.checkpoint_id = checkpoint_id
 
 
-def best_checkpoint(session: Session, run_id: str) -> Checkpoint | None:
+class CheckpointGone(RuntimeError):
+    """The checkpoint's row is there but its folder is not (the learner's retention deleted it): it cannot
+    be promoted or served (the API answers 409 with this message)."""
+
+    def __init__(self, run_id: str, checkpoint: Checkpoint) -> None:
+        super().__init__(
+            f"checkpoint {checkpoint.id} of run {run_id} (policy version {checkpoint.policy_version}) is no "
+            f"longer on disk ({checkpoint.path}): checkpoint retention deleted it; promote one that "
+            f"/v1/runs/{run_id}/checkpoints lists with exists=true"
+        )
+        self.run_id = run_id
+        self.checkpoint_id = checkpoint.id
+
+
+def checkpoint_on_disk(path: str) -> bool:
+    """Whether a checkpoint row's folder is still there. Rows outlive their folders: the learner's retention
+    (`services.learner.checkpoint.CheckpointStore.prune`) deletes old folders and leaves the rows alone."""
+    return Path(path).is_dir()
+
+
+OnDisk = Callable[[str], bool]
+
+
+def best_checkpoint(session: Session, run_id: str, on_disk: OnDisk | None = None) -> Checkpoint | None:
     """The checkpoint whose policy has the best anytime score on the run's evaluation set (a tie goes to the
-    later policy); None when no checkpointed policy has been evaluated."""
+    later policy); None when no checkpointed policy has been evaluated. With `on_disk` (e.g.
+    `checkpoint_on_disk`), checkpoints whose folder it says is gone are passed over."""
     query = (
         select(Checkpoint)
         .join(
@@ -349,26 +380,34 @@ def best_checkpoint(session: Session, run_id: str) -> Checkpoint | None:
         )
         .where(Checkpoint.run_id == run_id, Evaluation.anytime_score.is_not(None))
         .order_by(Evaluation.anytime_score.desc(), Checkpoint.policy_version.desc())
-        .limit(1)
     )
-    return session.scalars(query).one_or_none()
+    if on_disk is None:
+        return session.scalars(query.limit(1)).one_or_none()
+    return next((c for c in session.scalars(query) if on_disk(c.path)), None)
 
 
-def promote_checkpoint(session: Session, run_id: str, checkpoint_id: int) -> Checkpoint:
-    """Serve `checkpoint_id` as the run's model (`model: "run:<id>"`); it must be one of the run's."""
+def promote_checkpoint(
+    session: Session, run_id: str, checkpoint_id: int, on_disk: OnDisk | None = None
+) -> Checkpoint:
+    """Serve `checkpoint_id` as the run's model (`model: "run:<id>"`); it must be one of the run's, and,
+    with `on_disk`, still on disk (else `CheckpointGone`)."""
     require_run(session, run_id)
     checkpoint = session.get(Checkpoint, checkpoint_id)
     if checkpoint is None or checkpoint.run_id != run_id:
         raise CheckpointNotFound(run_id, checkpoint_id)
+    if on_disk is not None and not on_disk(checkpoint.path):
+        raise CheckpointGone(run_id, checkpoint)
     _update_run(session, run_id, {"promoted_checkpoint_id": checkpoint.id})
     return checkpoint
 
 
-def promote_best_checkpoint(session: Session, run_id: str) -> Checkpoint | None:
+def promote_best_checkpoint(
+    session: Session, run_id: str, on_disk: OnDisk | None = None
+) -> Checkpoint | None:
     """Promote the best-scoring checkpoint (the run driver calls this when a run ends); None, and nothing
-    changed, when no checkpoint has an evaluation yet."""
+    changed, when no checkpoint has an evaluation yet (or, with `on_disk`, none of those is on disk)."""
     require_run(session, run_id)
-    best = best_checkpoint(session, run_id)
+    best = best_checkpoint(session, run_id, on_disk)
     if best is not None:
         _update_run(session, run_id, {"promoted_checkpoint_id": best.id})
     return best

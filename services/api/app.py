@@ -2,21 +2,26 @@
 
 Heavy resources (the database engine, the Celery client, the Redis ping) are built in `lifespan`, never
 at import. The API never migrates: run `make migrate` (alembic upgrade head) before starting it.
+
+Every route but health needs the API key, the OpenAPI schema and its docs pages included: a router added
+to `_KEYED_ROUTERS` is covered without a word in its module (ANYTIME_API_OPEN_READS opens reads on loopback).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request, status
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from anytime import __version__
 from anytime.celery_app import celery_from_settings
 from anytime.db.repository import InvalidTransition, RunNotFound
 from anytime.db.session import make_engine, make_session_factory
-from services.api.deps import reject_unknown_query
+from services.api.deps import ApiKey, reject_unknown_query
 from services.api.inference.service import InferenceService
 from services.api.readiness import Readiness, database_check, redis_check
 from services.api.routes import curves, health, inference, promotion, results, runs
@@ -55,18 +60,45 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app = FastAPI(
         title="Anytime",
         version=__version__,
-        description="Train and serve anytime reasoners. Mutating calls need the API key "
-        "(`Authorization: Bearer KEY` or `X-API-Key: KEY`).",
+        description="Train and serve anytime reasoners. Every call but /healthz and /readyz needs the API "
+        "key (`Authorization: Bearer KEY` or `X-API-Key: KEY`).",
         lifespan=lifespan,
         dependencies=[Depends(reject_unknown_query)],
+        openapi_url=None,  # served below, behind the key
+        docs_url=None,
+        redoc_url=None,
     )
     if settings is not None:
         app.dependency_overrides[get_api_settings] = lambda: settings
-    for module in (health, runs, promotion, results, curves, inference):
-        app.include_router(module.router)
+    app.include_router(health.router)
+    for module in _KEYED_ROUTERS:
+        app.include_router(module.router, dependencies=[ApiKey], responses=_UNAUTHORIZED)
+    _add_docs(app)
     app.add_exception_handler(RunNotFound, _not_found)
     app.add_exception_handler(InvalidTransition, _conflict)
     return app
+
+
+_KEYED_ROUTERS = (runs, promotion, results, curves, inference)
+_UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
+    status.HTTP_401_UNAUTHORIZED: {"description": "Missing or wrong API key."}
+}
+
+
+def _add_docs(app: FastAPI) -> None:
+    """The OpenAPI schema, Swagger UI and ReDoc, behind the key like every other read."""
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[ApiKey])
+    def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=[ApiKey])
+    def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} - docs")
+
+    @app.get("/redoc", include_in_schema=False, dependencies=[ApiKey])
+    def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title=f"{app.title} - ReDoc")
 
 
 async def _not_found(_request: Request, exc: Exception) -> JSONResponse:

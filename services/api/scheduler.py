@@ -7,7 +7,7 @@ unit tests replace the broker with a recorder.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from celery import Celery
 
@@ -27,10 +27,28 @@ class RunScheduler(Protocol):
     def schedule(self, run_id: str) -> None:
         """Queue the run for the driver; raise `SchedulingError` if it could not be queued."""
 
+    def driving(self, run_id: str) -> bool | None:
+        """Whether a live driver holds the run now (`anytime.run_lease`); None when that cannot be told."""
+
 
 class CeleryRunScheduler:
     def __init__(self, celery: Celery) -> None:
         self.celery = celery
+        self._redis: Any = None
+
+    def driving(self, run_id: str) -> bool | None:
+        import redis
+
+        from anytime.run_lease import driver_alive
+
+        try:
+            if self._redis is None:
+                self._redis = redis.Redis.from_url(
+                    str(self.celery.conf.broker_url), socket_timeout=2, socket_connect_timeout=2
+                )
+            return driver_alive(self._redis, run_id)
+        except redis.RedisError:
+            return None
 
     def schedule(self, run_id: str) -> None:
         try:
@@ -47,6 +65,8 @@ class CeleryRunScheduler:
             raise SchedulingError(f"the broker refused the run ({type(err).__name__}: {err})") from err
 
     def close(self) -> None:
+        if self._redis is not None:
+            self._redis.close()
         self.celery.close()
 
 
@@ -57,3 +77,6 @@ class NoBrokerScheduler:
         raise SchedulingError(
             "no broker configured: set ANYTIME_REDIS_URL (or REDIS_URL); `anytime up` sets it for the API"
         )
+
+    def driving(self, run_id: str) -> bool | None:
+        return None

@@ -1,13 +1,28 @@
-"""Response bodies. The request body of `POST /v1/runs` is `anytime.run_config.RunConfig` itself."""
+"""Response bodies, and JSON integers for request bodies. The request body of `POST /v1/runs` is
+`anytime.run_config.RunConfig` itself."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from anytime.db.models import RunStatus
+from anytime.db import repository
+from anytime.db.models import Checkpoint, RunStatus
+
+
+def _json_number(value: Any) -> Any:
+    if isinstance(value, str | bool):
+        raise ValueError(f"expected a JSON integer, not {type(value).__name__} {value!r}")
+    return value
+
+
+# An integer as JSON means it: `3` or `3.0` (the same number to JSON Schema, so the OpenAPI's `integer`
+# admits both), never `"3"`, `true` or `3.5`. Put it last: `Annotated[int, Field(ge=1), JSON_INTEGER]`
+# (bounds after it would not reach the OpenAPI schema).
+JSON_INTEGER = BeforeValidator(_json_number)
+PositiveJsonInt = Annotated[int, Field(ge=1), JSON_INTEGER]
 
 
 class _FromRow(BaseModel):
@@ -73,12 +88,28 @@ class RewardOut(_FromRow):
     reward: float
 
 
-class CheckpointOut(_FromRow):
+class CheckpointOut(BaseModel):
     id: int
     policy_version: int
     step: int
     path: str
     created_at: datetime
+    exists: bool = Field(
+        description="The folder is still on disk; false once the learner's checkpoint retention deleted it "
+        "(such a checkpoint cannot be promoted or served)."
+    )
+
+    @classmethod
+    def of(cls, row: Checkpoint) -> CheckpointOut:
+        """The row, with whether its folder is still there (read now from the filesystem)."""
+        return cls(
+            id=row.id,
+            policy_version=row.policy_version,
+            step=row.step,
+            path=row.path,
+            created_at=row.created_at,
+            exists=repository.checkpoint_on_disk(row.path),
+        )
 
 
 class EvaluationOut(_FromRow):

@@ -2,25 +2,50 @@
 
 from __future__ import annotations
 
+import json
+import os
+import re
 from functools import lru_cache
-from typing import Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
+import anytime
 from anytime.settings import CommonSettings
 
 _PLACEHOLDER_KEYS = {"", "changeme", "change-me", "dev"}
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+# The repository's `build/` folder: where `anytime model tiny` and `anytime data synth` write by default.
+_REPOSITORY_BUILD = Path(anytime.__file__).resolve().parents[1] / "build"
 
 
 class ApiSettings(CommonSettings):
-    model_config = SettingsConfigDict(env_prefix="ANYTIME_API_", extra="ignore", frozen=True)
+    # A refused setting must not print the others (the API key among them) into the start-up error.
+    model_config = SettingsConfigDict(
+        env_prefix="ANYTIME_API_", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     environment: str = Field(default="development", description="development | production")
-    api_key: SecretStr = Field(default=SecretStr("dev"), description="Key for mutating calls.")
-    host: str = "127.0.0.1"
+    api_key: SecretStr = Field(default=SecretStr("dev"), description="Key for every call but health.")
+    host: str = Field(
+        default="127.0.0.1",
+        description="The address the API binds to; keep it equal to uvicorn's --host (the placeholder "
+        "key and open reads are only allowed on loopback).",
+    )
     port: int = Field(default=8000, ge=1, le=65535)
+    open_reads: bool = Field(
+        default=False,
+        description="GET calls without the key; only honoured when `host` is loopback.",
+    )
     readiness_timeout_s: float = Field(default=2.0, gt=0, description="Seconds /readyz waits for Redis.")
+    data_roots: Annotated[tuple[Path, ...] | None, NoDecode] = Field(
+        default=None,
+        validation_alias=AliasChoices("ANYTIME_DATA_ROOTS"),
+        description="Folders a run config's model and datasets must lie under: a JSON list, or paths "
+        "separated by commas or the OS path separator; unset: home and the repository's build/ folder.",
+    )
 
     # Inference (`/v1/chat/completions`, `/v1/completions`): off until a model is configured or a run's
     # promoted checkpoint is asked for (`model: "run:<id>"`); engines load lazily, never at import.
@@ -50,11 +75,43 @@ class ApiSettings(CommonSettings):
     inference_vllm_gpu_memory_utilization: float = Field(default=0.85, gt=0, le=1)
     inference_vllm_max_model_len: int | None = Field(default=None, ge=16)
 
+    @field_validator("data_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        parts = [part.strip() for part in re.split(f"[,{re.escape(os.pathsep)}]", text)]
+        return [part for part in parts if part] or None
+
     @model_validator(mode="after")
-    def _real_key_outside_development(self) -> ApiSettings:
-        if self.environment != "development" and self.api_key.get_secret_value() in _PLACEHOLDER_KEYS:
+    def _safe_outside_loopback(self) -> ApiSettings:
+        placeholder = self.api_key.get_secret_value() in _PLACEHOLDER_KEYS
+        if placeholder and self.environment != "development":
             raise ValueError("ANYTIME_API_API_KEY must be set to a real secret outside development")
+        if placeholder and not self.loopback:
+            raise ValueError(
+                f"ANYTIME_API_API_KEY must be set to a real secret when the API binds to {self.host!r}; "
+                "the placeholder key is only accepted on loopback (127.0.0.1, ::1, localhost)"
+            )
+        if self.open_reads and not self.loopback:
+            raise ValueError(
+                f"ANYTIME_API_OPEN_READS=true opens every GET to anyone who can reach {self.host!r}: it is "
+                "only allowed when ANYTIME_API_HOST is loopback (127.0.0.1, ::1, localhost); unset it"
+            )
         return self
+
+    @property
+    def loopback(self) -> bool:
+        return self.host.strip("[]").lower() in LOOPBACK_HOSTS
+
+    @property
+    def resolved_data_roots(self) -> tuple[Path, ...]:
+        """The data roots with `~`, symlinks and `..` resolved (containment is checked against these)."""
+        roots = self.data_roots if self.data_roots else (self.home, _REPOSITORY_BUILD)
+        return tuple(dict.fromkeys(root.expanduser().resolve() for root in roots))
 
 
 @lru_cache(maxsize=1)

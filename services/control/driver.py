@@ -7,16 +7,17 @@ every budget of a uniform grid) run before the first step, every `eval_interval`
 
 Restartable at any point: SQL holds the last committed step and policy version, and every task is
 idempotent (trajectory ids are stable and write-once, verdicts are per summary id, a policy version's
-checkpoint is written once), so a driver that dies and is re-delivered continues where SQL says.
-Cancel is checked at every task boundary.
+checkpoint is written once), so a driver that dies and is re-delivered (or rescued) continues where SQL
+says. One driver per run (`anytime.run_lease`). Cancel, a worker shutdown and a lost lease are checked at
+every task boundary. Whatever else goes wrong, start-up included, ends the run `failed` with the error.
 """
 
 from __future__ import annotations
 
 import random
-import uuid
+import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -28,6 +29,7 @@ from anytime.db.models import RunStatus
 from anytime.logging import get_logger
 from anytime.problems import Problem, load_problems
 from anytime.run_config import RunConfig
+from anytime.run_lease import DEFAULT_LEASE_TTL_S, RunLease
 from anytime.tracking import Tracker
 from anytime.trajectory import Trajectory
 from anytime.trajectory_store import TrajectoryStore
@@ -51,6 +53,11 @@ class RunCancelled(Exception):
     """The run was asked to stop; raised at a task boundary."""
 
 
+class DriverStopped(Exception):
+    """This driver lets go of the run without ending it: its worker is shutting down, or another driver
+    holds the lease now. The run stays resumable; the rescuer or the other driver carries it on."""
+
+
 @dataclass
 class DriverDeps:
     sessions: Callable[[], Session]
@@ -58,31 +65,8 @@ class DriverDeps:
     store: TrajectoryStore
     tracker: Tracker
     runs_root: Path
-    lease_s: int = 6 * 3600  # a driver's hold on a run, renewed at every task boundary
-
-
-class RunLease:
-    """One driver per run: a Redis key set with NX and renewed at task boundaries.
-
-    A cancel-then-resume can queue a second drive message while the first driver still runs; the second
-    finds the lease taken and leaves. A driver that dies stops renewing, and its lease expires.
-    """
-
-    def __init__(self, store: TrajectoryStore, run_id: str, ttl_s: int) -> None:
-        self.client, self.key, self.ttl_s = store.client, f"{store.prefix}:driver:{run_id}", ttl_s
-        self.token = uuid.uuid4().hex
-
-    def acquire(self) -> bool:
-        return bool(self.client.set(self.key, self.token, nx=True, ex=self.ttl_s))
-
-    def renew(self) -> None:
-        if self.client.get(self.key) not in (self.token, self.token.encode()):
-            raise RunCancelled("another driver took over this run")
-        self.client.expire(self.key, self.ttl_s)
-
-    def release(self) -> None:
-        if self.client.get(self.key) in (self.token, self.token.encode()):
-            self.client.delete(self.key)
+    lease_ttl_s: int = DEFAULT_LEASE_TTL_S  # a dead driver's run is free again after this
+    stopping: threading.Event = field(default_factory=threading.Event)  # set: let go at the next boundary
 
 
 class RunDriver:
@@ -91,56 +75,79 @@ class RunDriver:
         self._leases: dict[str, RunLease] = {}  # by run: one driver object serves a pool of threads
 
     def drive(self, run_id: str) -> str:
-        """Run `run_id` to its end (or to a cancel); returns its final status."""
-        lease = RunLease(self.deps.store, run_id, self.deps.lease_s)
+        """Run `run_id` to its end (or to a cancel); returns its final status, `skipped` when another
+        driver holds it, `stopped` when this one let go of it (shutdown, lease lost)."""
+        lease = RunLease(self.deps.store.client, run_id, self.deps.lease_ttl_s, self.deps.store.prefix)
         if not lease.acquire():
             logger.info("another driver holds this run; leaving it", run_id=run_id)
             return "skipped"
         self._leases[run_id] = lease
         try:
-            return self._drive(run_id)
+            with lease.kept():
+                return self._drive(run_id)
+        except DriverStopped as why:
+            logger.info("driver let go of the run; it stays resumable", run_id=run_id, reason=str(why))
+            return "stopped"
         finally:
             del self._leases[run_id]
-            lease.release()
 
     def _drive(self, run_id: str) -> str:
         with self.deps.sessions() as session:
             run = crud.get_run(session, run_id)
             if run is None:
-                raise LookupError(f"no run {run_id!r}")
+                logger.warning("no such run; nothing to drive", run_id=run_id)
+                return "missing"
             if run.status in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED):
                 logger.info("run already ended; nothing to do", run_id=run_id, status=run.status)
                 return str(run.status)
-            config = RunConfig.model_validate(run.config)
-            if run.status == RunStatus.QUEUED:
-                crud.set_status(session, run_id, RunStatus.RUNNING)
+            if run.cancel_requested:  # asked while nobody drove it (its driver had died)
+                self._end(run_id, RunStatus.CANCELLED, None, run.mlflow_run_id, "KILLED")
+                return RunStatus.CANCELLED.value
             mlflow_run = run.mlflow_run_id
-            if mlflow_run is None:
-                mlflow_run = self.deps.tracker.start_run(
-                    config.name or run_id, config.model_dump(mode="json"), self._tags(run_id, config)
-                )
-                self.deps.tracker.log_dict(mlflow_run, config.model_dump(mode="json"), "config.json")
-                if mlflow_run is not None:  # the null tracker tracks nothing
-                    crud.set_mlflow_run_id(session, run_id, mlflow_run)
-            session.commit()
         log = logger.bind(run_id=run_id)
         try:
+            config, mlflow_run = self._start(run_id, mlflow_run)
             self._run_steps(run_id, config, mlflow_run)
+        except DriverStopped:
+            raise
         except RunCancelled:
             self._end(run_id, RunStatus.CANCELLED, None, mlflow_run, "KILLED")
             log.info("run cancelled")
             return RunStatus.CANCELLED.value
         except Exception as err:
+            if self.deps.stopping.is_set() or self._leases[run_id].lost.is_set():
+                raise DriverStopped(f"{type(err).__name__} while letting go: {err}") from err
+            if is_infrastructure_outage(err):  # Redis or the database away: carried on once it is back
+                raise DriverStopped(f"{type(err).__name__}: {err}") from err
             message = f"{type(err).__name__}: {err}"
             self._end(run_id, RunStatus.FAILED, message[:4000], mlflow_run, "FAILED")
             log.error("run failed", error=message)
             return RunStatus.FAILED.value
         with self.deps.sessions() as session:
-            promoted = crud.promote_best_checkpoint(session, run_id)  # what `model: "run:<id>"` serves
+            promoted = crud.promote_best_checkpoint(session, run_id, crud.checkpoint_on_disk)  # what `model: "run:<id>"` serves
             session.commit()
         self._end(run_id, RunStatus.SUCCEEDED, None, mlflow_run, "FINISHED")
         log.info("run succeeded", promoted=None if promoted is None else promoted.policy_version)
         return RunStatus.SUCCEEDED.value
+
+    def _start(self, run_id: str, mlflow_run: str | None) -> tuple[RunConfig, str | None]:
+        """Mark the run running and give it an MLflow run; whatever fails here fails the run."""
+        with self.deps.sessions() as session:
+            run = crud.require_run(session, run_id)
+            config = RunConfig.model_validate(run.config)
+            if run.status == RunStatus.QUEUED:
+                crud.set_status(session, run_id, RunStatus.RUNNING)
+            session.commit()
+        if mlflow_run is None:
+            mlflow_run = self.deps.tracker.start_run(
+                config.name or run_id, config.model_dump(mode="json"), self._tags(run_id, config)
+            )
+            self.deps.tracker.log_dict(mlflow_run, config.model_dump(mode="json"), "config.json")
+            if mlflow_run is not None:  # the null tracker tracks nothing
+                with self.deps.sessions() as session:
+                    crud.set_mlflow_run_id(session, run_id, mlflow_run)
+                    session.commit()
+        return config, mlflow_run
 
     @staticmethod
     def _tags(run_id: str, config: RunConfig) -> dict[str, str]:
@@ -159,10 +166,16 @@ class RunDriver:
         with self.deps.sessions() as session:
             crud.set_status(session, run_id, status, error=error)
             session.commit()
-        self.deps.tracker.end_run(mlflow_run, state)
+        try:
+            self.deps.tracker.end_run(mlflow_run, state)
+        except Exception as err:  # the run's own status is what counts; MLflow may be down
+            logger.warning("MLflow run not ended", run_id=run_id, error=str(err))
 
     def _check_cancel(self, run_id: str) -> None:
-        self._leases[run_id].renew()
+        if self.deps.stopping.is_set():
+            raise DriverStopped("the control worker is shutting down")
+        if self._leases[run_id].lost.is_set():
+            raise DriverStopped("another driver holds the run's lease")
         with self.deps.sessions() as session:
             run = crud.get_run(session, run_id)
             if run is None or run.cancel_requested:
@@ -304,6 +317,28 @@ class RunDriver:
         png = accuracy_vs_budget_png(series, title=config.name or run_id)
         self.deps.tracker.log_png(mlflow_run, png, f"curves/eval_v{version:06d}.png")
         logger.info("evaluation committed", run_id=run_id, policy_version=version, accuracy=accuracy)
+
+
+def is_infrastructure_outage(err: BaseException) -> bool:
+    """Redis or the database did not answer: nothing is wrong with the run itself."""
+    import kombu.exceptions
+    import redis
+    import sqlalchemy.exc
+
+    broker = (redis.ConnectionError, redis.TimeoutError, kombu.exceptions.OperationalError)
+    for cause in (err, err.__cause__):
+        if isinstance(cause, broker):
+            return True
+        if isinstance(cause, sqlalchemy.exc.DBAPIError) and (
+            cause.connection_invalidated or any(word in str(cause).lower() for word in _DB_OUTAGE_WORDS)
+        ):
+            return True
+    return False
+
+
+# A database error with one of these is the server (or the file's lock) away, not a broken schema or query.
+_DB_OUTAGE_WORDS = ("could not connect", "connection refused", "server closed", "database is locked",
+                    "terminating connection", "connection reset")
 
 
 def reward_rows(

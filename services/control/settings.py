@@ -24,6 +24,11 @@ class ControlSettings(CommonSettings):
         description="Artifact folder URI for a local MLflow store; unset: <home>/mlflow-artifacts.",
     )
     tracking: bool = Field(default=True, description="Track runs in MLflow (false: a null tracker).")
+    outage_wait_s: float = Field(
+        default=600, gt=0, description="How long a driver waits out Redis being away before letting go."
+    )
+    rescue: bool = Field(default=True, description="Sweep for runs left without a driver and queue them.")
+    rescue_interval_s: float = Field(default=15, gt=0, description="Seconds between rescue sweeps.")
 
     @property
     def resolved_runs_root(self) -> Path:

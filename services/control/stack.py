@@ -1,9 +1,15 @@
 """The embedded stack (`anytime up`): every service of the platform as local processes, in the foreground.
 
-redis-server → database migrations (a one-shot step, as compose's `migrate` service: the API itself never
-migrates) → one Celery worker per queue (rollout, eval, verify, learn, control) → the API (uvicorn) →
-the MLflow UI. Each process runs in its own session with a parent-death signal, logs to
-`<home>/logs/<name>.log`, and is stopped by its process group, in reverse order: nothing is left behind.
+redis-server (append-only file on: queues, unacknowledged tasks and trajectories survive a restart) →
+database migrations and the MLflow store's schema (a one-shot step, as compose's `migrate` service: nothing
+else creates tables) → the MLflow server (workers then track through it over HTTP, so one process owns the
+store) → one Celery worker per queue (rollout, eval, verify, learn, control) → the API (uvicorn). Each
+process runs in its own session with a parent-death signal, logs to `<home>/logs/<name>.log`, and is
+stopped by its process group, in reverse order: nothing is left behind.
+
+Supervised: a service that exits while the stack runs is started again after a back-off (1 s, doubling to
+`MAX_BACKOFF_S`; reset once it has stayed up a minute), and the restart is logged. Runs survive it: tasks
+are re-delivered, drivers rescued (see `services.control.rescue`).
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from anytime.logging import get_logger
 REPO = Path(__file__).resolve().parents[2]
 PR_SET_PDEATHSIG = 1
 STOP_GRACE_S = 20.0
+MAX_BACKOFF_S = 30.0
+STABLE_AFTER_S = 60.0  # a service up this long is healthy again: its back-off starts over
 logger = get_logger(__name__)
 
 
@@ -62,6 +70,10 @@ class Service:
     ready: Callable[[], bool]
     proc: subprocess.Popen[bytes] | None = None
     log: Path | None = None
+    restarts: int = 0
+    started_at: float = 0.0
+    backoff_s: float = 0.0
+    restart_at: float | None = None  # set while it waits to be started again
 
 
 @dataclass
@@ -102,8 +114,20 @@ class EmbeddedStack:
         )
 
     @property
-    def mlflow_uri(self) -> str:
+    def mlflow_store_uri(self) -> str:
+        """The MLflow store: the server's backend (or, without the UI, what the workers write to)."""
         return os.environ.get("ANYTIME_MLFLOW_TRACKING_URI") or f"sqlite:///{self.home / 'mlflow.db'}"
+
+    @property
+    def mlflow_uri(self) -> str:
+        """What the workers track to: the stack's MLflow server when it runs one, else the store itself."""
+        if self.ui and not os.environ.get("ANYTIME_MLFLOW_TRACKING_URI"):
+            return self.mlflow_url
+        return self.mlflow_store_uri
+
+    @property
+    def artifact_root(self) -> str:
+        return (self.home / "mlflow-artifacts").resolve().as_uri()
 
     def api_key(self) -> str:
         """The stack's API key: made once, kept in `<home>/api-key` (mode 600)."""
@@ -122,6 +146,8 @@ class EmbeddedStack:
             "ANYTIME_DATABASE_URL": self.database_url,
             "ANYTIME_MLFLOW_TRACKING_URI": self.mlflow_uri,
             "ANYTIME_API_API_KEY": self.api_key(),
+            "ANYTIME_API_HOST": "127.0.0.1",  # what uvicorn binds below
+            "ANYTIME_DATA_ROOTS": os.environ.get("ANYTIME_DATA_ROOTS") or f"{self.home},{REPO / 'build'}",
             # The tiny model is small: keep two runs' learners (the demo's BRPO and GRPO) loaded.
             "ANYTIME_LEARNER_MAX_LEARNERS": os.environ.get("ANYTIME_LEARNER_MAX_LEARNERS", "2"),
             "PYTHONUNBUFFERED": "1",
@@ -150,7 +176,9 @@ class EmbeddedStack:
                     "--save",
                     "",
                     "--appendonly",
-                    "no",
+                    "yes",
+                    "--appendfsync",
+                    "always",  # a killed redis-server loses no acknowledged write
                     "--maxmemory-policy",
                     "noeviction",
                 ],
@@ -180,7 +208,8 @@ class EmbeddedStack:
         if not self.api:
             services = [s for s in services if s.name != "api"]
         if self.ui:
-            services.append(
+            services.insert(
+                1,
                 Service(
                     "mlflow",
                     [
@@ -189,9 +218,9 @@ class EmbeddedStack:
                         "mlflow",
                         "server",
                         "--backend-store-uri",
-                        self.mlflow_uri,
+                        self.mlflow_store_uri,
                         "--default-artifact-root",
-                        str(self.home / "mlflow-artifacts"),
+                        self.artifact_root,
                         "--host",
                         "127.0.0.1",
                         "--port",
@@ -200,7 +229,7 @@ class EmbeddedStack:
                         "1",
                     ],
                     lambda: self._http_ok(f"{self.mlflow_url}/health"),
-                )
+                ),
             )
         return services
 
@@ -233,6 +262,7 @@ class EmbeddedStack:
                 start_new_session=True,  # its own process group: stopped as a whole, children included
                 preexec_fn=_die_with_parent,
             )
+        service.started_at = time.monotonic()
 
     def _wait(self, service: Service, timeout_s: float) -> None:
         assert service.proc is not None and service.log is not None
@@ -248,6 +278,7 @@ class EmbeddedStack:
         raise StackError(f"{service.name} was not ready within {timeout_s:.0f} s:\n{_tail(service.log)}")
 
     def migrate(self, env: dict[str, str]) -> None:
+        """The one-shot step: SQL migrations, then the MLflow store's schema and experiment."""
         run = subprocess.run(
             [sys.executable, "-m", "alembic", "-c", str(REPO / "alembic.ini"), "upgrade", "head"],
             cwd=REPO,
@@ -257,6 +288,17 @@ class EmbeddedStack:
         )
         if run.returncode != 0:
             raise StackError(f"database migrations failed:\n{run.stderr[-3000:]}")
+        if self.mlflow_store_uri.startswith(("http://", "https://")):
+            return  # somebody else's server owns its store
+        init = subprocess.run(
+            [sys.executable, "-m", "anytime.tracking", self.mlflow_store_uri, self.artifact_root],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        if init.returncode != 0:
+            raise StackError(f"the MLflow store could not be initialised:\n{init.stderr[-3000:]}")
 
     def start(self, timeout_s: float = 180.0) -> None:
         (self.home / "redis").mkdir(parents=True, exist_ok=True)
@@ -268,6 +310,11 @@ class EmbeddedStack:
             self.services.append(redis_service)
             self._wait(redis_service, 30)
             self.migrate(env)
+            if rest and rest[0].name == "mlflow":  # the store's owner is up before anyone tracks
+                mlflow_service, *rest = rest
+                self._spawn(mlflow_service, env)
+                self.services.append(mlflow_service)
+                self._wait(mlflow_service, timeout_s)
             for service in rest:
                 self._spawn(service, env)
                 self.services.append(service)
@@ -295,6 +342,39 @@ class EmbeddedStack:
             )
         finally:
             app.close()
+
+    def supervise(self) -> list[str]:
+        """Start again every service that exited (after its back-off); the names started again."""
+        now = time.monotonic()
+        restarted = []
+        env: dict[str, str] | None = None
+        for service in self.services:
+            proc = service.proc
+            if proc is None or proc.poll() is None:
+                if proc is not None and now - service.started_at > STABLE_AFTER_S:
+                    service.backoff_s = 0.0
+                continue
+            if service.restart_at is None:
+                service.backoff_s = min(MAX_BACKOFF_S, max(1.0, service.backoff_s * 2))
+                service.restart_at = now + service.backoff_s
+                logger.warning(
+                    "service exited; starting it again",
+                    service=service.name,
+                    code=proc.returncode,
+                    in_s=service.backoff_s,
+                    log=str(service.log),
+                )
+            if now < service.restart_at:
+                continue
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # whatever it forked goes with it
+            env = env or self.env()
+            self._spawn(service, env)
+            service.restarts += 1
+            service.restart_at = None
+            restarted.append(service.name)
+            logger.info("service started again", service=service.name, restarts=service.restarts)
+        return restarted
 
     def check_alive(self) -> None:
         for service in self.services:

@@ -13,6 +13,7 @@ wall-clock limit, and `services.verifier.verifier.Verifier` is the API to use.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from enum import StrEnum
 
@@ -33,6 +34,16 @@ class Status(StrEnum):
     UNPARSEABLE = "unparseable"
     TIMEOUT = "timeout"
     ERROR = "error"
+
+
+# Line breaks and tabs are spacing (normalisation folds them); any other control character (NUL, ESC, …)
+# means the text is not an answer, and math-verify would otherwise read around it (`4\x00` parses as 4).
+_SPACING_CONTROLS = frozenset("\t\n\r")
+
+
+def has_control_characters(text: str) -> bool:
+    """Whether `text` holds a control character other than a tab or a line break."""
+    return any(c not in _SPACING_CONTROLS and unicodedata.category(c) == "Cc" for c in text)
 
 
 class GroundTruthError(ValueError):
@@ -71,7 +82,8 @@ def truth_texts(ground_truth: GroundTruth) -> tuple[str, ...]:
 
 
 def grade_answer(extracted: str | None, ground_truth: GroundTruth | tuple[str, ...]) -> Status:
-    """Correct when the extracted answer equals any acceptable ground truth (math-verify equivalence).
+    """Correct when the extracted answer equals any acceptable ground truth (math-verify equivalence);
+    unparseable when there is none, or it holds a control character (`has_control_characters`).
 
     A tuple ground truth is taken as already normalised (`truth_texts`). Raises `GroundTruthError` when
     math-verify parses none of the acceptable answers: that is a data problem, not a wrong answer.
@@ -79,7 +91,7 @@ def grade_answer(extracted: str | None, ground_truth: GroundTruth | tuple[str, .
     """
     from math_verify import parse, verify  # imported here: the parent process of the pool never needs it
 
-    if extracted is None or not extracted.strip():
+    if extracted is None or not extracted.strip() or has_control_characters(extracted):
         return Status.UNPARSEABLE
     answer = parse(f"${normalise_answer(extracted)}$", parsing_timeout=None)
     if not answer:

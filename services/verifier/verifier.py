@@ -22,7 +22,14 @@ from typing import Any
 from anytime.summary_format import SummaryFormat
 from services.verifier.cache import CachedVerdict, CacheKey, VerdictCache
 from services.verifier.extraction import extract_answer, is_formatted, missing_answer_reason
-from services.verifier.grading import GroundTruth, GroundTruthError, Status, normalise_answer, truth_texts
+from services.verifier.grading import (
+    GroundTruth,
+    GroundTruthError,
+    Status,
+    has_control_characters,
+    normalise_answer,
+    truth_texts,
+)
 from services.verifier.pool import GradeJob, GraderPool
 from services.verifier.settings import VerifierSettings
 
@@ -228,6 +235,8 @@ class Verifier:
         problem = None
         if not answer:
             problem = "the box is empty"
+        elif has_control_characters(extracted):
+            problem = "the answer holds a control character (e.g. NUL): it is not a mathematical answer"
         elif not _valid_unicode(answer):
             problem = "the answer is not valid Unicode (it holds a lone surrogate)"
         elif len(answer) > self.max_answer_chars:

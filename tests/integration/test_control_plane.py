@@ -73,8 +73,11 @@ def stack(
         ui=False,
         database=database,
     )
-    with embedded.running():
-        yield embedded
+    # The models and datasets are pytest temporary folders: the API takes run inputs from there.
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("ANYTIME_DATA_ROOTS", str(tmp_path_factory.getbasetemp()))
+        with embedded.running():
+            yield embedded
 
 
 def _client(stack: EmbeddedStack) -> httpx.Client:

@@ -29,10 +29,18 @@ def test_created_run_is_queued_for_the_driver(
     config.set_main_option("script_location", str(REPO / "migrations"))
     config.set_main_option("sqlalchemy.url", url)
     command.upgrade(config, "head")
-    settings = ApiSettings(ANYTIME_DATABASE_URL=url, ANYTIME_REDIS_URL=redis_server.url, api_key="k")
+    dataset = tmp_path / "d.jsonl"
+    dataset.write_text('{"problem": "1 + 1?", "answer": 2}\n')
+    settings = ApiSettings(
+        ANYTIME_DATABASE_URL=url,
+        ANYTIME_REDIS_URL=redis_server.url,
+        ANYTIME_DATA_ROOTS=str(tmp_path),
+        api_key="k",
+    )
     with TestClient(create_app(settings)) as client:
         assert client.get("/readyz").json()["checks"] == {"database": "ok", "redis": "ok"}
-        run = client.post("/v1/runs", json={"model": "m", "dataset": "d.jsonl"}, headers={"X-API-Key": "k"})
+        body = {"model": "org/model", "dataset": str(dataset), "problems_per_step": 1}
+        run = client.post("/v1/runs", json=body, headers={"X-API-Key": "k"})
         assert run.status_code == 201
     messages = [json.loads(m) for m in redis_client.lrange("control", 0, -1)]
     assert [m["headers"]["task"] for m in messages] == ["anytime.control.drive"]

@@ -1,7 +1,11 @@
-"""REST API routes on a real SQLite file migrated by Alembic; the broker and Redis are overridden."""
+"""REST API routes on a real SQLite file migrated by Alembic; the broker and Redis are overridden.
+
+The API runs in a folder holding `models/tiny` (a config.json) and `data/train.jsonl` (8 problems), which is
+also its only data root, so `CONFIG`'s relative paths pass the create-time input checks."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,16 +38,21 @@ CONFIG = {"model": "models/tiny", "dataset": "data/train.jsonl", "b_max": 64, "n
 class RecordingScheduler:
     sent: list[str] = field(default_factory=list)
     fail: bool = False
+    alive: bool | None = True  # what `driving` answers: a live driver holds every run
 
     def schedule(self, run_id: str) -> None:
         if self.fail:
             raise SchedulingError("broker down")
         self.sent.append(run_id)
 
+    def driving(self, run_id: str) -> bool | None:
+        return self.alive
+
 
 @dataclass
 class Api:
-    client: TestClient
+    client: TestClient  # sends the key
+    anonymous: TestClient  # sends none
     scheduler: RecordingScheduler
     sessions: sessionmaker[Session]
 
@@ -69,32 +78,45 @@ def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def write_inputs(folder: Path, problems: int = 8) -> None:
+    """`models/tiny` (a model folder: a config.json) and `data/train.jsonl` under `folder`."""
+    (folder / "models" / "tiny").mkdir(parents=True)
+    (folder / "models" / "tiny" / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    (folder / "data").mkdir()
+    rows = [json.dumps({"problem": f"{i} + 1?", "answer": i + 1}) for i in range(problems)]
+    (folder / "data" / "train.jsonl").write_text("\n".join(rows) + "\n")
+
+
 @pytest.fixture
-def api(migrated_db: Path, tmp_path: Path) -> Iterator[Api]:
+def api(migrated_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
     database = tmp_path / "anytime.db"
     shutil.copy(migrated_db, database)
+    write_inputs(tmp_path)
+    monkeypatch.chdir(tmp_path)  # CONFIG's relative paths are taken from the API's working directory
     settings = ApiSettings(
         ANYTIME_DATABASE_URL=f"sqlite:///{database}",
         ANYTIME_REDIS_URL="redis://127.0.0.1:1/0",  # nothing listens: /readyz must say so
+        ANYTIME_DATA_ROOTS=str(tmp_path),
         api_key=KEY,
         environment="development",
     )
     app = create_app(settings)
     scheduler = RecordingScheduler()
     app.dependency_overrides[get_scheduler] = lambda: scheduler
-    with TestClient(app) as client:
-        yield Api(client, scheduler, app.state.session_factory)
+    with TestClient(app, headers=AUTH) as client:
+        # The same app (its lifespan already ran) without the key.
+        yield Api(client, TestClient(app), scheduler, app.state.session_factory)
 
 
 # ------------------------------------------------------------------------------------------ health
 
 
 def test_healthz_answers(api: Api) -> None:
-    assert api.client.get("/healthz").json()["status"] == "ok"
+    assert api.anonymous.get("/healthz").json()["status"] == "ok"
 
 
 def test_readyz_names_the_dependency_that_is_down(api: Api) -> None:
-    response = api.client.get("/readyz")
+    response = api.anonymous.get("/readyz")
     assert response.status_code == 503
     body = response.json()
     assert body["failed"] == ["redis"] and body["checks"]["database"] == "ok"
@@ -115,7 +137,7 @@ def test_readyz_names_the_dependency_that_is_down(api: Api) -> None:
 
 
 def test_openapi_lists_every_route(api: Api) -> None:
-    assert api.client.get("/docs").status_code == 200
+    assert api.client.get("/docs").status_code == 200 and api.client.get("/redoc").status_code == 200
     paths = set(api.client.get("/openapi.json").json()["paths"])
     run = "/v1/runs/{run_id}"
     expected = {"/healthz", "/readyz", "/v1/runs", run}
@@ -131,7 +153,7 @@ def test_openapi_lists_every_route(api: Api) -> None:
 
 
 def test_create_stores_a_queued_run_with_budgets_and_schedules_it(api: Api) -> None:
-    response = api.client.post("/v1/runs", json={**CONFIG, "name": "first"}, headers={"X-API-Key": KEY})
+    response = api.anonymous.post("/v1/runs", json={**CONFIG, "name": "first"}, headers={"X-API-Key": KEY})
     assert response.status_code == 201
     run = response.json()
     assert response.headers["location"] == f"/v1/runs/{run['id']}"
@@ -152,7 +174,7 @@ def test_mutating_calls_need_the_key(api: Api, headers: dict[str, str]) -> None:
         ("POST", f"/v1/runs/{run['id']}/cancel"),
         ("POST", f"/v1/runs/{run['id']}/resume"),
     ]:
-        response = api.client.request(method, path, json=CONFIG, headers=headers)
+        response = api.anonymous.request(method, path, json=CONFIG, headers=headers)
         assert response.status_code == 401, path
         assert "API key" in response.json()["detail"]
         assert response.headers["www-authenticate"] == "Bearer"
@@ -251,6 +273,28 @@ def test_resuming_a_live_or_succeeded_run_is_409(api: Api, path: list[RunStatus]
     current = path[-1] if path else RunStatus.QUEUED
     assert response.status_code == 409 and f"is {current}" in response.json()["detail"]
     assert api.scheduler.sent == [run_id]
+
+
+def test_a_run_whose_driver_is_gone_is_cancelled_at_once_and_can_be_resumed(api: Api) -> None:
+    api.scheduler.alive = False  # no lease in Redis: the driver died
+    orphan, stuck, lost = api.create()["id"], api.create()["id"], api.create()["id"]
+    api.set_status(orphan, RunStatus.RUNNING)
+    api.set_status(stuck, RunStatus.RUNNING)
+    cancelled = api.client.post(f"/v1/runs/{orphan}/cancel", headers=AUTH).json()
+    assert cancelled["status"] == "cancelled" and cancelled["finished_at"] is not None
+    resumed = api.client.post(f"/v1/runs/{stuck}/resume", headers=AUTH)
+    assert resumed.status_code == 200 and resumed.json()["status"] == "running"
+    assert api.client.post(f"/v1/runs/{lost}/resume", headers=AUTH).json()["status"] == "queued"
+    assert api.scheduler.sent == [orphan, stuck, lost, stuck, lost]  # a new driver for each stuck run
+
+
+def test_resume_is_409_when_redis_cannot_tell_whether_a_driver_lives(api: Api) -> None:
+    api.scheduler.alive = None
+    run_id = api.create()["id"]
+    api.set_status(run_id, RunStatus.RUNNING)
+    assert api.client.post(f"/v1/runs/{run_id}/resume", headers=AUTH).status_code == 409
+    pending = api.client.post(f"/v1/runs/{run_id}/cancel", headers=AUTH).json()
+    assert pending["status"] == "running" and pending["cancel_requested"] is True  # the rescuer ends it
 
 
 # ---------------------------------------------------------------------------------------- results
@@ -357,3 +401,114 @@ def test_celery_scheduler_sends_the_drive_task_by_name() -> None:
     broker.fail = True
     with pytest.raises(SchedulingError, match="connection refused"):
         scheduler.schedule("abc")
+
+
+# ----------------------------------------------------------------------------------- bounded input
+
+
+def test_every_integer_query_parameter_is_bounded(api: Api) -> None:
+    """A number past SQL's integers is a 422, never a 500 (OverflowError) — for every route's every int."""
+    from fastapi.dependencies.utils import get_flat_dependant
+    from fastapi.routing import APIRoute
+
+    run_id = api.create()["id"]
+    checked = []
+    for route in api.client.app.routes:  # type: ignore[attr-defined]
+        if not isinstance(route, APIRoute):
+            continue
+        path = route.path.replace("{run_id}", run_id)
+        for param in get_flat_dependant(route.dependant).query_params:
+            if param.field_info.annotation not in (int, int | None):
+                continue
+            for method in route.methods:
+                for huge in (24106861635125743616, 2**31):
+                    response = api.client.request(method, path, params={param.alias: huge})
+                    assert response.status_code == 422, (method, route.path, param.alias, response.text)
+                    assert response.json()["detail"][0]["loc"] == ["query", param.alias]
+                checked.append((route.path, param.alias))
+    assert len(checked) == 8, checked  # offset and limit of 3 pages, rewards' step and budget_index
+    response = api.client.get("/v1/runs", params={"offset": 2**31 - 1})
+    assert response.status_code == 200 and response.json()["items"] == []
+
+
+def test_a_malformed_run_id_is_422_before_sql(api: Api) -> None:
+    response = api.client.get("/v1/runs/a%00b")
+    assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["path", "run_id"]
+    assert api.client.get(f"/v1/runs/{'a' * 33}").status_code == 422
+
+
+# --------------------------------------------------------------------- checkpoints after retention
+
+
+def _run_with_checkpoint_folders(api: Api, tmp_path: Path) -> tuple[str, dict[int, int]]:
+    """A run with checkpoints of versions 1..3 scored 0.9, 0.5, 0.7; version 1's folder was pruned."""
+    run_id = api.create()["id"]
+    ids = {}
+    with session_scope(api.sessions) as session:
+        for version, score in [(1, 0.9), (2, 0.5), (3, 0.7)]:
+            folder = tmp_path / "runs" / run_id / f"policy-{version:06d}" / "model"
+            if version != 1:
+                folder.mkdir(parents=True)
+            ids[version] = repository.record_checkpoint(session, run_id, version, version - 1, str(folder)).id
+            repository.record_evaluation(session, run_id, version, version - 1, [64], [score], score)
+    return run_id, ids
+
+
+def test_checkpoints_say_whether_retention_deleted_them(api: Api, tmp_path: Path) -> None:
+    run_id, _ = _run_with_checkpoint_folders(api, tmp_path)
+    items = api.client.get(f"/v1/runs/{run_id}/checkpoints").json()["items"]
+    assert [(c["policy_version"], c["exists"]) for c in items] == [(1, False), (2, True), (3, True)]
+
+
+def test_promotion_refuses_a_pruned_checkpoint_and_best_skips_it(api: Api, tmp_path: Path) -> None:
+    run_id, ids = _run_with_checkpoint_folders(api, tmp_path)
+    gone = api.client.post(f"/v1/runs/{run_id}/promote", json={"checkpoint_id": ids[1]})
+    assert gone.status_code == 409
+    assert "no longer on disk" in gone.json()["detail"] and "exists=true" in gone.json()["detail"]
+    assert api.client.get(f"/v1/runs/{run_id}").json()["promoted_checkpoint_id"] is None
+    best = api.client.post(f"/v1/runs/{run_id}/promote")  # 0.9 is pruned: 0.7 (version 3) is the best left
+    assert best.status_code == 200, best.text
+    assert best.json()["checkpoint"]["id"] == ids[3] and best.json()["checkpoint"]["exists"] is True
+    shutil.rmtree(tmp_path / "runs" / run_id / "policy-000002")
+    shutil.rmtree(tmp_path / "runs" / run_id / "policy-000003")
+    none_left = api.client.post(f"/v1/runs/{run_id}/promote")
+    assert none_left.status_code == 409 and "no evaluated checkpoint on disk" in none_left.json()["detail"]
+
+
+def test_inference_on_a_pruned_or_unloadable_checkpoint_says_so(api: Api, tmp_path: Path) -> None:
+    run_id, ids = _run_with_checkpoint_folders(api, tmp_path)
+    body = {"model": f"run:{run_id}", "prompt": "1 + 1 =", "budget": 8}
+    api.client.post(f"/v1/runs/{run_id}/promote", json={"checkpoint_id": ids[2]})
+    shutil.rmtree(tmp_path / "runs" / run_id / "policy-000002")  # retention, after the promotion
+    response = api.client.post("/v1/completions", json=body)
+    assert response.status_code == 404
+    assert "no longer on disk" in response.json()["detail"] and "promote another" in response.json()["detail"]
+
+    def broken(path: str, _settings: ApiSettings) -> Any:
+        raise OSError(f"{path}/model.safetensors is truncated")
+
+    api.client.app.state.inference.loader = broken  # type: ignore[attr-defined]
+    api.client.post(f"/v1/runs/{run_id}/promote", json={"checkpoint_id": ids[3]})
+    response = api.client.post("/v1/completions", json=body)
+    assert response.status_code == 503
+    assert "could not be loaded" in response.json()["detail"] and "truncated" in response.json()["detail"]
+    for model in ("run:a\x00b", "run:", "nope"):
+        assert api.client.post("/v1/completions", json={**body, "model": model}).status_code == 404
+
+
+def test_the_openapi_schema_states_what_the_server_accepts(api: Api) -> None:
+    schema = api.client.get("/openapi.json").json()
+    models = schema["components"]["schemas"]
+    (probs,) = [s for s in models["RunConfig"]["properties"]["probs"]["anyOf"] if s["type"] == "array"]
+    assert probs["minItems"] == 1
+    for request in ("ChatCompletionRequest", "CompletionRequest"):
+        (budgets,) = [s for s in models[request]["properties"]["budgets"]["anyOf"] if s["type"] == "array"]
+        assert budgets["minItems"] == 1 and budgets["items"] == {"type": "integer", "minimum": 1}
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            takes_body = "requestBody" in operation
+            assert ("400" in operation["responses"]) == takes_body, (method, path)
+            if path not in ("/healthz", "/readyz"):
+                assert "401" in operation["responses"], (method, path)
+    offset = next(p for p in schema["paths"]["/v1/runs"]["get"]["parameters"] if p["name"] == "offset")
+    assert offset["schema"]["maximum"] == 2**31 - 1

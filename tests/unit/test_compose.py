@@ -65,9 +65,9 @@ def test_missing_api_key_is_a_clear_error() -> None:
     assert result.returncode != 0 and "ANYTIME_API_API_KEY" in result.stderr
 
 
-def config(*profiles: str) -> dict[str, Any]:
+def config(*profiles: str, **env: str) -> dict[str, Any]:
     flags = [arg for profile in profiles for arg in ("--profile", profile)]
-    result = compose(*flags, "config", "--format", "json", ANYTIME_API_API_KEY="test-key")
+    result = compose(*flags, "config", "--format", "json", **{"ANYTIME_API_API_KEY": "test-key", **env})
     assert result.returncode == 0, result.stderr
     services: dict[str, Any] = json.loads(result.stdout)["services"]
     return services
@@ -142,6 +142,32 @@ def test_checkpoints_live_on_one_volume_at_one_path() -> None:
         mounts = {v["target"]: v.get("source") for v in services[name]["volumes"]}
         assert mounts.get("/data/runs") == "runs", name
         assert services[name]["environment"]["ANYTIME_CONTROL_RUNS_ROOT"] == "/data/runs"
+
+
+def host_ips(service: dict[str, Any]) -> set[str]:
+    return {port.get("host_ip", "0.0.0.0") for port in service.get("ports", [])}
+
+
+def test_published_ports_listen_on_loopback_by_default() -> None:
+    services = config("inference")
+    published = {name for name, service in services.items() if service.get("ports")}
+    assert published == {"api", "mlflow", "inference"}
+    for name in published:
+        assert host_ips(services[name]) == {"127.0.0.1"}, name
+
+
+def test_the_api_opts_in_to_other_interfaces_and_mlflow_does_not_follow() -> None:
+    services = config("inference", ANYTIME_API_BIND="0.0.0.0")
+    assert host_ips(services["api"]) == host_ips(services["inference"]) == {"0.0.0.0"}
+    assert host_ips(services["mlflow"]) == {"127.0.0.1"}
+
+
+def test_the_api_accepts_run_configs_under_the_mounted_inputs_and_checkpoints() -> None:
+    services = config("inference")
+    mounted = {volume["target"] for volume in services["rollout"]["volumes"]}
+    for name in ["api", "inference"]:
+        roots = set(services[name]["environment"]["ANYTIME_DATA_ROOTS"].split(","))
+        assert roots == {"/data/inputs", "/data/runs"} and roots <= mounted, name
 
 
 def _entrypoint(command: list[str]) -> tuple[Path, str] | None:

@@ -8,6 +8,7 @@ from services.verifier.grading import (
     GroundTruthError,
     Status,
     grade_answer,
+    has_control_characters,
     normalise_answer,
     truth_texts,
 )
@@ -77,6 +78,20 @@ def test_wrong_answers_are_incorrect(extracted: str, truth: object) -> None:
 @pytest.mark.parametrize("extracted", [None, "", "   "])
 def test_no_answer_is_unparseable(extracted: str | None) -> None:
     assert grade_answer(extracted, "7") is Status.UNPARSEABLE
+
+
+@pytest.mark.parametrize("extracted", ["4\x00", "\x004", "4\x01", "\x1b[0m4", "4\x7f", "4\x85"])
+def test_an_answer_with_control_characters_is_unparseable_not_correct(extracted: str) -> None:
+    # math-verify reads around them: without the rule, "4\x00" and "4\x01" grade correct against 4
+    assert grade_answer(extracted, "4") is Status.UNPARSEABLE
+
+
+@pytest.mark.parametrize(
+    ("text", "has"),
+    [("4", False), ("a\tb\nc\r", False), ("\u200b4", False), ("4\x00", True), ("\x1f", True), ("\x9f", True)],
+)
+def test_control_characters_are_those_of_category_cc_but_tab_and_line_breaks(text: str, has: bool) -> None:
+    assert has_control_characters(text) is has
 
 
 @pytest.mark.parametrize(

@@ -62,15 +62,21 @@ def client(database: str) -> Iterator[TestClient]:
 
 
 def _run_with_checkpoints(
-    sessions: sessionmaker[Session], scores: dict[int, float | None], checkpoints: tuple[int, ...] = (1, 2, 3)
+    sessions: sessionmaker[Session],
+    scores: dict[int, float | None],
+    checkpoints: tuple[int, ...] = (1, 2, 3),
+    root: Path | None = None,
 ) -> tuple[str, dict[int, int]]:
-    """A run with checkpoints of the given policy versions and evaluations {version: anytime score}."""
+    """A run with checkpoints of the given policy versions and evaluations {version: anytime score}; their
+    folders are made when `root` is given (the promote route refuses a checkpoint whose folder is gone)."""
     with session_scope(sessions) as session:
         run = repository.create_run(session, RunConfig.model_validate(CONFIG))
-        ids = {
-            v: repository.record_checkpoint(session, run.id, v, v - 1, f"/checkpoints/{run.id}/v{v}").id
-            for v in checkpoints
-        }
+        ids = {}
+        for v in checkpoints:
+            folder = (root or Path("/checkpoints")) / run.id / f"v{v}"
+            if root is not None:
+                folder.mkdir(parents=True)
+            ids[v] = repository.record_checkpoint(session, run.id, v, v - 1, str(folder)).id
         for version, score in scores.items():
             accuracy = [score or 0.0] * 4
             repository.record_evaluation(
@@ -96,16 +102,16 @@ def test_nothing_is_promoted_without_an_evaluation(sessions: sessionmaker[Sessio
 
 
 def test_promote_route_takes_a_checkpoint_or_the_best(
-    client: TestClient, sessions: sessionmaker[Session]
+    client: TestClient, sessions: sessionmaker[Session], tmp_path: Path
 ) -> None:
-    run_id, ids = _run_with_checkpoints(sessions, {1: 0.5, 2: 0.7})
+    run_id, ids = _run_with_checkpoints(sessions, {1: 0.5, 2: 0.7}, root=tmp_path)
     given = client.post(f"/v1/runs/{run_id}/promote", json={"checkpoint_id": ids[1]}, headers=AUTH)
     assert given.status_code == 200, given.text
     assert given.json()["run"]["promoted_checkpoint_id"] == ids[1]
-    assert given.json()["checkpoint"]["path"] == f"/checkpoints/{run_id}/v1"
+    assert given.json()["checkpoint"]["path"] == str(tmp_path / run_id / "v1")
     best = client.post(f"/v1/runs/{run_id}/promote", headers=AUTH)
     assert best.status_code == 200 and best.json()["checkpoint"]["id"] == ids[2]
-    assert client.get(f"/v1/runs/{run_id}").json()["promoted_checkpoint_id"] == ids[2]
+    assert client.get(f"/v1/runs/{run_id}", headers=AUTH).json()["promoted_checkpoint_id"] == ids[2]
 
 
 def test_promote_route_errors(client: TestClient, sessions: sessionmaker[Session]) -> None:

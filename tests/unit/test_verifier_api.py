@@ -38,6 +38,9 @@ def verifier() -> Iterator[Verifier]:
         (Submission("\\boxed{7}" + CUT + "seven", "7"), Status.UNPARSEABLE, True, 0),
         (Submission(CUT + "\\boxed{7}\n\n\\boxed{8}", "8"), Status.INCORRECT, True, 0),
         (Submission(CUT + "\\boxed{ }", "7"), Status.UNPARSEABLE, True, 0),
+        # a control character in the box is no answer (math-verify would read "4\x00" as 4)
+        (Submission(CUT + "\\boxed{4\x00}", "4"), Status.UNPARSEABLE, True, 0),
+        (Submission(CUT + "\\boxed{\x1b[1m4}", "4"), Status.UNPARSEABLE, True, 0),
         # a thinking prefix that ended in EOS scores 0 even when the answer is right
         (Submission(CUT + "\\boxed{7}", "7", ended_in_eos=True), Status.CORRECT, True, 0),
         # a bad ground truth is an error, never a silent 0

@@ -10,7 +10,9 @@ from __future__ import annotations
 from itertools import pairwise
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from services.api.schemas import PositiveJsonInt
 
 
 class TextPart(BaseModel):
@@ -45,13 +47,13 @@ class AnytimeParams(BaseModel):
     model: str = Field(
         description="The configured model's name, or \"run:<id>\" for a run's promoted checkpoint."
     )
-    budget: StrictInt | None = Field(
-        default=None, gt=0, description="The most thinking tokens; unset: think until </think> or the limit."
+    budget: PositiveJsonInt | None = Field(
+        default=None, description="The most thinking tokens; unset: think until </think> or the limit."
     )
-    budgets: list[StrictInt] | None = Field(
+    budgets: list[PositiveJsonInt] | None = Field(
         default=None, min_length=1, description="An answer at each budget (ascending), from one thought."
     )
-    max_tokens: StrictInt | None = Field(default=None, gt=0, description="The most answer tokens.")
+    max_tokens: PositiveJsonInt | None = Field(default=None, description="The most answer tokens.")
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     n: Literal[1] = Field(
@@ -63,11 +65,9 @@ class AnytimeParams(BaseModel):
 
     @field_validator("budgets")
     @classmethod
-    def _ascending_positive(cls, value: list[int] | None) -> list[int] | None:
+    def _ascending(cls, value: list[int] | None) -> list[int] | None:
         if value is None:
             return None
-        if any(b <= 0 for b in value):
-            raise ValueError(f"every budget must be a positive number of thinking tokens; got {value}")
         if any(a >= b for a, b in pairwise(value)):
             raise ValueError(f"budgets must be strictly increasing, e.g. [64, 128, 256]; got {value}")
         return value

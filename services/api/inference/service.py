@@ -8,6 +8,7 @@ at start-up), or `run:<id>` for that run's promoted checkpoint (its folder, load
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session
 from anytime.db import repository
 from anytime.db.models import Checkpoint
 from anytime.logging import get_logger
+from services.api.deps import RUN_ID_PATTERN
 from services.api.inference.anytime_job import AnytimeJob, FailedEvent, FinishedEvent, JobEvent
 from services.api.inference.engines import ServedModel, load_served_model
 from services.api.settings import ApiSettings
@@ -29,6 +31,10 @@ RUN_PREFIX = "run:"
 
 class ModelNotServed(LookupError):
     """The request names a model this API cannot serve (the route answers 404 with this message)."""
+
+
+class ModelUnavailable(RuntimeError):
+    """The model is served here but its engine could not be loaded (the route answers 503)."""
 
 
 @dataclass
@@ -65,7 +71,7 @@ class InferenceService:
             return configured
         if name.startswith(RUN_PREFIX):
             run_id = name.removeprefix(RUN_PREFIX)
-            run = repository.get_run(session, run_id)
+            run = repository.get_run(session, run_id) if re.match(RUN_ID_PATTERN, run_id) else None
             if run is None:
                 raise ModelNotServed(f"run {run_id} not found")
             if run.promoted_checkpoint_id is None:
@@ -76,6 +82,12 @@ class InferenceService:
             checkpoint = session.get(Checkpoint, run.promoted_checkpoint_id)
             if checkpoint is None:
                 raise ModelNotServed(f"run {run_id}'s promoted checkpoint is gone; promote another")
+            if checkpoint.path not in self._models and not repository.checkpoint_on_disk(checkpoint.path):
+                raise ModelNotServed(
+                    f"run {run_id}'s promoted checkpoint (policy version {checkpoint.policy_version}) is no "
+                    f"longer on disk: checkpoint retention deleted it; promote another with "
+                    f"POST /v1/runs/{run_id}/promote"
+                )
             return checkpoint.path
         names = [f'"{self.settings.inference_model_name}"'] if configured else []
         names.append('"run:<run id>" (a run\'s promoted checkpoint)')
@@ -93,7 +105,13 @@ class InferenceService:
             if path in self._models:
                 return self._models[path]
             log.info("loading inference model", path=path, engine=self.settings.inference_engine)
-            served = await asyncio.to_thread(self.loader, path, self.settings)
+            try:
+                served = await asyncio.to_thread(self.loader, path, self.settings)
+            except Exception as err:  # torch, transformers and vLLM raise many kinds; all mean "not loaded"
+                log.exception("inference model failed to load", path=path)
+                raise ModelUnavailable(
+                    f"the model at {path} could not be loaded ({type(err).__name__}: {err})"
+                ) from err
             self._models[path] = served
             while len(self._models) > self.settings.inference_max_models:
                 old_path, old = self._models.popitem(last=False)

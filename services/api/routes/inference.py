@@ -17,7 +17,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from services.api.deps import ApiKey, SessionDep, SettingsDep
+from services.api.deps import BAD_BODY, ApiKey, SessionDep, SettingsDep
 from services.api.inference.anytime_job import (
     AnswerEvent,
     AnytimeAnswer,
@@ -40,16 +40,18 @@ from services.api.inference.schemas import (
     StopResponse,
     Usage,
 )
-from services.api.inference.service import InferenceService, ModelNotServed, RunningJob
+from services.api.inference.service import InferenceService, ModelNotServed, ModelUnavailable, RunningJob
 from services.api.settings import ApiSettings
 from services.rollout.engine import SamplingConfig
 
 router = APIRouter(tags=["inference"])
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
+    **BAD_BODY,
     status.HTTP_401_UNAUTHORIZED: {"description": "Missing or wrong API key."},
     status.HTTP_404_NOT_FOUND: {"description": "The model is not served here."},
     status.HTTP_422_UNPROCESSABLE_CONTENT: {"description": "Bad budget(s), messages or parameters."},
+    status.HTTP_503_SERVICE_UNAVAILABLE: {"description": "The model could not be loaded."},
 }
 
 
@@ -125,7 +127,10 @@ async def _start(
         path = inference.model_path(body.model, session)
     except ModelNotServed as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
-    served = await inference.model(path)
+    try:
+        served = await inference.model(path)
+    except ModelUnavailable as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
     prompt = prompt_of(served.tokenizer)
     answer_max = body.max_tokens or settings.inference_answer_max_tokens
     budgets, report = _budgets(body, served, len(prompt), answer_max, settings)

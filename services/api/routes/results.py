@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from anytime.db import repository
-from services.api.deps import RunDep, SessionDep
+from services.api.deps import MAX_SQL_INT, Offset, RunDep, SessionDep
 from services.api.schemas import BudgetOut, CheckpointOut, Items, Page, RewardOut, StepOut
 
 router = APIRouter(
@@ -21,7 +21,7 @@ router = APIRouter(
 def get_metrics(
     run: RunDep,
     session: SessionDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
 ) -> Page[StepOut]:
     """Each committed step's metrics, in step order."""
@@ -43,9 +43,11 @@ def get_budgets(run: RunDep, session: SessionDep) -> Items[BudgetOut]:
 def get_rewards(
     run: RunDep,
     session: SessionDep,
-    step: Annotated[int | None, Query(ge=0, description="Only this step.")] = None,
-    budget_index: Annotated[int | None, Query(ge=0, description="Only this budget (0-based).")] = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    step: Annotated[int | None, Query(ge=0, le=MAX_SQL_INT, description="Only this step.")] = None,
+    budget_index: Annotated[
+        int | None, Query(ge=0, le=MAX_SQL_INT, description="Only this budget (0-based).")
+    ] = None,
+    offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> Page[RewardOut]:
     """One row per graded summary, in (step, problem, trace, budget, summary) order."""
@@ -57,6 +59,7 @@ def get_rewards(
 
 @router.get("/checkpoints")
 def get_checkpoints(run: RunDep, session: SessionDep) -> Items[CheckpointOut]:
-    """Saved policies, oldest first."""
+    """Saved policies, oldest first; `exists` is false for those the learner's retention has deleted
+    (they stay listed, but cannot be promoted or served)."""
     rows = repository.list_checkpoints(session, run.id)
-    return Items[CheckpointOut](items=[CheckpointOut.model_validate(c) for c in rows])
+    return Items[CheckpointOut](items=[CheckpointOut.of(c) for c in rows])

@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 from anytime.db import repository
 from anytime.db.models import Run, RunStatus
 from anytime.run_config import RunConfig
-from services.api.deps import ApiKey, RunDep, SchedulerDep, SessionDep
+from services.api.deps import BAD_BODY, ApiKey, Offset, RunDep, SchedulerDep, SessionDep, SettingsDep
+from services.api.run_inputs import require_run_inputs
 from services.api.scheduler import RunScheduler, SchedulingError
 from services.api.schemas import Page, RunOut
 
@@ -34,10 +35,19 @@ _UNSCHEDULED: dict[int | str, dict[str, Any]] = {
     "",
     status_code=status.HTTP_201_CREATED,
     dependencies=[ApiKey],
-    responses={**_UNAUTHORIZED, **_UNSCHEDULED},
+    responses={**BAD_BODY, **_UNAUTHORIZED, **_UNSCHEDULED},
 )
-def create_run(config: RunConfig, session: SessionDep, scheduler: SchedulerDep, response: Response) -> RunOut:
-    """Store a queued run and hand it to the run driver. A bad config is 422 with one message per field."""
+def create_run(
+    config: RunConfig,
+    session: SessionDep,
+    scheduler: SchedulerDep,
+    settings: SettingsDep,
+    response: Response,
+) -> RunOut:
+    """Store a queued run and hand it to the run driver. A bad config is 422 with one message per field:
+    its model and datasets must lie under the data roots (ANYTIME_DATA_ROOTS), datasets must load and
+    hold at least `problems_per_step` problems; nothing is stored then."""
+    require_run_inputs(config, settings.resolved_data_roots)
     run = repository.create_run(session, config)
     session.commit()
     _schedule(session, scheduler, run)
@@ -49,7 +59,7 @@ def create_run(config: RunConfig, session: SessionDep, scheduler: SchedulerDep, 
 def list_runs(
     session: SessionDep,
     status: Annotated[RunStatus | None, Query(description="Only runs with this status.")] = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Page[RunOut]:
     """Runs, newest first."""
@@ -67,10 +77,12 @@ def get_run(run: RunDep) -> RunOut:
 @router.post(
     "/{run_id}/cancel", dependencies=[ApiKey], responses={**_UNAUTHORIZED, **_NOT_FOUND, **_CONFLICT}
 )
-def cancel_run(run: RunDep, session: SessionDep) -> RunOut:
+def cancel_run(run: RunDep, session: SessionDep, scheduler: SchedulerDep) -> RunOut:
     """A queued run is cancelled at once; a running one stops at its next task boundary
-    (`cancel_requested` until then). A finished run is 409."""
+    (`cancel_requested` until then), or at once when no live driver holds it. A finished run is 409."""
     cancelled = repository.request_cancel(session, run.id)
+    if cancelled.status is RunStatus.RUNNING and scheduler.driving(run.id) is False:
+        cancelled = repository.set_status(session, run.id, RunStatus.CANCELLED)
     session.commit()
     return RunOut.model_validate(cancelled)
 
@@ -81,7 +93,17 @@ def cancel_run(run: RunDep, session: SessionDep) -> RunOut:
     responses={**_UNAUTHORIZED, **_NOT_FOUND, **_CONFLICT, **_UNSCHEDULED},
 )
 def resume_run(run: RunDep, session: SessionDep, scheduler: SchedulerDep) -> RunOut:
-    """Queue a failed or cancelled run again; it continues from its last committed step and checkpoint."""
+    """Queue a failed or cancelled run again, or send a new driver to a queued or running run that has
+    none; it continues from its last committed step and checkpoint. 409 when a live driver holds it."""
+    if run.status in (RunStatus.QUEUED, RunStatus.RUNNING):
+        if scheduler.driving(run.id) is not False:
+            raise HTTPException(
+                status.HTTP_409_CONFLICT,
+                f"run {run.id} is {run.status} and a live driver holds it (or Redis cannot tell): "
+                "nothing to resume",
+            )
+        _schedule(session, scheduler, run)
+        return RunOut.model_validate(run)
     queued = repository.set_status(session, run.id, RunStatus.QUEUED)
     session.commit()
     _schedule(session, scheduler, queued)

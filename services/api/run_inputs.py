@@ -1,0 +1,157 @@
+"""A run's inputs checked at the door: `POST /v1/runs` refuses a config whose model or datasets the
+workers could not use, before anything is stored.
+
+`RunConfig` itself stays free of the filesystem (workers re-validate stored configs on other machines);
+this module is the one place that looks at the files, from the API's side:
+
+- every path (a dataset, a local model) must lie under a data root (ANYTIME_DATA_ROOTS) once `~`, `..`
+  and symlinks are resolved; one that does not gets the same message whether or not it exists, so the
+  API cannot be used to probe the filesystem;
+- a dataset must be a readable problem file that `anytime.problems.load_problems` (what the workers run)
+  reads without error and that holds at least `problems_per_step` problems (training set);
+- a model is a Hugging Face model folder (with a config.json) under the roots, or a hub id such as
+  `Qwen/Qwen2.5-1.5B-Instruct` that names nothing on this machine (GPU workers download it).
+
+Relative paths are taken from the API's working directory, as the workers of the embedded stack take them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi.exceptions import RequestValidationError
+
+from anytime.problems import Problem, ProblemSetError, load_problems
+from anytime.run_config import RunConfig
+
+# `org/name` on the Hugging Face hub; a name with a slash that exists locally is a path instead.
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_PATH_STARTS = ("/", "./", "../", "~")
+
+
+@dataclass(frozen=True)
+class InputProblem:
+    """What is wrong with one field of the config, in words for the 422."""
+
+    field: str
+    message: str
+
+
+def check_run_inputs(config: RunConfig, roots: Sequence[Path]) -> list[InputProblem]:
+    """Every problem with the config's model and datasets (empty: the workers can use them).
+
+    `roots` are resolved folders (`ApiSettings.resolved_data_roots`).
+    """
+    problems: list[InputProblem] = []
+    model = _model_problem(config.model, roots)
+    if model is not None:
+        problems.append(InputProblem("model", model))
+    train = _load_dataset("dataset", config.dataset, roots, problems)
+    if train is not None and config.problems_per_step > len(train):
+        problems.append(
+            InputProblem(
+                "problems_per_step",
+                f"problems_per_step is {config.problems_per_step} but the training dataset "
+                f"{config.dataset} holds {len(train)} problems; lower it to at most {len(train)}",
+            )
+        )
+    if config.eval_dataset is not None:
+        _load_dataset("eval_dataset", config.eval_dataset, roots, problems)
+    return problems
+
+
+def require_run_inputs(config: RunConfig, roots: Sequence[Path]) -> None:
+    """`check_run_inputs`, raised as the 422 FastAPI gives a bad body (one entry per field)."""
+    problems = check_run_inputs(config, roots)
+    if problems:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ("body", problem.field),
+                    "msg": problem.message,
+                    "input": getattr(config, problem.field),
+                }
+                for problem in problems
+            ]
+        )
+
+
+def outside_roots_message(field: str, roots: Sequence[Path]) -> str:
+    """The one answer for a path outside the roots, whatever is (or is not) there."""
+    return (
+        f"{field} must be a path under the data roots ({', '.join(str(r) for r in roots)}); "
+        "put the file there or add its folder to ANYTIME_DATA_ROOTS"
+    )
+
+
+def _under_roots(text: str, roots: Sequence[Path]) -> Path | None:
+    """The path with `~`, `..` and symlinks resolved if it lies under a root; None otherwise."""
+    try:
+        resolved = Path(text).expanduser().resolve()
+    except (OSError, RuntimeError, ValueError):  # a NUL byte, a symlink loop, an unknown ~user
+        return None
+    return resolved if any(resolved.is_relative_to(root) for root in roots) else None
+
+
+def _is_hub_id(text: str) -> bool:
+    if text.startswith(_PATH_STARTS) or not HUB_ID.match(text):
+        return False
+    try:
+        return not os.path.lexists(text)
+    except ValueError:
+        return False
+
+
+def _model_problem(text: str, roots: Sequence[Path]) -> str | None:
+    if _is_hub_id(text):
+        return None
+    path = _under_roots(text, roots)
+    if path is None:
+        return outside_roots_message("model", roots) + " (or a hub id such as Qwen/Qwen2.5-1.5B-Instruct)"
+    config = path / "config.json"
+    if not path.exists():
+        return f"model folder {text} does not exist"
+    if not path.is_dir() or not config.is_file():
+        return f"model {text} is not a Hugging Face model folder (a folder with a config.json)"
+    try:
+        parsed = json.loads(config.read_text(encoding="utf-8"))
+    except PermissionError:
+        return f"model {text}: config.json is not readable by the API"
+    except (OSError, ValueError) as err:
+        return f"model {text}: config.json is not valid JSON ({err})"
+    if not isinstance(parsed, dict):
+        return f"model {text}: config.json is not a JSON object"
+    return None
+
+
+def _load_dataset(
+    field: str, text: str, roots: Sequence[Path], problems: list[InputProblem]
+) -> list[Problem] | None:
+    """The problems in the dataset, or None with what is wrong appended to `problems`."""
+    path = _under_roots(text, roots)
+    message: str | None = None
+    if path is None:
+        message = outside_roots_message(field, roots)
+    elif not path.exists():
+        message = f"{field} {text} does not exist"
+    elif not path.is_file():
+        message = f"{field} {text} is not a file (a .jsonl or .json list of problems)"
+    elif not os.access(path, os.R_OK):
+        message = f"{field} {text} is not readable by the API"
+    else:
+        try:
+            return load_problems(path)
+        except ProblemSetError as err:
+            message = f"{field}: {err}"
+        except UnicodeDecodeError:
+            message = f"{field} {text} is not UTF-8 text"
+        except (OSError, RecursionError) as err:
+            message = f"{field} {text} cannot be read ({type(err).__name__}: {err})"
+    problems.append(InputProblem(field, message))
+    return None

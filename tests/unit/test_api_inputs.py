@@ -1,0 +1,159 @@
+"""`POST /v1/runs` checks a run's model and datasets at the door (services/api/run_inputs.py): a bad one is
+a 422 naming the field, and nothing is stored or scheduled.
+
+The API runs in `tmp_path`, its only data root, holding `models/tiny` and `data/train.jsonl` (8 problems);
+see test_api_routes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.api.run_inputs import outside_roots_message
+from services.api.settings import ApiSettings
+from tests.unit.test_api_routes import CONFIG, REPO, Api, api, migrated_db
+
+__all__ = ["api", "migrated_db"]  # fixtures this module uses
+
+
+def refused(api: Api, **overrides: Any) -> dict[str, str]:
+    """POST a config that must be refused; {field: message} of the 422, after checking nothing was made."""
+    before = api.client.get("/v1/runs").json()["total"]
+    response = api.client.post("/v1/runs", json={**CONFIG, **overrides})
+    assert response.status_code == 422, response.text
+    assert api.client.get("/v1/runs").json()["total"] == before
+    assert api.scheduler.sent == []
+    errors = response.json()["detail"]
+    assert all(error["loc"][0] == "body" for error in errors)
+    return {error["loc"][1]: error["msg"] for error in errors}
+
+
+def outside(tmp_path: Path, field: str) -> str:
+    return (
+        f"{field} must be a path under the data roots ({tmp_path.resolve()}); "
+        "put the file there or add its folder to ANYTIME_DATA_ROOTS"
+    )
+
+
+def test_the_fixture_config_is_accepted(api: Api) -> None:
+    assert api.client.post("/v1/runs", json=CONFIG).status_code == 201  # what the refusals below vary
+
+
+@pytest.mark.parametrize("path", ["/etc/shadow", "/etc/does-not-exist", "/etc", "/dev/zero", "~/x.jsonl"])
+def test_a_dataset_outside_the_roots_gets_one_message_whatever_is_there(
+    api: Api, tmp_path: Path, path: str
+) -> None:
+    assert refused(api, dataset=path) == {"dataset": outside(tmp_path, "dataset")}
+    assert refused(api, eval_dataset=path) == {"eval_dataset": outside(tmp_path, "eval_dataset")}
+    assert outside_roots_message("dataset", [tmp_path.resolve()]) == outside(tmp_path, "dataset")
+
+
+def test_dot_dot_and_symlinks_are_resolved_before_the_roots_check(api: Api, tmp_path: Path) -> None:
+    escape = "data/../../" + "x" * 8 + ".jsonl"  # names a file next to tmp_path, outside it
+    assert refused(api, dataset=escape) == {"dataset": outside(tmp_path, "dataset")}
+    link = tmp_path / "data" / "passwd.jsonl"
+    link.symlink_to("/etc/passwd")
+    assert refused(api, dataset="data/passwd.jsonl") == {"dataset": outside(tmp_path, "dataset")}
+    # a symlink inside the roots to a file inside the roots is fine
+    (tmp_path / "data" / "alias.jsonl").symlink_to(tmp_path / "data" / "train.jsonl")
+    assert api.client.post("/v1/runs", json={**CONFIG, "dataset": "data/alias.jsonl"}).status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "no problems in the file"),
+        ("\n\n", "no problems in the file"),
+        ('{"problem": "1+1?", "answer": 2}\n{"problem": "2+2?", "answer":\n', "not valid JSON"),
+        ('{"problem": "1+1?"}\n', "record 0: field 'answer'"),
+        ("[1, 2]\n", "record 0 is not an object"),
+    ],
+    ids=["empty", "blank-lines", "malformed-jsonl", "missing-answer", "not-objects"],
+)
+def test_a_dataset_the_workers_could_not_read_is_refused(
+    api: Api, tmp_path: Path, content: str, message: str
+) -> None:
+    (tmp_path / "data" / "bad.jsonl").write_text(content)
+    errors = refused(api, dataset="data/bad.jsonl")
+    assert set(errors) == {"dataset"} and message in errors["dataset"]
+    errors = refused(api, eval_dataset="data/bad.jsonl")
+    assert set(errors) == {"eval_dataset"} and message in errors["eval_dataset"]
+
+
+def test_missing_unreadable_and_non_file_datasets_inside_the_roots(api: Api, tmp_path: Path) -> None:
+    assert refused(api, dataset="data/missing.jsonl") == {
+        "dataset": "dataset data/missing.jsonl does not exist"
+    }
+    assert refused(api, dataset="data") == {
+        "dataset": "dataset data is not a file (a .jsonl or .json list of problems)"
+    }
+    (tmp_path / "data" / "binary.jsonl").write_bytes(b"\xff\xfe\x00")
+    assert refused(api, dataset="data/binary.jsonl") == {
+        "dataset": "dataset data/binary.jsonl is not UTF-8 text"
+    }
+    if os.geteuid() != 0:  # root reads anything
+        locked = tmp_path / "data" / "locked.jsonl"
+        locked.write_text('{"problem": "1+1?", "answer": 2}\n')
+        locked.chmod(0)
+        assert refused(api, dataset="data/locked.jsonl") == {
+            "dataset": "dataset data/locked.jsonl is not readable by the API"
+        }
+
+
+def test_problems_per_step_above_the_training_set_says_its_size(api: Api) -> None:
+    errors = refused(api, problems_per_step=9)
+    assert errors == {
+        "problems_per_step": "problems_per_step is 9 but the training dataset data/train.jsonl holds 8 "
+        "problems; lower it to at most 8"
+    }
+    assert api.client.post("/v1/runs", json={**CONFIG, "problems_per_step": 8}).status_code == 201
+
+
+def test_a_model_must_be_a_model_folder_under_the_roots_or_a_hub_id(api: Api, tmp_path: Path) -> None:
+    not_a_model = "model data is not a Hugging Face model folder (a folder with a config.json)"
+    assert refused(api, model="data") == {"model": not_a_model}
+    assert refused(api, model="./data/train.jsonl") == {
+        "model": "model ./data/train.jsonl is not a Hugging Face model folder (a folder with a config.json)"
+    }
+    assert refused(api, model="./models/absent") == {"model": "model folder ./models/absent does not exist"}
+    (tmp_path / "models" / "broken").mkdir()
+    (tmp_path / "models" / "broken" / "config.json").write_text("{not json")
+    errors = refused(api, model="models/broken")
+    assert errors["model"].startswith("model models/broken: config.json is not valid JSON")
+    hub_hint = " (or a hub id such as Qwen/Qwen2.5-1.5B-Instruct)"
+    for path in ("/etc", "/etc/does-not-exist", "~", "../elsewhere"):
+        assert refused(api, model=path) == {"model": outside(tmp_path, "model") + hub_hint}, path
+    # a bare name is a path from the API's working directory (tmp_path here), not a hub id
+    assert refused(api, model="tiny") == {"model": "model folder tiny does not exist"}
+    created = api.client.post("/v1/runs", json={**CONFIG, "model": str(tmp_path / "models" / "tiny")})
+    assert created.status_code == 201
+
+
+def test_a_hub_id_that_names_nothing_here_is_left_to_the_workers(api: Api) -> None:
+    response = api.client.post("/v1/runs", json={**CONFIG, "model": "Qwen/Qwen2.5-1.5B-Instruct"})
+    assert response.status_code == 201, response.text
+    assert response.json()["config"]["model"] == "Qwen/Qwen2.5-1.5B-Instruct"
+
+
+def test_every_bad_field_is_named_at_once(api: Api) -> None:
+    errors = refused(api, model="/etc", dataset="data/missing.jsonl", eval_dataset="/etc/passwd")
+    assert set(errors) == {"model", "dataset", "eval_dataset"}
+
+
+def test_data_roots_setting_forms_and_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    assert ApiSettings(ANYTIME_HOME=str(home)).resolved_data_roots == (home.resolve(), REPO / "build")
+    for text in (
+        f"{tmp_path}/a,{tmp_path}/b",
+        f"{tmp_path}/a:{tmp_path}/b",
+        f'["{tmp_path}/a", "{tmp_path}/b"]',
+    ):
+        monkeypatch.setenv("ANYTIME_DATA_ROOTS", text)
+        assert ApiSettings().resolved_data_roots == (tmp_path / "a", tmp_path / "b"), text
+    (tmp_path / "link").symlink_to(tmp_path / "a", target_is_directory=True)
+    monkeypatch.setenv("ANYTIME_DATA_ROOTS", f"{tmp_path}/link/../b,{tmp_path}/link")
+    assert ApiSettings().resolved_data_roots == (tmp_path.resolve() / "b", tmp_path.resolve() / "a")
