@@ -124,7 +124,8 @@ class RunDriver:
             log.error("run failed", error=message)
             return RunStatus.FAILED.value
         with self.deps.sessions() as session:
-            promoted = crud.promote_best_checkpoint(session, run_id, crud.checkpoint_on_disk)  # what `model: "run:<id>"` serves
+            # What `model: "run:<id>"` serves: the best checkpoint retention kept.
+            promoted = crud.promote_best_checkpoint(session, run_id, crud.checkpoint_on_disk)
             session.commit()
         self._end(run_id, RunStatus.SUCCEEDED, None, mlflow_run, "FINISHED")
         log.info("run succeeded", promoted=None if promoted is None else promoted.policy_version)
@@ -337,8 +338,14 @@ def is_infrastructure_outage(err: BaseException) -> bool:
 
 
 # A database error with one of these is the server (or the file's lock) away, not a broken schema or query.
-_DB_OUTAGE_WORDS = ("could not connect", "connection refused", "server closed", "database is locked",
-                    "terminating connection", "connection reset")
+_DB_OUTAGE_WORDS = (
+    "could not connect",
+    "connection refused",
+    "server closed",
+    "database is locked",
+    "terminating connection",
+    "connection reset",
+)
 
 
 def reward_rows(

@@ -166,8 +166,9 @@ def _recovery_s(client: httpx.Client, run_id: str, step_before: int, since: floa
     return time.monotonic() - since
 
 
-def test_killed_driver_workers_and_redis_do_not_stop_a_run(workspace: Path, stack_home: Path,
-                                                           tiny_model_dir: Path) -> None:  # fmt: skip
+def test_killed_driver_workers_and_redis_do_not_stop_a_run(
+    workspace: Path, stack_home: Path, tiny_model_dir: Path
+) -> None:
     steps = 5
     up = _start(stack_home, workspace.parent)
     report: list[str] = []
@@ -190,7 +191,7 @@ def test_killed_driver_workers_and_redis_do_not_stop_a_run(workspace: Path, stac
             report.append(f"SIGKILL redis-server at step {run['step']}: {took:.0f} s")
             _wait(client, run_id, lambda r: r["status"] == "succeeded")
             rows = _check_counts(client, run_id, steps)
-            report.append(f"run succeeded with {rows} reward rows (= {steps} steps x 2 x 2 x S x 2), no duplicates")
+            report.append(f"run succeeded: {rows} reward rows ({steps} steps x 2 x 2 x S x 2), no duplicates")
     finally:
         up.stop()
         print("\n".join(["", "chaos report:", *report]))
@@ -198,8 +199,9 @@ def test_killed_driver_workers_and_redis_do_not_stop_a_run(workspace: Path, stac
     assert "started again" in log, log[-3000:]
 
 
-def test_a_stack_stopped_mid_run_finishes_the_run_when_started_again(workspace: Path, stack_home: Path,
-                                                                     tiny_model_dir: Path) -> None:  # fmt: skip
+def test_a_stack_stopped_mid_run_finishes_the_run_when_started_again(
+    workspace: Path, stack_home: Path, tiny_model_dir: Path
+) -> None:
     steps = 4
     up = _start(stack_home, workspace.parent)
     try:
@@ -220,4 +222,4 @@ def test_a_stack_stopped_mid_run_finishes_the_run_when_started_again(workspace: 
             rows = _check_counts(client, run_id, steps)
     finally:
         up.stop()
-    print(f"\nSIGTERM the stack at step {run['step']}, start it again: next step {took:.0f} s later; {rows} rows")
+    print(f"\nSIGTERM the stack at step {run['step']}, up again: next step {took:.0f} s later; {rows} rows")
