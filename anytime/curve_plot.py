@@ -10,9 +10,29 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class CurveSeries:
+    """One curve; `low`/`high` (one per budget, both or neither) bound a confidence band drawn around it."""
+
     label: str
     budgets: Sequence[int]
     accuracy: Sequence[float]
+    low: Sequence[float] | None = None
+    high: Sequence[float] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.low is None) != (self.high is None):
+            raise ValueError(f"series {self.label!r}: give both band edges (low and high) or neither")
+        edges = [] if self.low is None or self.high is None else [self.low, self.high]
+        if len({len(v) for v in [self.budgets, self.accuracy, *edges]}) != 1:
+            raise ValueError(f"series {self.label!r}: one accuracy (and band edge) per budget")
+
+
+def series_label(name: str, num_samples: int | None, temperature: float | None) -> str:
+    """`name` with how the curve was sampled: "(greedy)", "(k=4, T=0.6, 95 % CI)", or nothing when unknown."""
+    if temperature is None:
+        return name
+    if temperature == 0:
+        return f"{name} (greedy)"
+    return f"{name} (k={num_samples}, T={temperature:g}, 95 % CI)"
 
 
 def accuracy_vs_budget_png(series: Sequence[CurveSeries], title: str) -> bytes:
@@ -23,7 +43,10 @@ def accuracy_vs_budget_png(series: Sequence[CurveSeries], title: str) -> bytes:
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     for one in series:
-        axes.plot(list(one.budgets), list(one.accuracy), marker="o", label=one.label)
+        budgets = list(one.budgets)
+        (line,) = axes.plot(budgets, list(one.accuracy), marker="o", label=one.label)
+        if one.low is not None and one.high is not None:
+            axes.fill_between(budgets, list(one.low), list(one.high), color=line.get_color(), alpha=0.2)
     axes.set_xlabel("thinking budget (tokens)")
     axes.set_ylabel("accuracy")
     axes.set_ylim(-0.02, 1.02)

@@ -10,7 +10,19 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from anytime.brpo.budgets import BudgetPrior, PriorKind
-from anytime.brpo.config import Algorithm, BRPOConfig, LossAggregation, ThinkingBaseline
+from anytime.brpo.config import (
+    BRPO_NUM_BUDGETS,
+    BRPO_NUM_SUMMARIES,
+    Algorithm,
+    BRPOConfig,
+    LossAggregation,
+    SummaryMode,
+    ThinkingBaseline,
+)
+
+# Evaluation by sampling, as the authors do (PAPER.md §5.2: temperature 0.6); k = 4 fits a 2-core CPU.
+AUTHORS_EVAL_TEMPERATURE = 0.6
+DEFAULT_EVAL_SAMPLES = 4
 
 # b_max becomes budget rows (SQL INTEGER, so no larger); the other token counts and sizes share its bound.
 _MAX_SQL_INT = 2**31 - 1
@@ -40,7 +52,21 @@ class RunConfig(BaseModel):
     num_summaries: int | None = Field(default=None, ge=1, le=64, description="A; unset: the algorithm's.")
     summary_max_tokens: int = Field(default=32, gt=0, le=_MAX_SQL_INT)
     baseline: ThinkingBaseline | None = None
+    summary_mode: SummaryMode | None = Field(
+        default=None,
+        description="brpo (the authors': collapsed budgets share one baseline; A = 1: mean over G) | "
+        "brpo_per_budget (each budget's A on their own) | grpo (only the last budget's summary, A = 1); "
+        "unset: the algorithm's. The paper's arms: anytime.brpo.config.PAPER_ARMS.",
+    )
     aggregation: LossAggregation = LossAggregation.SEQ_SUM_CONST
+    loss_normalizer: int | None = Field(
+        default=None,
+        gt=0,
+        le=_MAX_SQL_INT,
+        description="seq_sum_const denominator per tree (tokens), one for every compared arm; unset: b_max + "
+        f"{BRPO_NUM_BUDGETS * BRPO_NUM_SUMMARIES}·summary_max_tokens (room for the paper's 4 × 4 summaries), "
+        "whatever the algorithm, S, A, baseline, prior or summary mode.",
+    )
     lr: float = Field(default=1e-5, gt=0, le=1)
     steps: int = Field(default=4, ge=1, le=100_000, description="Policy updates (rollout → verify → learn).")
     problems_per_step: int = Field(default=8, ge=1, le=4096)
@@ -54,6 +80,24 @@ class RunConfig(BaseModel):
     )
     eval_problems: int = Field(default=64, ge=1, le=_MAX_SQL_INT)
     eval_num_budgets: int = Field(default=4, ge=1, le=64, description="Uniform evaluation grid size.")
+    eval_samples: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description="k: traces per eval problem (one summary per trace and budget); unset: 4, 1 if greedy.",
+    )
+    eval_temperature: float = Field(
+        default=AUTHORS_EVAL_TEMPERATURE,
+        ge=0,
+        le=10,
+        description="Evaluation sampling temperature (the authors' 0.6); 0: greedy, one trace per problem.",
+    )
+    eval_seed: int = Field(
+        default=0,
+        ge=0,
+        le=2**32 - 1,
+        description="Eval sampling seed: same seed and policy, same numbers; keep it across compared arms.",
+    )
     seed: int = Field(default=0, ge=0, le=2**32 - 1, description="What torch and numpy seeds take.")
 
     @model_validator(mode="after")
@@ -75,13 +119,31 @@ class RunConfig(BaseModel):
             prior=self.prior,
             probs=self.probs,
             baseline=self.baseline,
+            summary_mode=self.summary_mode,
             group_size=self.group_size,
             summary_max_tokens=self.summary_max_tokens,
             aggregation=self.aggregation,
+            loss_normalizer=self.loss_normalizer,
         )
 
     def budget_prior(self) -> BudgetPrior:
         return self.brpo_config().budget_prior()
+
+    @model_validator(mode="after")
+    def _valid_eval_sampling(self) -> RunConfig:
+        if self.eval_temperature == 0 and self.eval_samples not in (None, 1):
+            raise ValueError(
+                f"eval_temperature 0 is greedy: its {self.eval_samples} eval_samples would be one trace "
+                "repeated; leave eval_samples unset (or 1), or sample at a temperature above 0 (e.g. 0.6)"
+            )
+        return self
+
+    @property
+    def eval_num_samples(self) -> int:
+        """k: `eval_samples`, or when unset 1 for greedy evaluation and `DEFAULT_EVAL_SAMPLES` otherwise."""
+        if self.eval_samples is not None:
+            return self.eval_samples
+        return 1 if self.eval_temperature == 0 else DEFAULT_EVAL_SAMPLES
 
     def eval_budgets(self) -> list[int]:
         """The uniform evaluation grid `b_max * j / S_eval`, j = 1..S_eval."""

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from anytime.brpo import summary_advantages, thinking_advantages
+from anytime.brpo.advantages import distinct_prefixes
 from anytime.brpo.budgets import BudgetPrior
 from anytime.brpo.reference import summary_advantages_loop, thinking_advantages_loop
 
@@ -40,7 +41,8 @@ def main() -> None:
     probs = torch.tensor(BudgetPrior.spaced("linear", 1000 * s, s).probs)
 
     def vectorised() -> tuple[torch.Tensor, torch.Tensor]:
-        return thinking_advantages(rewards.mean(-1), probs, "brpo"), summary_advantages(rewards, "brpo")
+        summary = summary_advantages(rewards, "brpo", prefix_groups=distinct_prefixes(rewards))
+        return thinking_advantages(rewards.mean(-1), probs, "brpo"), summary
 
     def loops() -> tuple[torch.Tensor, torch.Tensor]:
         nested = rewards.tolist()

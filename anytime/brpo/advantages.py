@@ -4,7 +4,9 @@ Pure tensor functions, vectorised over problems B, traces G, budgets S and summa
 over them). Estimators are registered by name behind `ThinkingBaseline` / `SummaryMode`; each takes one
 typed input, so adding one is a function and a registry entry, never another branch.
 
-No standard-deviation normalisation anywhere (the paper's Dr.GRPO correction).
+No standard-deviation normalisation anywhere (the paper's Dr.GRPO correction). Summary baselines are
+the authors' (PAPER.md §3.3): the mean over the summaries of one prompt, a collapsed cut's k·A pooled, or
+with A = 1 the mean over the G traces at the budget; callers pass which budgets share a prompt.
 """
 
 from __future__ import annotations
@@ -126,77 +128,101 @@ class SummaryInput:
     """What every summary estimator sees.
 
     rewards: [B, G, S, A] reward of summary a of (trace g, budget j)
-    prefix_groups: [B, G, S] optional ids; budgets of one trace with equal ids were summarised from the
-        same prompt (a collapsed cut) and pool their summaries into one baseline
+    prefix_groups: [B, G, S] ids; budgets of one trace with equal ids were summarised from the same prompt
+        (they collapsed onto one cut: the trace ended before them)
     """
 
     rewards: Tensor
-    prefix_groups: Tensor | None
+    prefix_groups: Tensor
+
+    @property
+    def num_summaries(self) -> int:
+        return self.rewards.shape[-1]
 
 
-def _pooled_mean_minus(rewards: Tensor, total: Tensor, count: Tensor) -> Tensor:
-    """`r - total/count`, with a 0 baseline where the pool is a single sample (nothing to compare to)."""
-    baseline = torch.where(count > 1, total / count.clamp(min=1), torch.zeros_like(total))
-    return rewards - baseline
+def group_mean_summary_advantages(rewards: Tensor) -> Tensor:
+    """A = 1: [B, G, S, 1] reward minus the mean over the G traces at the same budget (the trace itself in
+    it, so a group of one gives 0) — the authors' baseline when a prompt has no sibling summaries."""
+    return rewards - rewards.mean(dim=1, keepdim=True)
 
 
-def sibling_summary_advantages(x: SummaryInput) -> Tensor:
-    """BRPO (decoupled): [B, G, S, A] reward minus the mean of the summaries written from the same prefix."""
+def pooled_summary_advantages(x: SummaryInput) -> Tensor:
+    """The authors' decoupled summaries: [B, G, S, A] reward minus the mean of every summary written from
+    the same prompt; collapsed budgets (one cut) pool their k·A summaries. A = 1: the group mean."""
     r = x.rewards
-    num_summaries = r.shape[-1]
-    if x.prefix_groups is None:
-        total, count = r.sum(-1, keepdim=True), torch.full_like(r[..., :1], num_summaries)
-    else:
-        same = x.prefix_groups[..., :, None] == x.prefix_groups[..., None, :]  # [B, G, S, S]
-        total = same.to(r.dtype) @ r.sum(-1, keepdim=True)  # [B, G, S, 1]
-        count = same.sum(-1, keepdim=True).to(r.dtype) * num_summaries
-    return _pooled_mean_minus(r, total, count)
+    if x.num_summaries == 1:
+        return group_mean_summary_advantages(r)
+    same = (x.prefix_groups[..., :, None] == x.prefix_groups[..., None, :]).to(r.dtype)  # [B, G, S, S]
+    total = same @ r.sum(-1, keepdim=True)  # [B, G, S, 1]: the pool's sum, at every budget of the pool
+    count = same.sum(-1, keepdim=True) * x.num_summaries
+    return r - total / count
 
 
-def last_budget_group_advantages(x: SummaryInput) -> Tensor:
-    """GRPO: [B, G, S, A] only the last budget's summaries, minus their mean over the group (G and A)."""
+def per_budget_summary_advantages(x: SummaryInput) -> Tensor:
+    """DESIGN.md's variant: [B, G, S, A] reward minus the mean of its budget's A summaries (collapsed
+    budgets not pooled). A = 1: the group mean, as the authors'."""
     r = x.rewards
-    last = r[:, :, -1:, :]  # [B, G, 1, A]
-    pool = last.shape[1] * last.shape[3]
-    total = last.sum(dim=(1, 3), keepdim=True).expand_as(last)
-    advantages = torch.zeros_like(r)
-    advantages[:, :, -1:, :] = _pooled_mean_minus(last, total, torch.full_like(total, pool))
+    if x.num_summaries == 1:
+        return group_mean_summary_advantages(r)
+    return r - r.mean(-1, keepdim=True)
+
+
+def last_summary_advantages(x: SummaryInput) -> Tensor:
+    """The authors' GRPO summaries: [B, G, S, 1] only the last budget's summary, minus its mean over the G
+    traces; every other summary 0. A > 1 is refused (the authors would train one of the A, the last)."""
+    if x.num_summaries != 1:
+        raise ValueError(
+            f"summary mode 'grpo' trains the last budget's one summary and needs A = 1; got A = "
+            f"{x.num_summaries}: sample one summary per budget, or use summary mode 'brpo'"
+        )
+    advantages = torch.zeros_like(x.rewards)
+    advantages[:, :, -1:] = group_mean_summary_advantages(x.rewards[:, :, -1:])
     return advantages
 
 
 SUMMARY_ESTIMATORS: Mapping[SummaryMode, Callable[[SummaryInput], Tensor]] = MappingProxyType(
-    {SummaryMode.BRPO: sibling_summary_advantages, SummaryMode.GRPO: last_budget_group_advantages}
+    {
+        SummaryMode.BRPO: pooled_summary_advantages,
+        SummaryMode.BRPO_PER_BUDGET: per_budget_summary_advantages,
+        SummaryMode.GRPO: last_summary_advantages,
+    }
 )
 
 
-def summary_advantages(
-    rewards: Tensor, mode: SummaryMode | str = SummaryMode.BRPO, prefix_groups: Tensor | None = None
-) -> Tensor:
-    """Advantage of every summary (DESIGN.md §2.4); all of a summary's tokens receive its entry.
+def distinct_prefixes(rewards: Tensor) -> Tensor:
+    """[B, G, S] prefix ids for rewards [B, G, S, A] whose budgets never collapsed: each its own prompt."""
+    b, g, s = rewards.shape[:3]
+    return torch.arange(s, device=rewards.device).expand(b, g, s)
 
-    rewards: [B, G, S, A]. `brpo`: reward minus the mean of its A siblings (0 baseline when A = 1);
-    `grpo`: the last budget's summaries minus their mean over the G traces, every other summary 0.
-    prefix_groups: [B, G, S], optional — pass it to pool collapsed budgets' summaries into one baseline,
-    as the reference code does (DESIGN.md leaves each budget's A summaries on their own).
+
+def summary_advantages(
+    rewards: Tensor, mode: SummaryMode | str = SummaryMode.BRPO, *, prefix_groups: Tensor
+) -> Tensor:
+    """Advantage of every summary (DESIGN.md §2.4, PAPER.md §3.3); all its tokens receive its entry.
+
+    rewards: [B, G, S, A]; prefix_groups: [B, G, S], equal ids within a trace for budgets summarised from
+    one prompt (`anytime.brpo.scores.prefix_groups(cuts)`; `distinct_prefixes` when none collapsed).
+    `brpo`: reward minus the mean of the summaries from the same prompt, collapsed budgets pooled;
+    `brpo_per_budget`: minus the mean of its budget's A; `grpo`: only the last budget's summary (A = 1).
+    With A = 1, `brpo` and `brpo_per_budget` use the mean over the G traces at the budget.
     Returns [B, G, S, A] (float).
     """
     if rewards.ndim != 4:
         raise ValueError(f"rewards must be [B, G, S, A]; got shape {list(rewards.shape)}")
-    if prefix_groups is not None and prefix_groups.shape != rewards.shape[:3]:
+    if prefix_groups.shape != rewards.shape[:3]:
         raise ValueError(
             f"prefix_groups must be [B, G, S] = {list(rewards.shape[:3])}; got {list(prefix_groups.shape)}"
         )
     rewards = rewards.to(torch.promote_types(rewards.dtype, torch.float32))
-    return SUMMARY_ESTIMATORS[SummaryMode(mode)](SummaryInput(rewards, prefix_groups))
+    return SUMMARY_ESTIMATORS[SummaryMode(mode)](SummaryInput(rewards, prefix_groups.to(rewards.device)))
 
 
-def brpo_advantages(
-    rewards: Tensor, config: BRPOConfig, prefix_groups: Tensor | None = None
-) -> tuple[Tensor, Tensor]:
+def brpo_advantages(rewards: Tensor, config: BRPOConfig, prefix_groups: Tensor) -> tuple[Tensor, Tensor]:
     """Both advantages from summary rewards [B, G, S, A] under one config: ([B, G, S], [B, G, S, A]).
 
-    The thinking prior is the config's. With `BRPOConfig(algorithm="grpo")` (S = 1, A = 1, base prior,
-    v2, grpo summaries) this is GRPO's mean-centring: every token of a trace gets `r - mean_G r`.
+    prefix_groups: [B, G, S] which budgets of a trace share a cut (see `summary_advantages`). The thinking
+    prior is the config's. With `BRPOConfig(algorithm="grpo")` (S = 1, A = 1, base prior, v2, grpo
+    summaries) this is GRPO's mean-centring: every token of a trace gets `r - mean_G r` (G > 1).
     """
     expected = (config.resolved_num_budgets, config.resolved_num_summaries)
     if rewards.ndim != 4 or tuple(rewards.shape[2:]) != expected:
@@ -206,4 +232,4 @@ def brpo_advantages(
     scores = rewards.float().mean(-1)
     probs = config.budget_prior().probs
     thinking = thinking_advantages(scores, probs, config.resolved_baseline, config.discount)
-    return thinking, summary_advantages(rewards, config.resolved_summary_mode, prefix_groups)
+    return thinking, summary_advantages(rewards, config.resolved_summary_mode, prefix_groups=prefix_groups)

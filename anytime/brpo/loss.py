@@ -5,8 +5,9 @@ plus `kl_coef * KL(π || π_ref)` (k3 estimator) when a reference is given. No e
 
 Aggregation (`LossAggregation`):
 - `seq_sum_const` (the paper, Dr.GRPO style): sum over trainable tokens / a constant — by default rows ×
-  padded length; with micro-batches pass `normaliser = sequences in the mini-batch × max length` so every
-  micro-batch shares one constant and long trees keep their weight;
+  padded length; the learner passes `normaliser = trees in the mini-batch × BRPOConfig.loss_normalizer`,
+  so every micro-batch shares one constant, long trees keep their weight, and every arm of a comparison
+  divides by the same number (PAPER.md §4.2: the authors' max response length for all arms);
 - `token_mean`: sum / number of trainable tokens (pass the mini-batch's count when accumulating).
 Metrics are true masked means over trainable tokens, for logging only.
 """
@@ -80,7 +81,7 @@ def ppo_loss(
     advantages: [N, T]; mask: [N, T] bool, trainable tokens; ref_logprobs, entropy: [N, T], optional.
     normaliser: the denominator. Default: N × T for `seq_sum_const`, the trainable-token count for
     `token_mean`. For the paper's constant across micro-batches (or with several trees per row), pass
-    `trees in the mini-batch × max tree length`.
+    `trees in the mini-batch × BRPOConfig.resolved_loss_normalizer`.
     """
     config = config or PPOLossConfig()
     if not logprobs.shape == old_logprobs.shape == advantages.shape == mask.shape:

@@ -44,24 +44,39 @@ def thinking_advantages_loop(
     return out
 
 
-def summary_advantages_loop(rewards: Sequence[Sequence[Sequence[Sequence[float]]]], mode: str) -> Nested4:
-    """[B][G][S][A] rewards → advantages: sibling mean (`brpo`) or last-budget group mean (`grpo`)."""
+def summary_advantages_loop(
+    rewards: Sequence[Sequence[Sequence[Sequence[float]]]],
+    mode: str,
+    prefix_groups: Sequence[Sequence[Sequence[int]]] | None = None,
+) -> Nested4:
+    """[B][G][S][A] rewards → advantages, the authors' `compute_summary_advantage` (PAPER.md §3.3).
+
+    A = 1: reward minus the mean over the G traces at the same budget. A > 1 (`brpo`): minus the mean of
+    every summary from the same prompt (`prefix_groups[b][g][j]`, equal ids pool; None: none collapsed);
+    `brpo_per_budget`: minus the mean of the budget's A. `grpo` (A = 1): only the last budget's summary.
+    """
+    if mode == "grpo" and any(len(s) != 1 for group in rewards for trace in group for s in trace):
+        raise ValueError("summary mode 'grpo' needs A = 1")
     out: Nested4 = []
-    for group in rewards:
+    for b, group in enumerate(rewards):
         size = len(group)
-        last = len(group[0]) - 1
-        samples = len(group[0][0])
-        pool = [group[g][last][a] for g in range(size) for a in range(samples)]
-        group_mean = sum(pool) / len(pool) if len(pool) > 1 else 0.0
         rows = []
-        for trace in group:
+        for g, trace in enumerate(group):
+            ids = prefix_groups[b][g] if prefix_groups is not None else list(range(len(trace)))
             budgets = []
             for j, siblings in enumerate(trace):
-                if mode == "brpo":
-                    mean = sum(siblings) / len(siblings) if len(siblings) > 1 else 0.0
-                    budgets.append([r - mean for r in siblings])
-                else:
-                    budgets.append([r - group_mean if j == last else 0.0 for r in siblings])
+                row = []
+                for r in siblings:
+                    if len(siblings) == 1:
+                        baseline = sum(group[h][j][0] for h in range(size)) / size
+                    elif mode == "brpo_per_budget":
+                        baseline = sum(siblings) / len(siblings)
+                    else:
+                        pool = [x for k, xs in enumerate(trace) if ids[k] == ids[j] for x in xs]
+                        baseline = sum(pool) / len(pool)
+                    trained = mode != "grpo" or j == len(trace) - 1
+                    row.append(r - baseline if trained else 0.0)
+                budgets.append(row)
             rows.append(budgets)
         out.append(rows)
     return out

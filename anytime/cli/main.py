@@ -9,7 +9,9 @@ from typing import Annotated
 import typer
 
 from anytime.cli.errors import CliError
+from anytime.cli.experiments import experiment_app
 from anytime.cli.runs import runs_app
+from anytime.cli.study import study_app
 
 app = typer.Typer(
     help="Anytime: train and serve reasoners that answer well at any token budget.",
@@ -22,6 +24,8 @@ data_app = typer.Typer(help="Make data sets.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 app.add_typer(data_app, name="data")
 app.add_typer(runs_app, name="runs")
+app.add_typer(experiment_app, name="experiment")
+app.add_typer(study_app, name="study")
 
 
 def parse_budgets(text: str) -> list[int]:

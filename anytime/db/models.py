@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Enum,
@@ -185,7 +186,12 @@ class Checkpoint(Base):
 
 
 class Evaluation(Base):
-    """Anytime accuracy of `policy_version` on the eval set: `accuracy[i]` at `budgets[i]` tokens."""
+    """Anytime accuracy of `policy_version` on the eval set: `accuracy[i]` at `budgets[i]` tokens, the mean
+    over `num_problems` problems × `num_samples` traces sampled at `temperature` (0: greedy) from `seed`;
+    `anytime_score` is their mean over the uniform grid. The `*_ci_low`/`*_ci_high` columns bound 95 %
+    bootstrap intervals over problems; `per_problem` maps a problem id to its accuracy at each budget (the
+    mean over its samples), for paired comparisons. Rows from before sampled evaluation: greedy, one sample,
+    no interval (NULLs)."""
 
     __tablename__ = "evaluations"
     __table_args__ = (
@@ -199,4 +205,13 @@ class Evaluation(Base):
     budgets: Mapped[list[int]] = mapped_column(JSON)
     accuracy: Mapped[list[float]] = mapped_column(JSON)
     anytime_score: Mapped[float | None] = mapped_column(Float)
+    num_problems: Mapped[int | None] = mapped_column(Integer)
+    num_samples: Mapped[int | None] = mapped_column(Integer)
+    temperature: Mapped[float | None] = mapped_column(Float)
+    seed: Mapped[int | None] = mapped_column(BigInteger)
+    accuracy_ci_low: Mapped[list[float] | None] = mapped_column(JSON)
+    accuracy_ci_high: Mapped[list[float] | None] = mapped_column(JSON)
+    anytime_score_ci_low: Mapped[float | None] = mapped_column(Float)
+    anytime_score_ci_high: Mapped[float | None] = mapped_column(Float)
+    per_problem: Mapped[dict[str, list[float]] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -89,6 +89,22 @@ class RewardRow:
     reward: float
 
 
+@dataclass(frozen=True)
+class SampledEvaluation:
+    """How an evaluation was sampled and its bootstrap intervals over problems (see
+    `anytime.db.models.Evaluation`); one low and one high per budget."""
+
+    num_problems: int
+    num_samples: int
+    temperature: float
+    seed: int
+    accuracy_ci_low: Sequence[float]
+    accuracy_ci_high: Sequence[float]
+    anytime_score_ci_low: float
+    anytime_score_ci_high: float
+    per_problem: Mapping[str, Sequence[float]] | None = None
+
+
 # ---------------------------------------------------------------------------------------------- runs
 
 
@@ -236,12 +252,14 @@ def record_evaluation(
     budgets: Sequence[int],
     accuracy: Sequence[float],
     anytime_score: float | None,
+    sampled: SampledEvaluation | None = None,
 ) -> Evaluation:
-    """Store the evaluation of `policy_version` once (one policy, one eval set: the same numbers); the
-    stored row. `accuracy[i]` is the accuracy at `budgets[i]` tokens."""
+    """Store the evaluation of `policy_version` once (one policy, one eval set, one seed: the same numbers);
+    the stored row. `accuracy[i]` is the accuracy at `budgets[i]` tokens; `sampled` adds n, k, the
+    temperature, the seed and the intervals (unset: those columns stay NULL)."""
     if len(budgets) != len(accuracy):
         raise ValueError(f"one accuracy per budget: {len(budgets)} budgets, {len(accuracy)} accuracies")
-    row = {
+    row: dict[str, Any] = {
         "run_id": run_id,
         "policy_version": policy_version,
         "step": step,
@@ -250,9 +268,34 @@ def record_evaluation(
         "anytime_score": anytime_score,
         "created_at": utcnow(),
     }
+    if sampled is not None:
+        row.update(_sampled_columns(sampled, len(budgets)))
     _insert_missing(session, Evaluation, [row], ["run_id", "policy_version"])
     query = select(Evaluation).where(Evaluation.run_id == run_id, Evaluation.policy_version == policy_version)
     return _one(session, query)
+
+
+def _sampled_columns(sampled: SampledEvaluation, num_budgets: int) -> dict[str, Any]:
+    bounds = {"accuracy_ci_low": sampled.accuracy_ci_low, "accuracy_ci_high": sampled.accuracy_ci_high}
+    per_problem = sampled.per_problem or {}
+    wrong = {name: len(v) for name, v in bounds.items() if len(v) != num_budgets}
+    wrong.update({f"per_problem[{p!r}]": len(v) for p, v in per_problem.items() if len(v) != num_budgets})
+    if wrong:
+        raise ValueError(f"one value per budget ({num_budgets}) needed; got lengths {wrong}")
+    return {
+        "num_problems": int(sampled.num_problems),
+        "num_samples": int(sampled.num_samples),
+        "temperature": float(sampled.temperature),
+        "seed": int(sampled.seed),
+        **{name: [float(x) for x in v] for name, v in bounds.items()},
+        "anytime_score_ci_low": float(sampled.anytime_score_ci_low),
+        "anytime_score_ci_high": float(sampled.anytime_score_ci_high),
+        "per_problem": (
+            {p: [float(x) for x in v] for p, v in per_problem.items()}
+            if sampled.per_problem is not None
+            else None
+        ),
+    }
 
 
 def _insert_missing(session: Session, model: type[Base], rows: list[dict[str, Any]], keys: list[str]) -> int:

@@ -24,7 +24,7 @@ from anytime.db.session import make_engine, make_session_factory
 from services.api.deps import ApiKey, reject_unknown_query
 from services.api.inference.service import InferenceService
 from services.api.readiness import Readiness, database_check, redis_check
-from services.api.routes import curves, health, inference, promotion, results, runs
+from services.api.routes import curves, experiments, health, inference, promotion, results, runs
 from services.api.scheduler import CeleryRunScheduler, NoBrokerScheduler, RunScheduler
 from services.api.settings import ApiSettings, get_api_settings
 
@@ -44,6 +44,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         ping_redis, close_redis = redis_check(resolved.redis_url, resolved.readiness_timeout_s)
         app.state.session_factory = make_session_factory(engine)
         app.state.scheduler = scheduler
+        app.state.experiment_tracker = experiments.experiment_tracker(resolved)  # MLflow on first use
         app.state.readiness = Readiness({"database": database_check(engine), "redis": ping_redis})
         # Engines load lazily (torch only then): the configured model now, a run's checkpoint on first use.
         app.state.inference = InferenceService(resolved)
@@ -79,7 +80,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     return app
 
 
-_KEYED_ROUTERS = (runs, promotion, results, curves, inference)
+_KEYED_ROUTERS = (runs, experiments, promotion, results, curves, inference)
 _UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
     status.HTTP_401_UNAUTHORIZED: {"description": "Missing or wrong API key."}
 }

@@ -6,9 +6,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
 
 from anytime.db import repository
+from anytime.db.experiments import ARM_NAME_LENGTH, Experiment, Member, experiment_status
 from anytime.db.models import Checkpoint, RunStatus
 
 
@@ -113,14 +114,156 @@ class CheckpointOut(BaseModel):
 
 
 class EvaluationOut(_FromRow):
+    """One evaluation. Sampled ones carry n, k, the temperature, the seed and 95 % bootstrap intervals over
+    problems; evaluations from before sampling (greedy, one trace) have null n, seed and intervals."""
+
     policy_version: int
     step: int
     budgets: list[int] = Field(description="The evaluation grid (tokens).")
-    accuracy: list[float] = Field(description="Accuracy at each budget of the grid.")
-    anytime_score: float | None
+    accuracy: list[float] = Field(description="Accuracy at each budget: the mean over problems × samples.")
+    anytime_score: float | None = Field(description="The mean accuracy over the grid (uniform prior).")
+    accuracy_ci_low: list[float] | None = Field(description="Lower 95 % bound at each budget.")
+    accuracy_ci_high: list[float] | None = Field(description="Upper 95 % bound at each budget.")
+    anytime_score_ci_low: float | None
+    anytime_score_ci_high: float | None
+    num_problems: int | None = Field(description="n: problems evaluated (what the bootstrap resamples).")
+    num_samples: int | None = Field(description="k: thinking traces per problem, one summary per budget.")
+    temperature: float | None = Field(description="Sampling temperature; 0: greedy.")
+    seed: int | None = Field(description="The sampling seed.")
     created_at: datetime
 
 
 class CurveOut(BaseModel):
     run_id: str
     evaluations: list[EvaluationOut] = Field(description="Accuracy vs budget, one curve per evaluation.")
+
+
+# ------------------------------------------------------------------------------------------ experiments
+
+MAX_ARMS = 16
+MAX_SEEDS = 32
+MAX_EXPERIMENT_RUNS = 256
+# Set by the experiment for every run, never by the spec: each run's name, and its seeds (the training
+# seed and the evaluation sampling seed both come from the experiment's seed, so arms of one seed are paired).
+SET_BY_EXPERIMENT = ("name", "seed", "eval_seed")
+
+ArmName = Annotated[
+    str, StringConstraints(pattern=rf"^[A-Za-z0-9][A-Za-z0-9_.-]{{0,{ARM_NAME_LENGTH - 1}}}$")
+]
+ExperimentSeed = Annotated[int, Field(ge=0, le=2**32 - 1), JSON_INTEGER]
+
+
+class ExperimentSpec(BaseModel):
+    """The body of `POST /v1/experiments`: a base run config, named arms of overrides, and seeds. Each arm ×
+    seed becomes one run whose config is `base` ∪ the arm's overrides, with `seed` and `eval_seed` set to
+    the seed and `name` to `<name>/<arm>/seed<seed>`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(
+        min_length=1,
+        max_length=100,
+        pattern=r"^[^\x00-\x1f\x7f/]+$",  # no control characters; "/" separates a run name's parts
+        description="A label; the runs are named `<name>/<arm>/seed<seed>`.",
+    )
+    base: dict[str, Any] = Field(
+        description="A RunConfig's fields shared by every arm (model, dataset, eval_dataset, …); "
+        "name, seed and eval_seed are set by the experiment."
+    )
+    arms: dict[ArmName, dict[str, Any]] = Field(
+        min_length=1,
+        max_length=MAX_ARMS,
+        description="Arm name → RunConfig fields that differ from `base` (e.g. algorithm, baseline, prior). "
+        "Fields that decide which problems a run trains and is evaluated on must be the same in every arm.",
+    )
+    seeds: list[ExperimentSeed] = Field(
+        min_length=1, max_length=MAX_SEEDS, description="One run per arm and seed; arms of a seed are paired."
+    )
+    reference: ArmName | None = Field(
+        default=None, description="The arm the others are compared against; unset: the first arm."
+    )
+
+    @model_validator(mode="after")
+    def _valid(self) -> ExperimentSpec:
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be distinct; got {self.seeds}")
+        total = len(self.arms) * len(self.seeds)
+        if total > MAX_EXPERIMENT_RUNS:
+            raise ValueError(
+                f"{len(self.arms)} arms × {len(self.seeds)} seeds = {total} runs; at most "
+                f"{MAX_EXPERIMENT_RUNS}: use fewer arms or seeds"
+            )
+        if self.reference is not None and self.reference not in self.arms:
+            raise ValueError(f"reference {self.reference!r} is not an arm (arms: {', '.join(self.arms)})")
+        for where, fields in [("base", self.base), *((f"arm {a}", o) for a, o in self.arms.items())]:
+            taken = [f for f in SET_BY_EXPERIMENT if f in fields]
+            if taken:
+                raise ValueError(
+                    f"{where} sets {', '.join(taken)}: the experiment sets each run's name, and its seed and "
+                    "eval_seed from `seeds` (so the arms of a seed are paired); remove them"
+                )
+        return self
+
+    @property
+    def reference_arm(self) -> str:
+        return self.reference or next(iter(self.arms))
+
+
+class ExperimentRunOut(BaseModel):
+    run_id: str
+    arm: str
+    seed: int
+    name: str | None
+    status: RunStatus
+    error: str | None
+    step: int = Field(description="The run's last committed step (-1: none yet).")
+    steps: int = Field(description="The run's steps in all.")
+    policy_version: int
+    mlflow_run_id: str | None
+
+    @classmethod
+    def of(cls, member: Member) -> ExperimentRunOut:
+        run = member.run
+        return cls(
+            run_id=run.id,
+            arm=member.arm,
+            seed=member.seed,
+            name=run.name,
+            status=run.status,
+            error=run.error,
+            step=run.step,
+            steps=int(run.config.get("steps", 0)),
+            policy_version=run.policy_version,
+            mlflow_run_id=run.mlflow_run_id,
+        )
+
+
+class ExperimentOut(BaseModel):
+    id: str
+    name: str
+    status: RunStatus = Field(
+        description="From its runs: queued while all are queued, running while any is queued or running; "
+        "once all ended: succeeded if all did, else failed if any failed, else cancelled."
+    )
+    reference: str = Field(description="The arm the others are compared against.")
+    arms: list[str]
+    seeds: list[int]
+    spec: dict[str, Any] = Field(description="The spec as posted (reference filled in).")
+    created_at: datetime
+    mlflow_run_id: str | None = Field(description="The MLflow parent run of the experiment's runs.")
+    runs: list[ExperimentRunOut] = Field(description="One per arm × seed, by arm then seed.")
+
+    @classmethod
+    def of(cls, experiment: Experiment, members: list[Member]) -> ExperimentOut:
+        return cls(
+            id=experiment.id,
+            name=experiment.name,
+            status=experiment_status(m.run.status for m in members),
+            reference=experiment.reference,
+            arms=list(experiment.spec["arms"]),
+            seeds=[int(s) for s in experiment.spec["seeds"]],
+            spec=experiment.spec,
+            created_at=experiment.created_at,
+            mlflow_run_id=experiment.mlflow_run_id,
+            runs=[ExperimentRunOut.of(m) for m in members],
+        )

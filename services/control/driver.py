@@ -23,7 +23,8 @@ from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
-from anytime.curve_plot import CurveSeries, accuracy_vs_budget_png
+from anytime.curve_plot import CurveSeries, accuracy_vs_budget_png, series_label
+from anytime.db import experiments
 from anytime.db import repository as crud
 from anytime.db.models import RunStatus
 from anytime.logging import get_logger
@@ -35,9 +36,10 @@ from anytime.trajectory import Trajectory
 from anytime.trajectory_store import TrajectoryStore
 from services.learner.config import LearnerConfig
 from services.learner.worker import LEARN_TASK
+from services.rollout.anytime_eval import EvalSampling
 from services.rollout.anytime_rollout import RolloutConfig
 from services.rollout.engine import SamplingConfig
-from services.rollout.jobs import EVALUATE_TASK, GENERATE_TASK, EvalJob, RolloutJob
+from services.rollout.jobs import EVALUATE_TASK, GENERATE_TASK, EvalJob, EvalResult, RolloutJob
 from services.verifier.worker import GRADE_TASK
 
 logger = get_logger(__name__)
@@ -150,16 +152,20 @@ class RunDriver:
                     session.commit()
         return config, mlflow_run
 
-    @staticmethod
-    def _tags(run_id: str, config: RunConfig) -> dict[str, str]:
+    def _tags(self, run_id: str, config: RunConfig) -> dict[str, str]:
         brpo = config.brpo_config()
-        return {
+        tags = {
             "anytime.run_id": run_id,
             "algorithm": config.algorithm.value,
             "prior": ",".join(f"{p:g}" for p in config.budget_prior().probs),
             "baseline": brpo.resolved_baseline.value,
             "model": config.model,
         }
+        with self.deps.sessions() as session:  # a run of an experiment is a child of its MLflow run
+            parent = experiments.parent_mlflow_run_id(session, run_id)
+        if parent is not None:
+            tags["mlflow.parentRunId"] = parent
+        return tags
 
     def _end(
         self, run_id: str, status: RunStatus, error: str | None, mlflow_run: str | None, state: str
@@ -297,6 +303,9 @@ class RunDriver:
         mlflow_run: str | None,
     ) -> None:
         self._check_cancel(run_id)
+        sampling = EvalSampling(
+            num_samples=config.eval_num_samples, temperature=config.eval_temperature, seed=config.eval_seed
+        )
         job = EvalJob(
             run_id=run_id,
             policy_version=version,
@@ -304,20 +313,42 @@ class RunDriver:
             problems=problems,
             budgets=config.eval_budgets(),
             summary_max_tokens=config.summary_max_tokens,
+            sampling=sampling,
         )
-        result = self.deps.run_task(EVALUATE_TASK, job.model_dump(mode="json"))
-        budgets, accuracy = result["budgets"], result["accuracy"]
+        result = EvalResult.model_validate(self.deps.run_task(EVALUATE_TASK, job.model_dump(mode="json")))
+        sampled = crud.SampledEvaluation(
+            num_problems=result.num_problems,
+            num_samples=result.num_samples,
+            temperature=result.temperature,
+            seed=result.seed,
+            accuracy_ci_low=result.accuracy_ci_low,
+            accuracy_ci_high=result.accuracy_ci_high,
+            anytime_score_ci_low=result.anytime_score_ci_low,
+            anytime_score_ci_high=result.anytime_score_ci_high,
+            per_problem=result.per_problem,
+        )
         with self.deps.sessions() as session:
-            crud.record_evaluation(session, run_id, version, step, budgets, accuracy, result["anytime_score"])
+            crud.record_evaluation(
+                session, run_id, version, step, result.budgets, result.accuracy, result.anytime_score, sampled
+            )
             session.commit()
-        metrics = {f"eval/accuracy/budget_{b}": a for b, a in zip(budgets, accuracy, strict=True)}
-        metrics["eval/anytime_score"] = result["anytime_score"]
-        metrics["eval/thinking_length_mean"] = result["mean_thinking_length"]
-        self.deps.tracker.log_metrics(mlflow_run, metrics, step=version)
-        series = [CurveSeries(f"policy v{version}", budgets, accuracy)]
-        png = accuracy_vs_budget_png(series, title=config.name or run_id)
+        self.deps.tracker.log_metrics(mlflow_run, result.metrics(), step=version)
+        series = CurveSeries(
+            series_label(f"policy v{version}", result.num_samples, result.temperature),
+            result.budgets,
+            result.accuracy,
+            result.accuracy_ci_low,
+            result.accuracy_ci_high,
+        )
+        png = accuracy_vs_budget_png([series], title=config.name or run_id)
         self.deps.tracker.log_png(mlflow_run, png, f"curves/eval_v{version:06d}.png")
-        logger.info("evaluation committed", run_id=run_id, policy_version=version, accuracy=accuracy)
+        logger.info(
+            "evaluation committed",
+            run_id=run_id,
+            policy_version=version,
+            accuracy=result.accuracy,
+            anytime_score=result.anytime_score,
+        )
 
 
 def is_infrastructure_outage(err: BaseException) -> bool:

@@ -3,7 +3,8 @@
 Checks come first and refuse the step with a message that says what to do: every summary needs a
 verdict (a missing one is a missing input, never a 0), every trajectory must match the run's budgets and
 A, and no trajectory may appear twice (nothing is counted twice). The arithmetic is the core library's:
-`split_by_budget` for collapsed cuts, `brpo_advantages` per problem group, `pack_tree` per trajectory.
+`split_by_budget` for collapsed cuts, `brpo_advantages` per problem group (with each trace's distinct cuts,
+so collapsed budgets share a summary baseline), `pack_tree` per trajectory.
 """
 
 from __future__ import annotations
@@ -152,17 +153,14 @@ def prefix_groups_of(trajectory: Trajectory) -> list[int]:
     return [cuts.index(cut) for cut in cut_of_budget(cuts)]
 
 
-def group_advantages(
-    group: Sequence[Trajectory], verdicts: Verdicts, config: BRPOConfig, pool_collapsed: bool = False
-) -> ProblemGroup:
-    """Rewards and both advantages of one problem's traces, from the core library."""
+def group_advantages(group: Sequence[Trajectory], verdicts: Verdicts, config: BRPOConfig) -> ProblemGroup:
+    """Rewards and both advantages of one problem's traces, from the core library; each trace's distinct
+    cuts go along, so collapsed budgets share one summary baseline (the config's summary mode decides)."""
     rewards = torch.tensor(
         [trajectory_rewards(t, verdicts.get(t.id, {})) for t in group], dtype=torch.float32
     )
-    prefix = None
-    if pool_collapsed:
-        prefix = torch.tensor([prefix_groups_of(t) for t in group], dtype=torch.long)[None]
-    thinking, summary = brpo_advantages(rewards[None], config, prefix)
+    prefix = torch.tensor([prefix_groups_of(t) for t in group], dtype=torch.long)
+    thinking, summary = brpo_advantages(rewards[None], config, prefix[None])
     return ProblemGroup(group[0].problem_id, tuple(group), rewards, thinking[0], summary[0])
 
 
@@ -208,9 +206,7 @@ def verdict_statuses(trajectories: Sequence[Trajectory], verdicts: Verdicts) -> 
     return counts
 
 
-def build_step_batch(
-    trajectories: Sequence[Trajectory], verdicts: Verdicts, config: BRPOConfig, pool_collapsed: bool = False
-) -> StepBatch:
+def build_step_batch(trajectories: Sequence[Trajectory], verdicts: Verdicts, config: BRPOConfig) -> StepBatch:
     """Validate the step, compute every group's advantages and pack every trajectory."""
     check_trajectories(trajectories, config)
     missing = [
@@ -222,9 +218,7 @@ def build_step_batch(
     ]
     if missing:  # the whole step's count, not only the first trajectory's
         raise MissingVerdictsError(_missing_message(missing, trajectories[0].step))
-    groups = [
-        group_advantages(group, verdicts, config, pool_collapsed) for group in group_by_problem(trajectories)
-    ]
+    groups = [group_advantages(group, verdicts, config) for group in group_by_problem(trajectories)]
     ordered = [t for g in groups for t in g.trajectories]
     trees = [
         pack_trajectory(t, g.thinking_adv[i], g.summary_adv[i])

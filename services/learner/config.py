@@ -2,7 +2,8 @@
 
 Defaults are the paper's (PAPER.md §4.1, §5.1): AdamW with lr 1e-6 constant, betas (0.9, 0.999), weight
 decay 0.01, grad-norm clip 1; 2 optimizer steps per rollout batch; old log-probs recomputed on the packed
-tree; the Dr.GRPO constant normaliser. Torch-free, so the API can validate a run's learner config.
+tree; the Dr.GRPO constant normaliser (`BRPOConfig.loss_normalizer`, one for every arm compared).
+Torch-free, so the API can validate a run's learner config.
 """
 
 from __future__ import annotations
@@ -46,15 +47,6 @@ class LearnerConfig(BaseModel):
     )
     old_logprobs: OldLogProbs = OldLogProbs.RECOMPUTE
     temperature: float = Field(default=1.0, gt=0, description="the rollout's sampling temperature")
-    response_length: int | None = Field(
-        default=None,
-        gt=0,
-        description="seq_sum_const denominator per tree; unset: b_max + S·A·summary_max_tokens",
-    )
-    pool_collapsed_summaries: bool = Field(
-        default=False,
-        description="one summary baseline per distinct cut (the reference) instead of per budget (DESIGN)",
-    )
     max_policy_lag: int = Field(
         default=0, ge=0, description="accept trajectories this many policy versions older than the learner"
     )
@@ -79,13 +71,3 @@ class LearnerConfig(BaseModel):
         if not all(0 <= b < 1 for b in self.betas):
             raise ValueError(f"AdamW betas must lie in [0, 1) (the paper: 0.9, 0.999); got {self.betas}")
         return self
-
-    @property
-    def resolved_response_length(self) -> int:
-        """The per-tree constant of the paper's normaliser (its `max_response_length`)."""
-        if self.response_length is not None:
-            return self.response_length
-        brpo = self.brpo
-        return brpo.b_max + (
-            brpo.resolved_num_budgets * brpo.resolved_num_summaries * brpo.summary_max_tokens
-        )

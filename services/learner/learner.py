@@ -276,9 +276,7 @@ class Learner:
         if self.broken:
             raise LearnerBrokenError(f"an earlier update failed part-way ({self.broken}); reload the learner")
         started = time.perf_counter()
-        batch = build_step_batch(
-            trajectories, verdicts, self.config.brpo, self.config.pool_collapsed_summaries
-        )
+        batch = build_step_batch(trajectories, verdicts, self.config.brpo)
         self._check_versions(batch.trajectories)
         metrics = batch_metrics(batch, self.config.brpo)
         try:
@@ -360,7 +358,7 @@ class Learner:
         """One denominator for all micro-batches of a mini-batch (DESIGN.md §2.5)."""
         if self.config.brpo.aggregation is LossAggregation.SEQ_SUM_CONST:
             trees = sum(len(ids) for _, ids in micro)
-            return float(trees * self.config.resolved_response_length)
+            return float(trees * self.config.brpo.resolved_loss_normalizer)
         return float(max(1, sum(int(m.trainable.sum()) for m, _ in micro)))
 
     def _update(self, batch: StepBatch) -> tuple[UpdateStats, dict[str, float]]:

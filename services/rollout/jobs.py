@@ -15,7 +15,7 @@ from anytime.logging import get_logger
 from anytime.problems import Problem
 from anytime.queues import Queue
 from anytime.trajectory_store import TrajectoryStore
-from services.rollout.anytime_eval import GradeMany, evaluate_anytime
+from services.rollout.anytime_eval import EvalSampling, GradeMany, evaluate_anytime
 from services.rollout.anytime_rollout import RolloutConfig, rollout
 from services.rollout.engine import Engine, StalePolicyError
 from services.rollout.settings import RolloutSettings, make_engine
@@ -104,25 +104,86 @@ class EvalJob(BaseModel):
     problems: list[Problem] = Field(min_length=1)
     budgets: list[int] = Field(min_length=1)
     summary_max_tokens: int = Field(default=32, ge=1)
+    sampling: EvalSampling = Field(
+        default=EvalSampling(), description="k, temperature, seed; unset (an older driver's job): greedy."
+    )
+
+
+class EvalResult(BaseModel):
+    """What the evaluation task returns: accuracy per budget (mean over problems × samples), the anytime
+    score (their mean over the uniform grid), and 95 % bootstrap intervals over problems for both."""
+
+    run_id: str
+    policy_version: int
+    budgets: list[int]
+    accuracy: list[float]
+    accuracy_ci_low: list[float]
+    accuracy_ci_high: list[float]
+    anytime_score: float
+    anytime_score_ci_low: float
+    anytime_score_ci_high: float
+    num_problems: int = Field(description="n: problems evaluated (what the bootstrap resamples).")
+    num_samples: int = Field(description="k: traces per problem.")
+    temperature: float
+    seed: int
+    per_problem: dict[str, list[float]] = Field(
+        description="Problem id → accuracy at each budget (the mean over its k samples), for paired tests."
+    )
+    statuses: dict[str, int]
+    mean_thinking_length: float
+    closed_share: float
+
+    def metrics(self) -> dict[str, float]:
+        """MLflow metrics (slash-namespaced, one per budget)."""
+        metrics: dict[str, float] = {}
+        for b, a, low, high in zip(
+            self.budgets, self.accuracy, self.accuracy_ci_low, self.accuracy_ci_high, strict=True
+        ):
+            metrics[f"eval/accuracy/budget_{b}"] = a
+            metrics[f"eval/accuracy_ci_low/budget_{b}"] = low
+            metrics[f"eval/accuracy_ci_high/budget_{b}"] = high
+        metrics["eval/anytime_score"] = self.anytime_score
+        metrics["eval/anytime_score_ci_low"] = self.anytime_score_ci_low
+        metrics["eval/anytime_score_ci_high"] = self.anytime_score_ci_high
+        metrics["eval/num_problems"] = self.num_problems
+        metrics["eval/num_samples"] = self.num_samples
+        metrics["eval/thinking_length_mean"] = self.mean_thinking_length
+        return metrics
 
 
 def run_eval_job(job: EvalJob, holder: EngineHolder, grade: GradeMany) -> dict[str, Any]:
     engine = holder.at_version(job.run_id, job.model_dir, job.policy_version)
-    result = evaluate_anytime(engine, job.problems, job.budgets, job.summary_max_tokens, grade)
+    evaluation = evaluate_anytime(
+        engine, job.problems, job.budgets, job.summary_max_tokens, grade, sampling=job.sampling
+    )
+    per_budget, score = evaluation.intervals()
+    result = EvalResult(
+        run_id=job.run_id,
+        policy_version=job.policy_version,
+        budgets=job.budgets,
+        accuracy=evaluation.accuracy,
+        accuracy_ci_low=[i.low for i in per_budget],
+        accuracy_ci_high=[i.high for i in per_budget],
+        anytime_score=evaluation.anytime_score,
+        anytime_score_ci_low=score.low,
+        anytime_score_ci_high=score.high,
+        num_problems=evaluation.total,
+        num_samples=evaluation.num_samples,
+        temperature=job.sampling.temperature,
+        seed=job.sampling.seed,
+        per_problem=dict(zip(evaluation.problem_ids, evaluation.per_problem, strict=True)),
+        statuses=dict(evaluation.statuses),
+        mean_thinking_length=evaluation.mean_thinking_length,
+        closed_share=evaluation.closed_share,
+    )
     logger.info(
         "evaluation done",
         run_id=job.run_id,
         policy_version=job.policy_version,
-        accuracy=result.accuracy,
+        samples=evaluation.num_samples,
+        temperature=job.sampling.temperature,
+        accuracy=[round(a, 4) for a in result.accuracy],
         anytime_score=round(result.anytime_score, 4),
+        anytime_score_ci=[round(score.low, 4), round(score.high, 4)],
     )
-    return {
-        "run_id": job.run_id,
-        "policy_version": job.policy_version,
-        "budgets": job.budgets,
-        "accuracy": result.accuracy,
-        "anytime_score": result.anytime_score,
-        "statuses": dict(result.statuses),
-        "mean_thinking_length": result.mean_thinking_length,
-        "closed_share": result.closed / result.total,
-    }
+    return result.model_dump(mode="json")

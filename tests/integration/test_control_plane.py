@@ -140,6 +140,12 @@ def test_a_two_step_run_succeeds_with_rewards_metrics_checkpoints_and_a_curve(
         curve = client.get(f"/v1/runs/{run_id}/curve").json()["evaluations"]
         assert [e["policy_version"] for e in curve] == [0, 2]
         assert curve[0]["budgets"] == [16, 32, 48, 64] and len(curve[0]["accuracy"]) == 4
+        # Sampled as the authors do by default: 6 problems × 4 traces at 0.6, with intervals.
+        assert (curve[0]["num_problems"], curve[0]["num_samples"], curve[0]["temperature"]) == (6, 4, 0.6)
+        bands = zip(
+            curve[0]["accuracy_ci_low"], curve[0]["accuracy"], curve[0]["accuracy_ci_high"], strict=True
+        )
+        assert all(lo <= acc <= hi for lo, acc, hi in bands)
         png = client.get(f"/v1/runs/{run_id}/curve", params={"format": "png"})
         assert png.headers["content-type"] == "image/png" and png.content.startswith(b"\x89PNG")
 
@@ -152,7 +158,9 @@ def test_a_two_step_run_succeeds_with_rewards_metrics_checkpoints_and_a_curve(
         run["mlflow_run_id"], "anytime/score"
     )
     assert [m.step for m in history] == [1, 2]
-    assert "eval/accuracy/budget_64" in tracked.data.metrics
+    assert {"eval/accuracy/budget_64", "eval/accuracy_ci_low/budget_64", "eval/anytime_score_ci_high"} <= set(
+        tracked.data.metrics
+    )
     artifacts = {
         a.path for a in MlflowClient(tracking_uri=stack.mlflow_uri).list_artifacts(run["mlflow_run_id"])
     }

@@ -41,7 +41,12 @@ MAX_EXAMPLES = 15  # per operation and mode: about 400 requests
 # Bodies with rules JSON Schema cannot state, so schema-valid data may still be a 422: a run config names
 # files that must exist under the data roots (test_api_inputs) and has cross-field rules (probs sum to 1);
 # inference budgets must ascend, and `budget` excludes `budgets` (test_inference_* cover those).
-CHECKED_BEYOND_SCHEMA = {"POST /v1/runs", "POST /v1/chat/completions", "POST /v1/completions"}
+CHECKED_BEYOND_SCHEMA = {
+    "POST /v1/runs",
+    "POST /v1/experiments",
+    "POST /v1/chat/completions",
+    "POST /v1/completions",
+}
 
 
 @dataclass

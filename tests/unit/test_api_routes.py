@@ -146,6 +146,8 @@ def test_openapi_lists_every_route(api: Api) -> None:
         for s in ("metrics", "budgets", "rewards", "curve", "cancel", "resume", "checkpoints", "promote")
     }
     expected |= {"/v1/chat/completions", "/v1/completions", "/v1/inference/{request_id}/stop"}
+    experiment = "/v1/experiments/{experiment_id}"
+    expected |= {"/v1/experiments", experiment, *(f"{experiment}/{s}" for s in ("cancel", "resume", "report"))}
     assert paths == expected
 
 
@@ -315,10 +317,22 @@ def _record_two_steps(api: Api, run_id: str) -> None:
                     for b in range(4)
                 ],
             )
-        for version, accuracy in [(0, [0.0, 0.1, 0.2, 0.3]), (2, [0.2, 0.4, 0.5, 0.6])]:
-            repository.record_evaluation(
-                session, run_id, version, version - 1, [16, 32, 48, 64], accuracy, 0.3
-            )
+        # v0 as stored before sampled evaluation (no n, k or intervals); v2 sampled with intervals.
+        repository.record_evaluation(session, run_id, 0, -1, [16, 32, 48, 64], [0.0, 0.1, 0.2, 0.3], 0.15)
+        sampled = repository.SampledEvaluation(
+            num_problems=3,
+            num_samples=4,
+            temperature=0.6,
+            seed=0,
+            accuracy_ci_low=[0.0, 0.25, 0.25, 0.5],
+            accuracy_ci_high=[0.5, 0.5, 0.75, 0.75],
+            anytime_score_ci_low=0.3,
+            anytime_score_ci_high=0.6,
+            per_problem={"p0": [0.0, 0.25, 0.5, 0.5], "p1": [0.25, 0.5, 0.5, 0.75], "p2": [0.5] * 4},
+        )
+        repository.record_evaluation(
+            session, run_id, 2, 1, [16, 32, 48, 64], [0.25, 0.4, 0.5, 0.6], 0.4375, sampled
+        )
 
 
 def test_metrics_checkpoints_and_curve_json(api: Api) -> None:
@@ -331,8 +345,25 @@ def test_metrics_checkpoints_and_curve_json(api: Api) -> None:
     assert [(c["policy_version"], c["path"]) for c in checkpoints] == [(1, "/ckpt/v1"), (2, "/ckpt/v2")]
     curve = api.client.get(f"/v1/runs/{run_id}/curve").json()
     assert [e["policy_version"] for e in curve["evaluations"]] == [0, 2]
-    assert curve["evaluations"][1]["accuracy"] == [0.2, 0.4, 0.5, 0.6]
-    assert curve["evaluations"][1]["budgets"] == [16, 32, 48, 64]
+    old, sampled = curve["evaluations"]
+    assert sampled["accuracy"] == [0.25, 0.4, 0.5, 0.6] and sampled["budgets"] == [16, 32, 48, 64]
+    assert (sampled["accuracy_ci_low"], sampled["accuracy_ci_high"]) == (
+        [0, 0.25, 0.25, 0.5],
+        [0.5, 0.5, 0.75, 0.75],
+    )
+    assert (sampled["anytime_score"], sampled["anytime_score_ci_low"], sampled["anytime_score_ci_high"]) == (
+        0.4375,
+        0.3,
+        0.6,
+    )
+    assert (sampled["num_problems"], sampled["num_samples"], sampled["temperature"], sampled["seed"]) == (
+        3,
+        4,
+        0.6,
+        0,
+    )
+    assert "per_problem" not in sampled  # kept in SQL for paired comparisons; the curve stays small
+    assert old["accuracy_ci_low"] is None and old["num_problems"] is None and old["anytime_score"] == 0.15
 
 
 def test_rewards_are_paginated_and_filtered_by_step_and_budget(api: Api) -> None:
@@ -426,7 +457,7 @@ def test_every_integer_query_parameter_is_bounded(api: Api) -> None:
                     assert response.status_code == 422, (method, route.path, param.alias, response.text)
                     assert response.json()["detail"][0]["loc"] == ["query", param.alias]
                 checked.append((route.path, param.alias))
-    assert len(checked) == 8, checked  # offset and limit of 3 pages, rewards' step and budget_index
+    assert len(checked) == 10, checked  # offset and limit of 3 pages, rewards' step and budget_index
     response = api.client.get("/v1/runs", params={"offset": 2**31 - 1})
     assert response.status_code == 200 and response.json()["items"] == []
 

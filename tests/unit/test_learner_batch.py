@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from anytime.brpo.advantages import brpo_advantages
-from anytime.brpo.config import Algorithm, BRPOConfig, ThinkingBaseline
+from anytime.brpo.config import Algorithm, BRPOConfig, SummaryMode, ThinkingBaseline
 from anytime.brpo.packing import pack_tree
 from anytime.brpo.scores import prefix_groups, reward_tensor
 from anytime.brpo.tokens import TokenRole
@@ -90,7 +90,7 @@ def test_batches_that_do_not_fit_the_run_are_refused() -> None:
         build_step_batch([], {}, BRPO)
 
 
-def _reference(trajectories, verdicts, config, pool=False):
+def _reference(trajectories, verdicts, config):
     """Advantages straight from the core library on the [B, G, S, A] reward tensor."""
     problems = sorted({t.problem_id for t in trajectories})
     rows = [
@@ -108,20 +108,21 @@ def _reference(trajectories, verdicts, config, pool=False):
         for row in rows
     ]
     rewards = reward_tensor(cuts, per_cut, config.resolved_num_summaries)
-    return rows, cuts, brpo_advantages(rewards, config, prefix_groups(cuts) if pool else None)
+    return rows, cuts, brpo_advantages(rewards, config, prefix_groups(cuts))
 
 
 @pytest.mark.parametrize(
-    ("config", "pool"),
+    "config",
     [
-        (BRPO, False),
-        (BRPO, True),
-        (BRPOConfig(b_max=12, num_budgets=3, num_summaries=2, baseline=ThinkingBaseline.V1), False),
-        (BRPOConfig(algorithm=Algorithm.GRPO, b_max=12), False),
+        BRPO,
+        BRPO.model_copy(update={"summary_mode": SummaryMode.BRPO_PER_BUDGET}),
+        BRPOConfig(b_max=12, num_budgets=3, num_summaries=2, baseline=ThinkingBaseline.V1),
+        BRPOConfig(b_max=12, num_budgets=3, num_summaries=1, summary_mode=SummaryMode.GRPO, prior="linear"),
+        BRPOConfig(algorithm=Algorithm.GRPO, b_max=12),
     ],
-    ids=["brpo", "brpo-pooled", "brpo-v1", "grpo"],
+    ids=["brpo", "brpo-per-budget", "brpo-v1", "grpo-linear", "grpo"],
 )
-def test_advantages_are_the_core_librarys(config: BRPOConfig, pool: bool) -> None:
+def test_advantages_are_the_core_librarys(config: BRPOConfig) -> None:
     shape = StepShape(
         problems=3,
         group_size=4,
@@ -132,8 +133,8 @@ def test_advantages_are_the_core_librarys(config: BRPOConfig, pool: bool) -> Non
     trajectories, verdicts = synthetic_step(
         shape, vocab=VOCAB, ellipsis_ids=ELLIPSIS, delimiter_ids=DELIMITER, think_end_id=THINK_END, eos_id=EOS
     )
-    batch = build_step_batch(trajectories[::-1], verdicts, config, pool_collapsed=pool)  # order-independent
-    rows, cuts, (thinking, summary) = _reference(trajectories, verdicts, config, pool)
+    batch = build_step_batch(trajectories[::-1], verdicts, config)  # order-independent
+    rows, cuts, (thinking, summary) = _reference(trajectories, verdicts, config)
     assert torch.abs(thinking).sum() > 0
     for b, group in enumerate(batch.groups):
         assert [t.id for t in group.trajectories] == [t.id for t in rows[b]]
@@ -185,8 +186,20 @@ def test_design_worked_example_through_the_learner() -> None:
     group = build_step_batch(traces, verdicts, config).groups[0]
     expected = torch.tensor([[-0.125, 0.03125, 0.25, 0.08036], [0.125, 0.28125, 0.08333, 0.02679]])
     torch.testing.assert_close(group.thinking_adv, expected, atol=1e-5, rtol=0)
-    # A = 1: the sibling baseline is 0, so a summary's advantage is its reward.
-    assert torch.equal(group.summary_adv, torch.tensor([[0.0, 0, 1, 1], [0, 1, 1, 1]])[..., None])
+    # A = 1: the authors' summary baseline is the mean over the G traces at the budget: [0, 0.5, 1, 1].
+    assert torch.equal(group.summary_adv, torch.tensor([[0.0, -0.5, 0, 0], [0, 0.5, 0, 0]])[..., None])
+
+
+def test_the_learner_pools_the_summaries_of_collapsed_budgets() -> None:
+    # Budgets 4/8/12, A = 2, a closed thought of 6 tokens: cut 4 serves budget 0, cut 6 budgets 1 and 2.
+    # Rewards per cut: [1, 0] and [1, 1, 0, 1]; the full-trace cut's pool of 4 has mean 0.75.
+    trace = _closed_trace([[[30, EOS], [31, EOS]], [[32, EOS], [33, EOS], [34, EOS], [35, EOS]]])
+    verdicts = {trace.id: _verdicts(trace, [[1, 0], [1, 1, 0, 1]])}
+    pooled = build_step_batch([trace], verdicts, BRPO).groups[0].summary_adv[0]
+    assert pooled.tolist() == [[0.5, -0.5], [0.25, 0.25], [-0.75, 0.25]]
+    per_budget = BRPO.model_copy(update={"summary_mode": SummaryMode.BRPO_PER_BUDGET})
+    own = build_step_batch([trace], verdicts, per_budget).groups[0].summary_adv[0]
+    assert own.tolist() == [[0.5, -0.5], [0.0, 0.0], [-0.5, 0.5]]
 
 
 def test_rollout_logprobs_line_up_with_the_packed_tree() -> None:

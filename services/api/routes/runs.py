@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
@@ -80,9 +81,7 @@ def get_run(run: RunDep) -> RunOut:
 def cancel_run(run: RunDep, session: SessionDep, scheduler: SchedulerDep) -> RunOut:
     """A queued run is cancelled at once; a running one stops at its next task boundary
     (`cancel_requested` until then), or at once when no live driver holds it. A finished run is 409."""
-    cancelled = repository.request_cancel(session, run.id)
-    if cancelled.status is RunStatus.RUNNING and scheduler.driving(run.id) is False:
-        cancelled = repository.set_status(session, run.id, RunStatus.CANCELLED)
+    cancelled = cancel_one(session, scheduler, run.id)
     session.commit()
     return RunOut.model_validate(cancelled)
 
@@ -95,30 +94,75 @@ def cancel_run(run: RunDep, session: SessionDep, scheduler: SchedulerDep) -> Run
 def resume_run(run: RunDep, session: SessionDep, scheduler: SchedulerDep) -> RunOut:
     """Queue a failed or cancelled run again, or send a new driver to a queued or running run that has
     none; it continues from its last committed step and checkpoint. 409 when a live driver holds it."""
-    if run.status in (RunStatus.QUEUED, RunStatus.RUNNING):
-        if scheduler.driving(run.id) is not False:
-            raise HTTPException(
-                status.HTTP_409_CONFLICT,
-                f"run {run.id} is {run.status} and a live driver holds it (or Redis cannot tell): "
-                "nothing to resume",
-            )
-        _schedule(session, scheduler, run)
-        return RunOut.model_validate(run)
-    queued = repository.set_status(session, run.id, RunStatus.QUEUED)
+    try:
+        resumed = prepare_resume(session, scheduler, run)
+    except DriverHoldsRun as err:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(err)) from None
     session.commit()
-    _schedule(session, scheduler, queued)
-    return RunOut.model_validate(queued)
+    _schedule(session, scheduler, resumed)
+    return RunOut.model_validate(resumed)
 
 
 def _schedule(session: Session, scheduler: RunScheduler, run: Run) -> None:
     """Send the committed run to the driver; if that fails the run is marked failed (resume retries it)."""
     try:
-        scheduler.schedule(run.id)
-    except SchedulingError as err:
-        repository.set_status(session, run.id, RunStatus.FAILED, error=f"not scheduled: {err}")
-        session.commit()
+        send_to_driver(session, scheduler, [run])
+    except NotScheduled as err:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
-            f"run {run.id} was stored but could not be scheduled, so it is marked failed: {err}; "
+            f"run {run.id} was stored but could not be scheduled, so it is marked failed: {err.error}; "
             "fix the broker, then POST /v1/runs/{id}/resume",
         ) from err
+
+
+# ------------------------------------------- what cancel and resume do to one run (runs and experiments)
+
+
+class DriverHoldsRun(Exception):
+    """Resume refused: a live driver holds the run (or Redis cannot tell whether one does)."""
+
+
+class NotScheduled(Exception):
+    """The broker refused runs; they are marked failed (`run_ids`: those not sent)."""
+
+    def __init__(self, run_ids: list[str], error: SchedulingError) -> None:
+        super().__init__(f"{len(run_ids)} runs not scheduled: {error}")
+        self.run_ids = run_ids
+        self.error = error
+
+
+def cancel_one(session: Session, scheduler: RunScheduler, run_id: str) -> Run:
+    """Cancel a queued run now; mark a running one `cancel_requested`, or cancel it now when no live driver
+    holds it. `InvalidTransition` for a finished run. The caller commits."""
+    cancelled = repository.request_cancel(session, run_id)
+    if cancelled.status is RunStatus.RUNNING and scheduler.driving(run_id) is False:
+        cancelled = repository.set_status(session, run_id, RunStatus.CANCELLED)
+    return cancelled
+
+
+def prepare_resume(session: Session, scheduler: RunScheduler, run: Run) -> Run:
+    """A failed or cancelled run queued again; a queued or running one as it is when no live driver holds
+    it (`DriverHoldsRun` when one does); `InvalidTransition` for a succeeded run. The caller commits, then
+    sends the run to the driver (`send_to_driver`)."""
+    if run.status in (RunStatus.QUEUED, RunStatus.RUNNING):
+        if scheduler.driving(run.id) is not False:
+            raise DriverHoldsRun(
+                f"run {run.id} is {run.status} and a live driver holds it (or Redis cannot tell): "
+                "nothing to resume"
+            )
+        return run
+    return repository.set_status(session, run.id, RunStatus.QUEUED)
+
+
+def send_to_driver(session: Session, scheduler: RunScheduler, runs: Sequence[Run]) -> None:
+    """Send committed runs to the driver in order. If the broker refuses one, it and those not yet sent are
+    marked failed (resume retries them), that is committed, and `NotScheduled` is raised."""
+    for index, run in enumerate(runs):
+        try:
+            scheduler.schedule(run.id)
+        except SchedulingError as err:
+            unsent = [r.id for r in runs[index:]]
+            for run_id in unsent:
+                repository.set_status(session, run_id, RunStatus.FAILED, error=f"not scheduled: {err}")
+            session.commit()
+            raise NotScheduled(unsent, err) from err

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from anytime.brpo import summary_advantages, thinking_advantages
-from anytime.brpo.advantages import brpo_advantages, budget_returns
+from anytime.brpo.advantages import brpo_advantages, budget_returns, distinct_prefixes
 from anytime.brpo.config import BRPOConfig
 from anytime.brpo.reference import summary_advantages_loop, thinking_advantages_loop
 
@@ -58,18 +58,18 @@ def test_s_equals_one_is_grpo_mean_centring() -> None:
     for baseline in ("brpo", "v2"):
         torch.testing.assert_close(thinking_advantages(scores, [1.0], baseline), centred)
     rewards = scores[..., None]  # A = 1
-    thinking, summary = brpo_advantages(rewards, BRPOConfig(algorithm="grpo"))
+    thinking, summary = brpo_advantages(rewards, BRPOConfig(algorithm="grpo"), distinct_prefixes(rewards))
     torch.testing.assert_close(thinking, centred)
     torch.testing.assert_close(summary, centred[..., None])  # GRPO: the summary gets the same advantage
 
 
 def test_one_config_runs_the_paper_method() -> None:
     rewards = torch.cat([WORKED[..., None]] * 4, dim=-1)  # A = 4 identical summaries per budget
-    thinking, summary = brpo_advantages(rewards, BRPOConfig())
+    thinking, summary = brpo_advantages(rewards, BRPOConfig(), distinct_prefixes(rewards))
     torch.testing.assert_close(thinking, thinking_advantages(WORKED, UNIFORM4, "brpo"))
     torch.testing.assert_close(summary, torch.zeros_like(rewards))
     with pytest.raises(ValueError, match=r"S, A = \(1, 1\)"):
-        brpo_advantages(rewards, BRPOConfig(algorithm="grpo"))
+        brpo_advantages(rewards, BRPOConfig(algorithm="grpo"), distinct_prefixes(rewards))
 
 
 def test_single_trace_group_has_no_group_baseline() -> None:
@@ -80,22 +80,42 @@ def test_single_trace_group_has_no_group_baseline() -> None:
 def test_summary_advantages_with_siblings_and_a_equals_one() -> None:
     rewards = torch.tensor([[[[1.0, 0.0, 0.0, 1.0], [1.0, 1.0, 1.0, 0.0]]]])
     expected = torch.tensor([[[[0.5, -0.5, -0.5, 0.5], [0.25, 0.25, 0.25, -0.75]]]])
-    torch.testing.assert_close(summary_advantages(rewards), expected)
-    single = torch.tensor([[[[1.0], [0.0]], [[0.0], [0.0]]]])  # B=1, G=2, S=2, A=1
-    torch.testing.assert_close(summary_advantages(single, "brpo"), single)  # baseline 0: the reward itself
+    torch.testing.assert_close(
+        summary_advantages(rewards, prefix_groups=distinct_prefixes(rewards)), expected
+    )
+    # A = 1 (B=1, G=2, S=2): the authors' baseline is the mean over the G traces at the same budget.
+    single = torch.tensor([[[[1.0], [0.0]], [[0.0], [0.0]]]])
+    centred = torch.tensor([[[[0.5], [0.0]], [[-0.5], [0.0]]]])
+    for mode in ("brpo", "brpo_per_budget"):
+        torch.testing.assert_close(
+            summary_advantages(single, mode, prefix_groups=distinct_prefixes(single)), centred
+        )
+    lone = torch.tensor([[[[1.0], [0.0]]]])  # G = 1: the mean of one trace is itself
+    torch.testing.assert_close(
+        summary_advantages(lone, prefix_groups=distinct_prefixes(lone)), torch.zeros_like(lone)
+    )
     # grpo: only the last budget, centred over the group; earlier budgets get 0.
-    grpo = summary_advantages(torch.tensor([[[[1.0], [1.0]], [[0.0], [0.0]]]]), "grpo")
+    last = torch.tensor([[[[1.0], [1.0]], [[0.0], [0.0]]]])
+    grpo = summary_advantages(last, "grpo", prefix_groups=distinct_prefixes(last))
     torch.testing.assert_close(grpo, torch.tensor([[[[0.0], [0.5]], [[0.0], [-0.5]]]]))
 
 
-def test_collapsed_summaries_pool_when_asked() -> None:
-    # Budgets 2 and 3 share the full-trace prompt: 4 summaries [1, 0 | 1, 1].
+def test_collapsed_summaries_pool_by_default_and_per_budget_on_request() -> None:
+    # Budgets 2 and 3 share the full-trace prompt: 4 summaries [1, 0 | 1, 1], pooled mean 0.75.
     rewards = torch.tensor([[[[0.0, 1.0], [1.0, 1.0], [1.0, 0.0], [1.0, 1.0]]]])
-    own = summary_advantages(rewards)
-    torch.testing.assert_close(own[0, 0, 2:], torch.tensor([[0.5, -0.5], [0.0, 0.0]]))
-    pooled = summary_advantages(rewards, prefix_groups=torch.tensor([[[0, 1, 2, 2]]]))
+    groups = torch.tensor([[[0, 1, 2, 2]]])
+    pooled = summary_advantages(rewards, prefix_groups=groups)
     torch.testing.assert_close(pooled[0, 0, 2:], torch.tensor([[0.25, -0.75], [0.25, 0.25]]))
-    torch.testing.assert_close(pooled[0, 0, :2], own[0, 0, :2])
+    torch.testing.assert_close(pooled[0, 0, :2], torch.tensor([[-0.5, 0.5], [0.0, 0.0]]))
+    own = summary_advantages(rewards, "brpo_per_budget", prefix_groups=groups)  # DESIGN's variant
+    torch.testing.assert_close(own[0, 0, 2:], torch.tensor([[0.5, -0.5], [0.0, 0.0]]))
+    torch.testing.assert_close(own[0, 0, :2], pooled[0, 0, :2])
+
+
+def test_grpo_summaries_with_several_samples_are_refused() -> None:
+    rewards = torch.zeros(1, 2, 4, 2)
+    with pytest.raises(ValueError, match="needs A = 1; got A = 2"):
+        summary_advantages(rewards, "grpo", prefix_groups=distinct_prefixes(rewards))
 
 
 def test_bad_inputs_say_what_is_wrong() -> None:
@@ -106,7 +126,9 @@ def test_bad_inputs_say_what_is_wrong() -> None:
     with pytest.raises(ValueError, match="'v3' is not a valid ThinkingBaseline"):
         thinking_advantages(torch.zeros(1, 2, 4), UNIFORM4, "v3")
     with pytest.raises(ValueError, match=r"\[B, G, S, A\]"):
-        summary_advantages(torch.zeros(1, 2, 4))
+        summary_advantages(torch.zeros(1, 2, 4), prefix_groups=torch.zeros(1, 2, 4))
+    with pytest.raises(ValueError, match=r"prefix_groups must be \[B, G, S\] = \[1, 2, 4\]"):
+        summary_advantages(torch.zeros(1, 2, 4, 2), prefix_groups=torch.zeros(1, 2, 3))
 
 
 # ---------------------------------------------------------------- properties
@@ -154,16 +176,24 @@ def test_none_baseline_is_the_return_and_brpo_starts_as_v2(batch: tuple[torch.Te
 
 
 @settings(max_examples=60, deadline=None)
-@given(score_batches(), st.sampled_from(["brpo", "grpo"]))
+@given(score_batches(), st.sampled_from(["brpo", "brpo_per_budget", "grpo"]), st.data())
 def test_summary_advantages_match_the_oracle_and_sum_to_zero(
-    batch: tuple[torch.Tensor, torch.Tensor], mode: str
+    batch: tuple[torch.Tensor, torch.Tensor], mode: str, data: st.DataObject
 ) -> None:
     rewards, _ = batch
-    advantages = summary_advantages(rewards, mode)
+    if mode == "grpo":
+        rewards = rewards[..., :1]  # the authors' grpo summaries: A = 1
+    b, g, s, a = rewards.shape
+    first_collapsed = data.draw(st.integers(0, s - 1))
+    groups = torch.tensor([min(j, first_collapsed) for j in range(s)]).expand(b, g, s)
+    advantages = summary_advantages(rewards, mode, prefix_groups=groups)
     assert advantages.shape == rewards.shape and torch.isfinite(advantages).all()
-    torch.testing.assert_close(advantages, torch.tensor(summary_advantages_loop(rewards.tolist(), mode)))
-    if mode == "brpo" and rewards.shape[-1] > 1:
+    oracle = summary_advantages_loop(rewards.tolist(), mode, groups.tolist())
+    torch.testing.assert_close(advantages, torch.tensor(oracle))
+    if mode == "brpo_per_budget" and a > 1:
         torch.testing.assert_close(advantages.sum(-1), torch.zeros(rewards.shape[:3]), atol=1e-6, rtol=0)
+    if a == 1 and mode != "grpo":  # centred over the group at every budget
+        torch.testing.assert_close(advantages.sum(1), torch.zeros(b, s, 1), atol=1e-6, rtol=0)
 
 
 @settings(max_examples=40, deadline=None)
@@ -178,5 +208,5 @@ def test_pooled_summary_advantages_sum_to_zero_per_prefix(
     groups = torch.tensor([min(j, first_collapsed) for j in range(s)]).expand(b, g, s)
     advantages = summary_advantages(rewards, "brpo", prefix_groups=groups)
     pooled = advantages[:, :, first_collapsed:].sum(dim=(-1, -2))
-    if (s - first_collapsed) * a > 1:
+    if a > 1:
         torch.testing.assert_close(pooled, torch.zeros(b, g), atol=1e-5, rtol=0)

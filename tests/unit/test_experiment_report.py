@@ -1,0 +1,370 @@
+"""The experiment report on hand-made rows: two arms × two seeds × three problems, budgets 10/20.
+
+Values are multiples of 1/4, so sums and differences are exact in floating point. Hand-computed means
+(grpo, end, mean over seeds of the mean over problems a, b, c):
+  budget 10: seed 0 (.25 + .25 + .5)/3 = 1/3, seed 1 (0 + .5 + .75)/3 = 1.25/3 → 2.25/6 = 0.375
+  budget 20: seed 0 (.5 + .75 + .75)/3 = 2/3, seed 1 (.5 + .5 + .75)/3 = 1.75/3 → 3.75/6 = 0.625
+  anytime score (mean over the grid) 0.5; start 0.25 / 2.75/6 / (0.25 + 2.75/6)/2.
+brpo starts where grpo starts and ends 0.25 above it on every problem (`_shifted`).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from anytime.experiment_report import (
+    ArmResult,
+    EvaluationPoint,
+    ExperimentReport,
+    Method,
+    RunRecord,
+    build_report,
+    report_markdown,
+    report_png,
+)
+from anytime.stats_bootstrap import (
+    binomial_two_sided_p,
+    bootstrap_seeds_problems,
+    sign_test,
+    student_t_quantile,
+    t_interval,
+)
+
+BUDGETS = [10, 20]
+Rows = dict[str, list[float]]
+
+GRPO_START: dict[int, Rows] = {
+    0: {"a": [0, 0.5], "b": [0.25, 0.5], "c": [0.5, 0.75]},
+    1: {"a": [0, 0.25], "b": [0.25, 0.25], "c": [0.5, 0.5]},
+}
+GRPO_END: dict[int, Rows] = {
+    0: {"a": [0.25, 0.5], "b": [0.25, 0.75], "c": [0.5, 0.75]},
+    1: {"a": [0, 0.5], "b": [0.5, 0.5], "c": [0.75, 0.75]},
+}
+
+
+def _shifted(rows: Rows, by: dict[str, float] | float) -> Rows:
+    shift = by if isinstance(by, dict) else dict.fromkeys(rows, by)
+    return {p: [v + shift[p] for v in values] for p, values in rows.items()}
+
+
+def _point(
+    version: int, step: int, rows: Rows | None, accuracy: list[float] | None = None
+) -> EvaluationPoint:
+    if accuracy is None:
+        assert rows is not None
+        accuracy = [float(np.mean([v[j] for v in rows.values()])) for j in range(len(BUDGETS))]
+    return EvaluationPoint(
+        policy_version=version,
+        step=step,
+        budgets=list(BUDGETS),
+        accuracy=accuracy,
+        anytime_score=float(np.mean(accuracy)),
+        per_problem=rows,
+    )
+
+
+def _run(
+    arm: str,
+    seed: int,
+    start: Rows,
+    end: Rows,
+    status: str = "succeeded",
+    step_metrics: list[tuple[int, dict[str, float]]] | None = None,
+) -> RunRecord:
+    evaluations = [_point(0, -1, start), _point(4, 3, end)]
+    return RunRecord(arm, seed, f"{arm}-{seed}", status, evaluations, step_metrics or [])
+
+
+def _runs(brpo_end_shift: dict[int, dict[str, float]] | float = 0.25) -> list[RunRecord]:
+    runs = []
+    for seed in (0, 1):
+        shift = brpo_end_shift if isinstance(brpo_end_shift, float) else brpo_end_shift[seed]
+        runs.append(_run("grpo", seed, GRPO_START[seed], GRPO_END[seed]))
+        runs.append(_run("brpo", seed, GRPO_START[seed], _shifted(GRPO_END[seed], shift)))
+    return runs
+
+
+def _direct_bootstrap(per_seed: list[list[float]], resamples: int, seed: int) -> tuple[float, float]:
+    """The documented bootstrap written out with loops: seeds with replacement, then problems within each
+    drawn seed; the statistic is the mean over all drawn (seed, problem) values (equal problem counts)."""
+    n, p = len(per_seed), len(per_seed[0])
+    rng = np.random.default_rng(seed)
+    seeds = rng.integers(0, n, size=(resamples, n))
+    problems = rng.integers(0, p, size=(resamples, n, p))
+    statistic = []
+    for r in range(resamples):
+        drawn = [per_seed[seeds[r, i]][problems[r, i, j]] for i in range(n) for j in range(p)]
+        statistic.append(sum(drawn) / len(drawn))
+    low, high = np.percentile(statistic, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def _result(report: ExperimentReport, arm: str) -> ArmResult:
+    return next(r for r in report.results if r.arm == arm)
+
+
+# ------------------------------------------------------------------------------------------ numerics
+
+
+@pytest.mark.parametrize(
+    ("above", "below", "p"),
+    [
+        (3, 0, 0.25),
+        (5, 0, 0.0625),
+        (0, 5, 0.0625),
+        (4, 1, 12 / 32),
+        (7, 3, 2 * 176 / 1024),
+        (1, 1, 1.0),
+        (0, 0, 1.0),
+    ],
+)
+def test_two_sided_binomial_p_matches_hand_computed(above: int, below: int, p: float) -> None:
+    # e.g. 7 vs 3: 2 * (C(10,0) + C(10,1) + C(10,2) + C(10,3)) / 2^10 = 2 * 176 / 1024
+    assert binomial_two_sided_p(above, below) == pytest.approx(p, abs=1e-15)
+
+
+def test_sign_test_drops_ties_including_rounding() -> None:
+    count = sign_test([0.1, 0.2, 0.3, 0.0, 1e-16])
+    assert (count.above, count.below, count.ties) == (3, 0, 2)
+    assert count.p_value == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize(("df", "table"), [(1, 12.7062), (2, 4.3027), (4, 2.7764), (5, 2.5706), (30, 2.0423)])
+def test_student_t_quantile_matches_the_table(df: int, table: float) -> None:
+    assert student_t_quantile(0.975, df) == pytest.approx(table, abs=1e-4)
+
+
+def test_t_interval_by_hand() -> None:
+    # mean 0.6, sd = sqrt(0.02), half width = t(0.975, 1) * sd / sqrt(2) = 12.7062047 * 0.1
+    interval = t_interval([0.5, 0.7])
+    assert interval.mean == pytest.approx(0.6)
+    assert interval.low == pytest.approx(0.6 - 1.27062047, abs=1e-6)
+    assert interval.high == pytest.approx(0.6 + 1.27062047, abs=1e-6)
+    assert t_interval([0.5]).low is None
+
+
+def test_bootstrap_equals_a_direct_loop_implementation() -> None:
+    values = [[0.25, 0.25, 0.5], [0.0, 0.5, 0.75]]  # grpo end at budget 10, seeds 0 and 1
+    got = bootstrap_seeds_problems([[[v] for v in seed] for seed in values], resamples=400, seed=7)[0]
+    low, high = _direct_bootstrap(values, 400, 7)
+    assert got.mean == pytest.approx(0.375)
+    assert (got.low, got.high) == pytest.approx((low, high), abs=1e-12)
+    assert got.low is not None and got.high is not None and got.low < 0.375 < got.high
+
+
+def test_bootstrap_known_answers() -> None:
+    # Problems agree within each seed: only the seed draw matters → {a, (a+b)/2, b} w.p. 1/4, 1/2, 1/4.
+    between = bootstrap_seeds_problems([[[0.2]] * 3, [[0.6]] * 3], resamples=2000, seed=0)[0]
+    assert (between.low, between.high) == pytest.approx((0.2, 0.6))
+    # One seed, problems 0 and 1 → drawn means {0, 1/2, 1} w.p. 1/4, 1/2, 1/4.
+    within = bootstrap_seeds_problems([[[0.0], [1.0]]], resamples=2000, seed=0)[0]
+    assert (within.mean, within.low, within.high) == (0.5, 0.0, 1.0)
+    constant = bootstrap_seeds_problems([[[0.25]] * 3, [[0.25]] * 2], resamples=50, seed=3)[0]
+    assert (constant.mean, constant.low, constant.high) == (0.25, 0.25, 0.25)
+
+
+# -------------------------------------------------------------------------------------------- report
+
+
+def test_arm_means_and_intervals_match_hand_computation() -> None:
+    report = build_report(["brpo", "grpo"], "grpo", _runs(), resamples=300, seed=5)
+    grpo = _result(report, "grpo")
+    assert grpo.end is not None and grpo.start is not None and grpo.gain is not None
+    assert grpo.end.method is Method.BOOTSTRAP
+    assert (grpo.end.seeds, grpo.end.problems) == ([0, 1], 3)
+    assert [e.mean for e in grpo.end.accuracy] == pytest.approx([0.375, 0.625])
+    assert grpo.end.anytime_score.mean == pytest.approx(0.5)
+    assert [e.mean for e in grpo.start.accuracy] == pytest.approx([0.25, 2.75 / 6])
+    assert [e.mean for e in grpo.gain.accuracy] == pytest.approx([0.125, 0.625 - 2.75 / 6])
+    # The interval is the direct bootstrap of the same per-problem values with the same seed.
+    for j in range(2):
+        direct = _direct_bootstrap([[rows[p][j] for p in "abc"] for rows in GRPO_END.values()], 300, 5)
+        assert (grpo.end.accuracy[j].low, grpo.end.accuracy[j].high) == pytest.approx(direct, abs=1e-12)
+    anytime = [[sum(rows[p]) / 2 for p in "abc"] for rows in GRPO_END.values()]
+    score = grpo.end.anytime_score
+    assert (score.low, score.high) == pytest.approx(_direct_bootstrap(anytime, 300, 5), abs=1e-12)
+    assert report.seeds == [0, 1] and report.problems_per_evaluation == [3]
+
+
+def test_constant_paired_difference_gives_a_zero_width_interval_at_that_constant() -> None:
+    report = build_report(["brpo", "grpo"], "grpo", _runs(0.25), resamples=200)
+    (comparison,) = report.comparisons
+    assert (comparison.arm, comparison.reference, comparison.seeds) == ("brpo", "grpo", [0, 1])
+    for estimates in (comparison.end, comparison.gain):  # starts are equal, so gain − gain = end − end
+        for e in [*estimates.accuracy, estimates.anytime_score]:
+            assert (e.mean, e.low, e.high) == (0.25, 0.25, 0.25)
+            assert e.sign_test is not None
+            assert (e.sign_test.above, e.sign_test.below, e.sign_test.p_value) == (2, 0, 0.5)
+
+
+def test_paired_difference_equals_direct_bootstrap_of_per_problem_differences() -> None:
+    shifts = {0: {"a": 0.25, "b": 0.0, "c": 0.25}, 1: {"a": 0.25, "b": 0.25, "c": -0.25}}
+    report = build_report(["brpo", "grpo"], "grpo", _runs(shifts), resamples=300, seed=11)
+    (comparison,) = report.comparisons
+    differences = [[shifts[s][p] for p in "abc"] for s in (0, 1)]  # the same at both budgets
+    direct = _direct_bootstrap(differences, 300, 11)
+    for e in [*comparison.end.accuracy, comparison.end.anytime_score]:
+        assert e.mean == pytest.approx((0.5 / 3 + 0.25 / 3) / 2)
+        assert (e.low, e.high) == pytest.approx(direct, abs=1e-12)
+        assert e.sign_test is not None and (e.sign_test.above, e.sign_test.below) == (2, 0)
+    assert [e.mean for e in comparison.gain.accuracy] == pytest.approx([0.125, 0.125])
+
+
+def test_missing_per_problem_values_fall_back_to_a_t_interval_over_seeds() -> None:
+    ends = {
+        ("grpo", 0): [0.5, 0.5],
+        ("grpo", 1): [0.7, 0.7],
+        ("brpo", 0): [0.75, 0.5],
+        ("brpo", 1): [1.0, 0.5],
+    }
+    runs = [
+        RunRecord(
+            arm,
+            seed,
+            f"{arm}-{seed}",
+            "succeeded",
+            [_point(0, -1, None, [0.5, 0.5]), _point(2, 1, None, end)],
+            [],
+        )
+        for (arm, seed), end in ends.items()
+    ]
+    report = build_report(["brpo", "grpo"], "grpo", runs)
+    grpo = _result(report, "grpo")
+    assert grpo.end is not None and grpo.end.method is Method.T_OVER_SEEDS and grpo.end.problems is None
+    e = grpo.end.accuracy[0]
+    assert (e.mean, e.low, e.high) == pytest.approx((0.6, 0.6 - 1.27062047, 0.6 + 1.27062047), abs=1e-6)
+    (comparison,) = report.comparisons
+    d = comparison.end.accuracy[0]  # per-seed differences 0.25 and 0.3
+    assert comparison.end.method is Method.T_OVER_SEEDS
+    assert d.mean == pytest.approx(0.275)
+    assert d.high is not None and d.high - d.mean == pytest.approx(
+        12.7062047 * np.std([0.25, 0.3], ddof=1) / np.sqrt(2), abs=1e-6
+    )
+    assert d.sign_test is not None and d.sign_test.p_value == 0.5
+    tie = comparison.end.accuracy[1].sign_test  # per-seed differences 0.5 − 0.5 = 0 and 0.5 − 0.7
+    assert tie is not None and (tie.above, tie.below, tie.ties, tie.p_value) == (0, 1, 1, 1.0)
+    assert "†" in report_markdown(report)
+
+
+def test_failed_and_unfinished_runs_are_excluded_listed_and_flagged() -> None:
+    clean = build_report(["brpo", "grpo"], "grpo", _runs(), resamples=100)
+    odd = {"a": [1.0, 1.0], "b": [1.0, 1.0], "c": [1.0, 1.0]}
+    unfinished = RunRecord("grpo", 2, "grpo-2", "succeeded", [_point(0, -1, GRPO_START[0])], [])
+    runs = [*_runs(), _run("brpo", 2, odd, odd, status="failed"), unfinished]
+    report = build_report(["brpo", "grpo"], "grpo", runs, resamples=100)
+    assert report.results == clean.results and report.comparisons == clean.comparisons
+    assert report.seeds == [0, 1]
+    assert [(r.run_id, r.status, r.reason) for r in report.excluded_runs] == [
+        ("brpo-2", "failed", "status failed"),
+        ("grpo-2", "succeeded", "no evaluation after training"),
+    ]
+    markdown = report_markdown(report)
+    assert "⚠ 2 run(s) left out" in markdown and "brpo-2" in markdown and "grpo-2" in markdown
+
+
+def test_variance_ratios_and_training_curves_from_step_metrics() -> None:
+    seed0 = [
+        (0, {"variance/budget_10/brpo": 0.2, "variance/budget_10/traces": 8.0, "variance/brpo": 0.9,
+             "variance/summary/brpo": 0.3, "reward/budget_10/mean": 0.1, "anytime/score": 0.5,
+             "anytime/score_uniform": 0.2}),
+        (1, {"variance/budget_10/brpo": 0.4, "variance/budget_10/v2": 0.8, "reward/budget_10/mean": 0.3}),
+    ]  # fmt: skip
+    seed1 = [
+        (1, {"variance/budget_10/brpo": 0.5, "variance/summary/brpo": 0.5, "reward/budget_10/mean": 0.5})
+    ]
+    runs = _runs()
+    runs[1] = _run("brpo", 0, GRPO_START[0], _shifted(GRPO_END[0], 0.25), step_metrics=seed0)
+    runs[3] = _run("brpo", 1, GRPO_START[1], _shifted(GRPO_END[1], 0.25), step_metrics=seed1)
+    report = build_report(["brpo", "grpo"], "grpo", runs, resamples=50)
+    ratios = {(r.arm, r.baseline, r.budget): r for r in report.variance_ratios}
+    assert set(ratios) == {("brpo", "brpo", 10), ("brpo", "brpo", None), ("brpo", "v2", 10)}  # no `traces`
+    at10 = ratios["brpo", "brpo", 10]  # seed means 0.3 and 0.5
+    assert (at10.estimate.mean, at10.seeds, at10.steps) == (pytest.approx(0.4), 2, 3)
+    assert at10.estimate.high == pytest.approx(0.4 + 12.7062047 * 0.1, abs=1e-6)
+    assert ratios["brpo", "brpo", None].estimate.mean == pytest.approx(
+        0.4
+    )  # summary/ wins over variance/brpo
+    assert ratios["brpo", "v2", 10].estimate.low is None  # one seed
+    brpo = next(c for c in report.training if c.arm == "brpo")
+    assert brpo.steps == [0, 1]
+    assert brpo.reward == {10: [pytest.approx(0.1), pytest.approx(0.4)]}
+    assert (brpo.anytime_score_metric, brpo.anytime_score) == ("anytime/score_uniform", [0.2, None])
+    assert brpo.variance == {"brpo": {10: [0.2, 0.45]}, "v2": {10: [None, 0.8]}}
+    assert brpo.variance_summary == {"brpo": [0.3, 0.5]}
+    grpo = next(c for c in report.training if c.arm == "grpo")
+    assert (grpo.steps, grpo.anytime_score_metric) == ([], None)
+    assert "Variance ratios" in report_markdown(report)
+
+
+def test_report_is_deterministic_and_round_trips_through_json() -> None:
+    shifts = {0: {"a": 0.25, "b": 0.0, "c": 0.25}, 1: {"a": 0.25, "b": 0.25, "c": -0.25}}
+    one = build_report(["brpo", "grpo"], "grpo", _runs(shifts), resamples=200, seed=1)
+    two = build_report(["brpo", "grpo"], "grpo", list(reversed(_runs(shifts))), resamples=200, seed=1)
+    assert one == two
+    assert ExperimentReport.model_validate_json(one.model_dump_json()) == one
+    json.loads(one.model_dump_json())
+
+
+def test_markdown_names_every_arm_and_the_reference() -> None:
+    report = build_report(["brpo", "brpo-v2", "grpo"], "grpo", _runs(), resamples=50)
+    markdown = report_markdown(report)
+    assert "| brpo | 2 | 0.354 [" in markdown  # brpo starts as grpo: (0.25 + 2.75/6)/2
+    assert "grpo (reference)" in markdown and "reference: **grpo**" in markdown
+    assert "| brpo-v2 | 0 | no run entered the statistics |" in markdown
+    assert "+0.250 [0.250, 0.250]" in markdown and "How to read this" in markdown
+
+
+def test_png_is_a_valid_png() -> None:
+    data = report_png(build_report(["brpo", "grpo"], "grpo", _runs(), resamples=50))
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", data[16:24])
+    assert (width, height) == (1100, 420)
+    alone = report_png(build_report(["grpo"], "grpo", [r for r in _runs() if r.arm == "grpo"], resamples=50))
+    assert alone[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# -------------------------------------------------------------------------------------------- errors
+
+
+def test_a_paired_difference_on_different_problems_is_an_error() -> None:
+    runs = _runs()
+    moved = {"d" if p == "c" else p: v for p, v in _shifted(GRPO_END[0], 0.25).items()}
+    runs[1] = _run("brpo", 0, {"d" if p == "c" else p: v for p, v in GRPO_START[0].items()}, moved)
+    with pytest.raises(ValueError, match="same problems"):
+        build_report(["brpo", "grpo"], "grpo", runs, resamples=10)
+
+
+def test_bad_inputs_say_what_is_wrong() -> None:
+    with pytest.raises(ValueError, match="reference arm 'ppo'"):
+        build_report(["brpo", "grpo"], "ppo", _runs())
+    with pytest.raises(ValueError, match="does not name"):
+        build_report(["grpo"], "grpo", _runs())
+    with pytest.raises(ValueError, match="one run per arm and seed"):
+        build_report(["brpo", "grpo"], "grpo", [*_runs(), _runs()[0]])
+    elsewhere = [EvaluationPoint(v, step, [10, 30], [0, 0], 0, None) for v, step in [(0, -1), (1, 0)]]
+    other_grid = RunRecord("brpo", 5, "brpo-5", "succeeded", elsewhere, [])
+    with pytest.raises(ValueError, match="different budget grids"):
+        build_report(["brpo", "grpo"], "grpo", [*_runs(), other_grid])
+
+
+def test_succeeded_is_the_run_status_value() -> None:
+    from anytime.db.models import RunStatus
+    from anytime.experiment_report import SUCCEEDED
+
+    assert RunStatus.SUCCEEDED.value == SUCCEEDED
+
+
+def test_import_leaves_torch_and_numpy_unimported() -> None:
+    code = (
+        "import sys, anytime.experiment_report; "
+        "print(','.join(m for m in ('torch', 'numpy', 'matplotlib') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == ""
