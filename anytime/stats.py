@@ -66,7 +66,7 @@ def bootstrap_mean_cis(
     for _ in range(resamples):
         draw = rng.choices(problems, k=n)
         for column, out in zip(columns, means, strict=True):
-            out.append(sum(map(column.__getitem__, draw)) / n)
+            out.append(math.fsum(map(column.__getitem__, draw)) / n)  # fsum: a constant column is exact
     tail = (1.0 - level) / 2.0
     intervals = []
     for column, resampled in zip(columns, means, strict=True):

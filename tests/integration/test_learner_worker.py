@@ -58,8 +58,8 @@ REQUIRED_METRICS = {
     "thinking/closed_share",
     "summary/length_mean",
     "perf/tokens_per_s",
-    "variance/run_baseline",
-    "variance/v2_baseline",
+    "variance/brpo",
+    "variance/v2",
 }
 
 
@@ -125,7 +125,7 @@ def test_real_verdicts_and_engine_log_probs_feed_the_learner(
     metrics = learner.step(trajectories, verdicts)
     statuses = {k.removeprefix("verdict/"): v for k, v in metrics.items() if k.startswith("verdict/")}
     assert sum(statuses.values()) == report.summaries and statuses == report.statuses
-    assert REQUIRED_METRICS - {"variance/run_baseline", "variance/v2_baseline"} <= set(metrics)
+    assert REQUIRED_METRICS - {"variance/brpo", "variance/v2"} <= set(metrics)
 
 
 def _start_worker(redis_url: str, log_path: Path, home: Path) -> subprocess.Popen[bytes]:

@@ -114,7 +114,7 @@ def test_design_example_metrics() -> None:
     assert metrics["anytime/objective"] == pytest.approx((0 * 4 + 0.5 * 8 + 1 * 12 + 1 * 16) / 40)
     assert metrics["anytime/score"] == pytest.approx(0.625)  # the uniform grid, whatever the prior
     # An evaluation grid of 2 (8, 16) lies on the run's budgets: mean of 0.5 and 1.
-    assert batch_metrics(build_step_batch(traces, verdicts, linear), linear, 2)["anytime/score"] == 0.75
+    assert batch_metrics(build_step_batch(traces, verdicts, linear), linear, [8, 16])["anytime/score"] == 0.75
 
 
 def test_anytime_score_on_the_evaluation_grid_only_where_the_rollout_measured_it() -> None:
@@ -126,9 +126,11 @@ def test_anytime_score_on_the_evaluation_grid_only_where_the_rollout_measured_it
     # The closed 3-token thought is the same prefix at every budget >= 3; the long one is only known at 16.
     assert [reward_at(short, rewards, b) for b in (4, 8, 12, 16)] == [1.0] * 4
     assert [reward_at(long, rewards, b) for b in (4, 8, 12, 16)] == [None, None, None, 1.0]
-    metrics = batch_metrics(build_step_batch([long, short], verdicts, grpo), grpo, eval_num_budgets=4)
+    metrics = batch_metrics(
+        build_step_batch([long, short], verdicts, grpo), grpo, eval_budgets=[4, 8, 12, 16]
+    )
     assert metrics["anytime/score_coverage"] == pytest.approx(5 / 8) and "anytime/score" not in metrics
-    metrics = batch_metrics(build_step_batch([short], verdicts, grpo), grpo, eval_num_budgets=4)
+    metrics = batch_metrics(build_step_batch([short], verdicts, grpo), grpo, eval_budgets=[4, 8, 12, 16])
     assert metrics["anytime/score"] == 1 and metrics["anytime/score_coverage"] == 1
 
 

@@ -14,6 +14,8 @@ from anytime.stats import Interval, bootstrap_mean_ci, bootstrap_mean_cis
 def test_a_constant_vector_has_a_zero_width_interval_at_its_value() -> None:
     interval = bootstrap_mean_ci([0.75] * 7)
     assert interval == Interval(mean=0.75, low=0.75, high=0.75)
+    third = bootstrap_mean_ci([1 / 3] * 7)  # not exactly representable: still one number throughout
+    assert third.low == third.mean == third.high == pytest.approx(1 / 3)
 
 
 def test_a_small_case_equals_a_direct_percentile_bootstrap_with_the_same_seed() -> None:
