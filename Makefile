@@ -17,10 +17,11 @@ TORCH_INDEX ?=
 TORCH_FLAGS := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX),)
 HAS_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
 
-.PHONY: help install demo test test-all lint bench migrate clean
+.PHONY: help install demo science test test-all lint bench migrate clean
 
 help:
 	@echo "make demo   - the main job on the embedded default (tiny model, synthetic task, CPU)"
+	@echo "make science - the default experiment: BRPO vs GRPO over 3 seeds with a report (about 30 min)"
 	@echo "make test   - the default test suite (starts its own redis-server and PostgreSQL)"
 	@echo "make lint   - ruff + mypy";
 	@echo "make bench  - run benchmarks/"
@@ -45,6 +46,9 @@ endif
 
 demo: $(STAMP)
 	$(VENV)/bin/anytime demo --workdir $(DEMO_DIR)
+
+science: $(STAMP)
+	$(VENV)/bin/anytime science --workdir build/science
 
 test: $(STAMP)
 	$(PY) -m pytest -m "not gpu" $(PYTEST_ARGS)

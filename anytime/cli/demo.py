@@ -22,8 +22,10 @@ WARM_START_BATCH = 32
 WARM_START_LR = 1e-3
 
 
-def prepare_model(workdir: Path, steps: int, seed: int) -> tuple[Path, Path, Path]:
-    """The warm-started tiny model and its data; rebuilt only when the cache does not match."""
+def prepare_model(
+    workdir: Path, steps: int, seed: int, task_name: str = "digit-chain"
+) -> tuple[Path, Path, Path]:
+    """The warm-started tiny model and its data on `task_name`; rebuilt only when the cache does not match."""
     import torch
 
     from anytime.cli.commands import run_sft
@@ -34,7 +36,9 @@ def prepare_model(workdir: Path, steps: int, seed: int) -> tuple[Path, Path, Pat
     base, warm = workdir / "tiny-base", workdir / "tiny-sft"
     train, held_out = workdir / "train.jsonl", workdir / "eval.jsonl"
     marker = workdir / "warm-start.json"
-    wanted = {"seed": seed, "steps": steps, "batch": WARM_START_BATCH, "lr": WARM_START_LR}
+    wanted: dict[str, Any] = {"seed": seed, "steps": steps, "batch": WARM_START_BATCH, "lr": WARM_START_LR}
+    if task_name != "digit-chain":
+        wanted["task"] = task_name
     if marker.is_file() and json.loads(marker.read_text()) == wanted and (warm / "config.json").is_file():
         typer.echo(f"1-3/6 tiny reasoner, data and warm start: cached in {workdir}")
         return warm, train, held_out
@@ -42,12 +46,14 @@ def prepare_model(workdir: Path, steps: int, seed: int) -> tuple[Path, Path, Pat
     workdir.mkdir(parents=True, exist_ok=True)
     typer.echo("1/6 building the tiny reasoner")
     build_tiny_model(base, seed=seed)
-    typer.echo("2/6 synthetic digit-chain data (train and held-out eval, different seeds)")
-    task = get_task("digit-chain")
+    typer.echo(f"2/6 synthetic {task_name} data (train and held-out eval, different seeds)")
+    task = get_task(task_name)
     write_problems(task.generate(4000, seed), train)
     write_problems(task.generate(200, seed + 10_000), held_out)
     typer.echo(f"3/6 supervised warm start ({steps} steps)")
+    started = time.perf_counter()
     run_sft(base, train, warm, steps=steps, batch_size=WARM_START_BATCH, lr=WARM_START_LR, seed=seed)
+    typer.echo(f"    warm start done in {time.perf_counter() - started:.0f} s")
     marker.write_text(json.dumps(wanted))
     return warm, train, held_out
 

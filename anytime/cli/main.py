@@ -119,6 +119,29 @@ def demo(
     run_demo(workdir, warm_steps=steps, run_steps=run_steps, seed=seed)
 
 
+@app.command("science")
+def science(
+    workdir: Annotated[Path, typer.Option(help="Folder for the model, data, stack and report.")] = Path(
+        "build/science"
+    ),
+    steps: Annotated[int, typer.Option(min=1, help="Warm-start steps.")] = 450,
+    run_steps: Annotated[int, typer.Option(min=1, help="Steps of each run.")] = 12,
+    seeds: Annotated[
+        str, typer.Option(help="Comma-separated seeds (one paired run per arm and seed).")
+    ] = "0,1,2",
+    eval_problems: Annotated[int, typer.Option(min=1, help="Held-out problems per evaluation.")] = 100,
+) -> None:
+    """The default experiment: BRPO vs GRPO (and BRPO with the V2 baseline) on the task with headroom,
+    paired over seeds, with a report (95 % intervals, paired differences, variance ratios)."""
+    from anytime.cli.science import run_science
+
+    try:
+        parsed = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise CliError(f"--seeds must be comma-separated integers, e.g. 0,1,2; got {seeds!r}") from None
+    run_science(workdir, warm_steps=steps, run_steps=run_steps, seeds=parsed, eval_problems=eval_problems)
+
+
 @app.command("verify")
 def verify(
     in_path: Annotated[

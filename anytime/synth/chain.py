@@ -61,6 +61,7 @@ class DigitChainTask:
     min_steps: int = 3
     max_steps: int = 8
     max_recheck_prob: float = 0.6
+    max_rechecks: int = 1  # re-check lines a step may be followed by (each with the trace's probability)
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_steps <= self.max_steps <= len(LABELS):
@@ -68,6 +69,8 @@ class DigitChainTask:
                 f"need 1 <= min_steps <= max_steps <= {len(LABELS)}; "
                 f"got min_steps={self.min_steps}, max_steps={self.max_steps}"
             )
+        if self.max_rechecks < 0:
+            raise ValueError(f"max_rechecks must be >= 0; got {self.max_rechecks}")
         if not 0.0 <= self.max_recheck_prob <= 1.0:
             raise ValueError(f"max_recheck_prob must be in [0, 1]; got {self.max_recheck_prob}")
 
@@ -98,8 +101,9 @@ class DigitChainTask:
         for label, (op, operand) in zip(LABELS, ops, strict=False):
             result = apply_op(value, op, operand)
             lines.append(f"{label}: {value}->{result}")
-            if rng.random() < recheck_prob:
-                lines.append(f"check: {result}")
+            for _ in range(self.max_rechecks):
+                if rng.random() < recheck_prob:
+                    lines.append(f"check: {result}")
             value = result
         lines.append(f"so the result is {value}")
         return "\n".join(lines), value

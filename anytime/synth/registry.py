@@ -20,13 +20,14 @@ class SyntheticTask(Protocol):
     def generate(self, n: int, seed: int) -> list[Problem]: ...
 
 
-# `digit-chain-detours` is the task with headroom (the default for experiments): chains of 2 to 12 steps
-# and re-check detours on up to every step, so reference thoughts spread over 16-150 tokens (13 % / 42 % /
-# 77 % / 96 % fit in 32 / 64 / 96 / 128) and a thought that skips detours answers within a smaller budget.
+# `digit-chain-detours` is the task with headroom (the default for experiments): chains of 3 to 12 steps,
+# each step followed by up to two re-check lines (a per-trace probability up to 1), so reference thoughts
+# spread over 20-210 tokens (2 % / 27 % / 55 % / 78 % fit in 32 / 64 / 96 / 128): a thought that skips
+# the detours answers within a smaller budget, and a cut thought's running digit is a partial result.
 TASKS: dict[str, SyntheticTask] = {
     "digit-chain": DigitChainTask(),
     "digit-chain-detours": DigitChainTask(
-        name="digit-chain-detours", min_steps=2, max_steps=12, max_recheck_prob=1.0
+        name="digit-chain-detours", min_steps=3, max_steps=12, max_recheck_prob=1.0, max_rechecks=2
     ),
 }
 

@@ -81,3 +81,26 @@ def test_cli_writes_records_readable_as_problems(tmp_path) -> None:
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 7 and set(rows[0]) == {"id", "problem", "answer", "trace"}
     assert [p.id for p in load_problems(out)] == [r["id"] for r in rows]
+
+
+def test_two_rechecks_per_step_double_the_detour() -> None:
+    twice = DigitChainTask(max_rechecks=2)
+    checked, answer = twice.solve(2, [("+", 5)], random.Random(0), recheck_prob=1.0)
+    assert answer == 7 and checked == "A: 2->7\ncheck: 7\ncheck: 7\nso the result is 7"
+
+
+def test_the_detours_task_spreads_thinking_over_the_default_budgets() -> None:
+    """Steps 3-12 with up to two re-checks each: from 4 lines to 37, answers still right."""
+    pattern = re.compile(r"Apply ([+*-])(\d) (\w+) times")
+    problems = get_task("digit-chain-detours").generate(400, seed=2)
+    lines = []
+    for problem in problems:
+        match = pattern.search(problem.problem)
+        assert match is not None and problem.trace is not None
+        steps = COUNT_WORDS.index(match.group(3))
+        assert 3 <= steps <= 12
+        body = problem.trace.split("\n")
+        checks = sum(line.startswith("check") for line in body)
+        assert len(body) == steps + checks + 1 and checks <= 2 * steps
+        lines.append(len(body))
+    assert min(lines) <= 6 and max(lines) >= 30  # short and long thoughts both occur
