@@ -213,14 +213,14 @@ def test_stop_of_an_unknown_request_is_404(served: Served) -> None:
 @pytest.mark.parametrize(
     ("extra", "words"),
     [
-        ({"budget": 0}, "greater than 0"),
-        ({"budget": -5}, "greater than 0"),
+        ({"budget": 0}, "greater than or equal to 1"),
+        ({"budget": -5}, "greater than or equal to 1"),
         ({"budget": "64"}, "integer"),
         ({"budget": 1.5}, "integer"),
         ({"budget": 10**6}, "context"),
         ({"budgets": list(range(1, 18))}, "too many budgets"),
         ({"budgets": [8, 4]}, "increasing"),
-        ({"budgets": [0, 4]}, "positive"),
+        ({"budgets": [0, 4]}, "greater than or equal to 1"),
         ({"budget": 4, "budgets": [4]}, "either"),
         ({"budgte": 4}, "budgte"),
     ],
