@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,7 @@ def _progress(experiment: dict[str, Any]) -> str:
 def run_science(workdir: Path, warm_steps: int, run_steps: int, seeds: list[int], eval_problems: int) -> None:
     from services.control.stack import EmbeddedStack, StackError, free_port
 
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll is noise here
     workdir = workdir.resolve()
     model, train, held_out = prepare_model(workdir, warm_steps, seed=0, task_name=SCIENCE_TASK)
     stack = EmbeddedStack(workdir / "stack", api_port=free_port(), mlflow_port=free_port())
