@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, String, UniqueConstraint, func, select
+from sqlalchemy import JSON, BigInteger, ForeignKey, String, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from anytime.db import repository
@@ -132,9 +132,8 @@ def require_experiment(session: Session, experiment_id: str) -> Experiment:
 
 def list_experiments(session: Session, offset: int = 0, limit: int = 50) -> tuple[list[Experiment], int]:
     """Newest first; `total` counts them all."""
-    total = session.scalar(select(func.count()).select_from(Experiment)) or 0
     query = select(Experiment).order_by(Experiment.created_at.desc(), Experiment.id.desc())
-    return list(session.scalars(query.offset(offset).limit(limit))), total
+    return repository._page(session, query, offset, limit)
 
 
 def members_of(session: Session, experiment_ids: Sequence[str]) -> dict[str, list[Member]]:
