@@ -29,7 +29,7 @@ from tests.fixtures.workers import start_worker, stop_worker
 
 pytestmark = pytest.mark.integration
 
-VISIBILITY_TIMEOUT_S = 4
+VISIBILITY_TIMEOUT_S = 6
 CONFIG = RolloutConfig(budgets=(16, 32, 48, 64), group_size=4, num_summaries=2, summary_max_tokens=16)
 
 
