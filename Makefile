@@ -57,8 +57,8 @@ test-all: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check anytime services tests benchmarks
-	$(VENV)/bin/mypy anytime services
+	$(VENV)/bin/ruff check anytime anytime_cli services tests benchmarks
+	$(VENV)/bin/mypy anytime anytime_cli services
 
 bench: $(STAMP)
 	@for script in benchmarks/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done

@@ -19,16 +19,12 @@ from pydantic import BaseModel, ValidationError
 
 from anytime import delivery_lease
 from anytime.queues import Queue
-from anytime.settings import CommonSettings
+from anytime.settings import RETENTION_S, CommonSettings
 
 # How long after its worker died a task is re-delivered. Healthy tasks of any length are safe: their
 # worker refreshes their delivery time every DELIVERY_LEASE_FRACTION of this (`anytime.delivery_lease`).
 DEFAULT_VISIBILITY_TIMEOUT_S = 60
 DELIVERY_LEASE_FRACTION = 6
-
-
-def task_name(queue: Queue, action: str) -> str:
-    return f"anytime.{queue.value}.{action}"
 
 
 def route_by_name(name: str, *_args: object, **_kwargs: object) -> dict[str, str] | None:
@@ -63,7 +59,7 @@ def make_celery(
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,  # our structured logs go to the worker's log as they are
-        result_expires=7 * 24 * 3600,
+        result_expires=RETENTION_S,
         task_track_started=True,
         # A re-delivered message whose task already succeeded (its worker died before the ack) is skipped.
         worker_deduplicate_successful_tasks=True,

@@ -10,10 +10,18 @@ import structlog
 
 from anytime.settings import LogFormat
 
+# Libraries that log every request (httpx's "HTTP Request: GET …") or routine chatter at INFO.
+CHATTY_LIBRARIES = ("httpx", "httpcore", "urllib3", "mlflow", "alembic", "git")
 
-def configure_logging(level: str = "INFO", fmt: LogFormat = "console") -> None:
-    """Configure structlog and the stdlib root logger once per process, on stderr."""
-    renderer: Any = structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer()
+
+def configure_logging(level: str = "INFO", fmt: LogFormat = "console", library_logs: bool = False) -> None:
+    """Configure structlog and the stdlib root logger once per process, on stderr. Colours only on a
+    terminal, so log files stay plain text; `CHATTY_LIBRARIES` log warnings only unless `library_logs`."""
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -28,6 +36,13 @@ def configure_logging(level: str = "INFO", fmt: LogFormat = "console") -> None:
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    show_library_logs(library_logs)
+
+
+def show_library_logs(show: bool) -> None:
+    """Let `CHATTY_LIBRARIES` log at the root logger's level (`show`), or only their warnings."""
+    for name in CHATTY_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.NOTSET if show else logging.WARNING)
 
 
 def get_logger(name: str, **context: Any) -> structlog.stdlib.BoundLogger:

@@ -18,27 +18,31 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from anytime.logging import get_logger
+from anytime.settings import REDIS_KEY_PREFIX
 
 if TYPE_CHECKING:
     import redis
 
 DEFAULT_LEASE_TTL_S = 30
-KEY_PREFIX = "anytime"
 logger = get_logger(__name__)
 
 
-def lease_key(run_id: str, prefix: str = KEY_PREFIX) -> str:
+def lease_key(run_id: str, prefix: str = REDIS_KEY_PREFIX) -> str:
     return f"{prefix}:driver:{run_id}"
 
 
-def driver_alive(client: redis.Redis, run_id: str, prefix: str = KEY_PREFIX) -> bool:
+def driver_alive(client: redis.Redis, run_id: str, prefix: str = REDIS_KEY_PREFIX) -> bool:
     """Whether some driver holds the run's lease now."""
     return bool(client.exists(lease_key(run_id, prefix)))
 
 
 class RunLease:
     def __init__(
-        self, client: redis.Redis, run_id: str, ttl_s: int = DEFAULT_LEASE_TTL_S, prefix: str = KEY_PREFIX
+        self,
+        client: redis.Redis,
+        run_id: str,
+        ttl_s: int = DEFAULT_LEASE_TTL_S,
+        prefix: str = REDIS_KEY_PREFIX,
     ) -> None:
         self.client, self.run_id, self.ttl_s = client, run_id, ttl_s
         self.key = lease_key(run_id, prefix)

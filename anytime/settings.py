@@ -16,6 +16,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LogFormat = Literal["console", "json"]
 
+# Every key the platform writes to Redis starts with this (trajectories, verdicts, leases, task records).
+REDIS_KEY_PREFIX = "anytime"
+# How long Redis keeps what a step left behind (trajectories, verdicts, task results) if nobody deletes it.
+RETENTION_S = 7 * 24 * 3600
+
 
 class CommonSettings(BaseSettings):
     """What every process needs to find the shared infrastructure."""

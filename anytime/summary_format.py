@@ -2,7 +2,7 @@
 
 `prompt + thinking[:cut] + inserted + delimiter`, where `inserted` closes a thought that was cut or never
 closed. Each string is tokenized on its own and appended to sampled ids; the sampled prefix is never
-re-tokenized. The think tokens are looked up in the tokenizer (see `anytime.tinymodel.facts`).
+re-tokenized. The think tokens are looked up in the tokenizer (see `anytime.model_facts`).
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ version they do not know instead of guessing.
 
 Ids are stable: a trajectory is named by (run, step, problem, trace index), a summary by its trajectory,
 cut index and sample index, so a task that runs twice names its output the same and stores it once.
+
+Beside it, `anytime.verdict`: the verifier's record of one summary, stored by summary id.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from anytime.brpo.cuts import FinishReason
+from anytime.brpo.cuts import Cut, FinishReason
 
 SCHEMA_VERSION = 1
 
@@ -53,10 +55,6 @@ class CutRecord(_Record):
     inserted_ids: list[int]
     delimiter_ids: list[int]
     summaries: list[SummarySample]
-
-    def summaries_of_budget(self, position: int, num_summaries: int) -> list[SummarySample]:
-        """The A summaries of the `position`-th budget this cut serves (samples are split in order)."""
-        return self.summaries[position * num_summaries : (position + 1) * num_summaries]
 
 
 class Trajectory(_Record):
@@ -101,12 +99,18 @@ class Trajectory(_Record):
         """True when the kept thinking `z[:cut]` ends with `token_id` (e.g. `</think>` or EOS)."""
         return cut.cut > 0 and self.thinking_ids[cut.cut - 1] == token_id
 
-    def to_json(self) -> str:
-        return self.model_dump_json()
 
-    @classmethod
-    def from_json(cls, text: str | bytes) -> Trajectory:
-        return cls.model_validate_json(text)
+def cuts_of(trajectory: Trajectory) -> list[Cut]:
+    """The core library's cuts from a trajectory's cut records."""
+    return [
+        Cut(
+            length=record.cut,
+            budget_indices=tuple(record.budget_indices),
+            inserted_ids=tuple(record.inserted_ids),
+            delimiter_ids=tuple(record.delimiter_ids),
+        )
+        for record in trajectory.cuts
+    ]
 
 
 def trajectory_id(run_id: str, step: int, problem_id: str, trace_index: int) -> str:

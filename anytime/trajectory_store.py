@@ -4,27 +4,25 @@ Keys (all under one prefix, all with a TTL so an abandoned step does not fill Re
 - `{prefix}:traj:{trajectory id}` → the trajectory JSON, written with SET NX: a second write of the same id
   (a task that ran twice) keeps the first and reports that nothing new was stored;
 - `{prefix}:batch:{run}:{step}` → set of the trajectory ids of one step of a run;
-- `{prefix}:verdicts:{trajectory id}` → hash summary id → verdict JSON, written with HSETNX.
+- `{prefix}:verdicts:{trajectory id}` → hash summary id → `VerdictRecord` JSON, written with HSETNX.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from anytime.settings import CommonSettings
+from anytime.settings import REDIS_KEY_PREFIX, RETENTION_S, CommonSettings
 from anytime.trajectory import Trajectory
+from anytime.verdict import VerdictRecord
 
 if TYPE_CHECKING:
     import redis
 
-DEFAULT_TTL_S = 7 * 24 * 3600
-
 
 class TrajectoryStore:
-    def __init__(self, client: redis.Redis, prefix: str = "anytime", ttl_s: int = DEFAULT_TTL_S) -> None:
+    def __init__(self, client: redis.Redis, prefix: str = REDIS_KEY_PREFIX, ttl_s: int = RETENTION_S) -> None:
         self.client = client
         self.prefix = prefix
         self.ttl_s = ttl_s
@@ -41,7 +39,7 @@ class TrajectoryStore:
     def put(self, trajectory: Trajectory) -> bool:
         """Store a trajectory once; returns False when one with this id was already stored (kept as is)."""
         pipe = self.client.pipeline(transaction=True)
-        pipe.set(self._traj_key(trajectory.id), trajectory.to_json(), nx=True, ex=self.ttl_s)
+        pipe.set(self._traj_key(trajectory.id), trajectory.model_dump_json(), nx=True, ex=self.ttl_s)
         pipe.sadd(self._batch_key(trajectory.run_id, trajectory.step), trajectory.id)
         pipe.expire(self._batch_key(trajectory.run_id, trajectory.step), self.ttl_s)
         stored, _, _ = pipe.execute()
@@ -55,7 +53,7 @@ class TrajectoryStore:
         raw = self.client.get(self._traj_key(trajectory_id))
         if raw is None:
             raise KeyError(f"no trajectory {trajectory_id!r} in Redis (expired, or never written)")
-        return Trajectory.from_json(raw)
+        return Trajectory.model_validate_json(raw)
 
     def batch_ids(self, run_id: str, step: int) -> list[str]:
         """The ids of a step's trajectories, sorted (stable order for readers)."""
@@ -67,19 +65,23 @@ class TrajectoryStore:
     def batch(self, run_id: str, step: int) -> list[Trajectory]:
         return [self.get(i) for i in self.batch_ids(run_id, step)]
 
-    def put_verdicts(self, trajectory_id: str, verdicts: Mapping[str, Mapping[str, Any]]) -> int:
+    def put_verdicts(self, trajectory_id: str, verdicts: Mapping[str, VerdictRecord]) -> int:
         """Record verdicts by summary id; a verdict already recorded is kept. Returns how many were new."""
         key = self._verdict_key(trajectory_id)
         pipe = self.client.pipeline(transaction=True)
         for sid, verdict in verdicts.items():
-            pipe.hsetnx(key, sid, json.dumps(dict(verdict)))
+            pipe.hsetnx(key, sid, verdict.model_dump_json(exclude_none=True))
         pipe.expire(key, self.ttl_s)
         results = pipe.execute()
         return sum(int(r) for r in results[:-1])
 
-    def verdicts(self, trajectory_id: str) -> dict[str, dict[str, Any]]:
+    def verdicts(self, trajectory_id: str) -> dict[str, VerdictRecord]:
+        """The recorded verdicts of a trajectory's summaries, by summary id."""
         raw = self.client.hgetall(self._verdict_key(trajectory_id))
-        return {(k.decode() if isinstance(k, bytes) else k): json.loads(v) for k, v in raw.items()}
+        return {
+            (k.decode() if isinstance(k, bytes) else k): VerdictRecord.model_validate_json(v)
+            for k, v in raw.items()
+        }
 
     def delete_batch(self, run_id: str, step: int) -> None:
         """Drop a step's trajectories and verdicts once the learner has committed it."""

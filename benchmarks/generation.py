@@ -12,13 +12,14 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from anytime.contracts.sampling import SamplingConfig
+from anytime.model_facts import ModelFacts
 from anytime.prompting import prompt_ids
 from anytime.summary_format import SummaryFormat
 from anytime.synth import get_task
 from anytime.tinymodel.build import build_tiny_model
-from anytime.tinymodel.facts import ModelFacts
-from services.rollout.engine import GenerationRequest, SamplingConfig
-from services.rollout.transformers_engine import TransformersEngine
+from services.engines.seam import GenerationRequest
+from services.engines.transformers_engine import TransformersEngine
 
 PROMPTS = 16
 NEW_TOKENS = 128

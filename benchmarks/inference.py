@@ -14,7 +14,6 @@ thinking + all answer tokens, for information.
 from __future__ import annotations
 
 import argparse
-import socket
 import statistics
 import tempfile
 import threading
@@ -25,11 +24,13 @@ import openai
 import torch
 import uvicorn
 
+from anytime.contracts.sampling import SamplingConfig
+from anytime.processes import free_port
 from anytime.synth import get_task
 from anytime.tinymodel.build import build_tiny_model
 from services.api.app import create_app
 from services.api.settings import ApiSettings
-from services.rollout.engine import GenerationRequest, SamplingConfig
+from services.engines.seam import GenerationRequest
 
 KEY = "bench-key"
 
@@ -108,9 +109,7 @@ class _serve:
     """uvicorn in a thread on a free port; the base URL."""
 
     def __init__(self, app: object) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
+        self.port = free_port()
         self.server = uvicorn.Server(uvicorn.Config(app, port=self.port, log_level="warning"))  # type: ignore[arg-type]
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import gc
+import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -197,7 +199,7 @@ def reference_rate(shape: Shape, device: Any, iters: int) -> Rate:
 def learner_rate(shape: Shape, device: Any, problems: int, steps: int) -> tuple[float, float]:
     """(update-pass tokens/s, whole-step tokens/s) of `Learner.step` on synthetic packed trees."""
     from anytime.brpo.config import BRPOConfig
-    from services.learner.config import LearnerConfig
+    from anytime.contracts.learn import LearnerConfig
     from services.learner.learner import Learner
 
     brpo = BRPOConfig(
@@ -234,7 +236,8 @@ def learner_rate(shape: Shape, device: Any, problems: int, steps: int) -> tuple[
 
 def synthetic_data(shape: Shape, problems: int, step: int) -> tuple[Any, Any]:
     """Trajectories and verdicts of one step: `problems` × G = 4 traces that all think to b_max."""
-    from services.learner.synthetic import StepShape, synthetic_step
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's test fixtures
+    from tests.fixtures.synthetic import StepShape, synthetic_step
 
     step_shape = StepShape(
         problems=problems,

@@ -63,17 +63,20 @@ def through_services(cfg: RunConfig, home: Path) -> float:
 def in_one_process(cfg: RunConfig, home: Path) -> float:
     import redis
 
+    from anytime.contracts.learn import LearnRequest
+    from anytime.contracts.rollout import RolloutJob
+    from anytime.contracts.verify import VerifyRequest
     from anytime.problems import load_problems
     from anytime.trajectory_store import TrajectoryStore
+    from anytime.verification.settings import VerifierSettings
+    from anytime.verification.verifier import Verifier
     from services.control.driver import DriverDeps, RunDriver
     from services.control.stack import EmbeddedStack
     from services.learner.settings import LearnerSettings
-    from services.learner.worker import LearnerHolder, LearnRequest, run_learn_step
-    from services.rollout.jobs import EngineHolder, RolloutJob, run_rollout_job
+    from services.learner.worker import LearnerHolder, run_learn_step
+    from services.rollout.jobs import EngineHolder, run_rollout_job
     from services.rollout.settings import RolloutSettings
-    from services.verifier.settings import VerifierSettings
-    from services.verifier.verifier import Verifier
-    from services.verifier.worker import VerifyRequest, verify_trajectories
+    from services.verifier.worker import verify_trajectories
 
     stack = EmbeddedStack(home, api=False, ui=False)
     stack.start()  # only redis is used: stop the workers so they take no CPU

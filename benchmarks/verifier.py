@@ -22,7 +22,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from services.verifier import Submission, Verdict, Verifier
+from anytime.verification import Submission, Verdict, Verifier
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "test"
 CUT = "...\n\n...\n\n</think>\n\n**Final Answer**\n"

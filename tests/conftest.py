@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parent.parent
 def anytime_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run the installed `anytime` command line as a user would."""
     return subprocess.run(
-        [sys.executable, "-m", "anytime.cli.main", *args],
+        [sys.executable, "-m", "anytime_cli.main", *args],
         capture_output=True,
         text=True,
         check=check,

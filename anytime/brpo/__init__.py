@@ -1,7 +1,7 @@
 """The BRPO algorithm (DESIGN.md §2): budgets, cuts and summary prompts, advantages, loss, packing.
 
 `budgets`, `cuts` and `config` are torch-free (the API and the rollout import them). The tensor code
-(`advantages`, `scores`, `tokens`, `loss`, `packing`, `logprobs`) needs torch; its names are exported
+(`advantages`, `tokens`, `loss`, `packing`, `logprobs`) needs torch; its names are exported
 here lazily, so `import anytime.brpo.cuts` does not pull torch in:
 
     from anytime.brpo import thinking_advantages, summary_advantages
@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from anytime.brpo.logprobs import TokenLogProbs, packed_logprobs
     from anytime.brpo.loss import PolicyLoss, PPOLossConfig, ppo_loss
     from anytime.brpo.packing import PackedBatch, PackedTree, collate_trees, pack_tree
-    from anytime.brpo.scores import budget_scores, reward_tensor
     from anytime.brpo.tokens import TokenRole, token_advantages
 
 # name → the torch module that defines it (imported on first access)
@@ -29,8 +28,6 @@ _LAZY = {
     "thinking_advantages": "advantages",
     "summary_advantages": "advantages",
     "brpo_advantages": "advantages",
-    "budget_scores": "scores",
-    "reward_tensor": "scores",
     "TokenRole": "tokens",
     "token_advantages": "tokens",
     "PackedTree": "packing",
@@ -61,14 +58,12 @@ __all__ = [
     "TokenLogProbs",
     "TokenRole",
     "brpo_advantages",
-    "budget_scores",
     "collate_trees",
     "cut_trace",
     "finish_reason",
     "pack_tree",
     "packed_logprobs",
     "ppo_loss",
-    "reward_tensor",
     "split_by_budget",
     "summary_advantages",
     "thinking_advantages",

@@ -201,7 +201,7 @@ def summary_advantages(
     """Advantage of every summary (DESIGN.md §2.4, PAPER.md §3.3); all its tokens receive its entry.
 
     rewards: [B, G, S, A]; prefix_groups: [B, G, S], equal ids within a trace for budgets summarised from
-    one prompt (`anytime.brpo.scores.prefix_groups(cuts)`; `distinct_prefixes` when none collapsed).
+    one prompt (the index of each budget's distinct cut; `distinct_prefixes` when none collapsed).
     `brpo`: reward minus the mean of the summaries from the same prompt, collapsed budgets pooled;
     `brpo_per_budget`: minus the mean of its budget's A; `grpo`: only the last budget's summary (A = 1).
     With A = 1, `brpo` and `brpo_per_budget` use the mean over the G traces at the budget.

@@ -88,7 +88,6 @@ class BRPOConfig(BaseModel):
     summary_max_tokens: int = Field(default=128, gt=0)
     clip_low: float = Field(default=0.2, ge=0, lt=1)
     clip_high: float = Field(default=0.2, ge=0)
-    kl_coef: float = Field(default=0.0, ge=0)
     aggregation: LossAggregation = LossAggregation.SEQ_SUM_CONST
     loss_normalizer: int | None = Field(
         default=None,

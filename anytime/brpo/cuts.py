@@ -18,7 +18,7 @@ T = TypeVar("T")
 
 
 class Markers(Protocol):
-    """The model's marker ids (`anytime.tinymodel.facts.ModelFacts` provides them from the tokenizer)."""
+    """The model's marker ids (`anytime.model_facts.ModelFacts` provides them from the tokenizer)."""
 
     @property
     def think_end_id(self) -> int: ...
@@ -140,14 +140,3 @@ def split_by_budget(cuts: Sequence[Cut], per_cut: Sequence[Sequence[T]], num_sum
         for chunk, index in enumerate(cut.budget_indices):
             groups[index] = list(samples[chunk * num_summaries : (chunk + 1) * num_summaries])
     return [groups[index] for index in range(len(groups))]
-
-
-def segment_bounds(thinking_len: int, budgets: Sequence[int]) -> list[tuple[int, int]]:
-    """Thinking segment of each budget j: token positions `[c_{j-1}, c_j)` with `c_j = min(b_j, len(z))`.
-
-    Segments past the end of the trace are empty; together they tile `[0, len(z))` when `len(z) <= b_S`.
-    """
-    if budgets and thinking_len > budgets[-1]:
-        raise ValueError(f"a thought of {thinking_len} tokens exceeds the largest budget {budgets[-1]}")
-    ends = [min(b, thinking_len) for b in budgets]
-    return list(zip([0, *ends[:-1]], ends, strict=True))

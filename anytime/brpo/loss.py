@@ -41,7 +41,7 @@ class PPOLossConfig:
 
     @classmethod
     def from_config(cls, config: BRPOConfig) -> PPOLossConfig:
-        return cls(config.clip_low, config.clip_high, config.aggregation, config.kl_coef)
+        return cls(config.clip_low, config.clip_high, config.aggregation)
 
 
 @dataclass(frozen=True)

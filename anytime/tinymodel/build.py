@@ -11,9 +11,9 @@ import torch
 from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
 from anytime.model_dir import save_model_dir
+from anytime.model_facts import ModelFacts
 from anytime.summary_format import SummaryFormat
 from anytime.synth import TASKS
-from anytime.tinymodel.facts import ModelFacts
 from anytime.tinymodel.tokenizer import build_tokenizer
 
 

@@ -1,10 +1,16 @@
 """The FastAPI application factory: `uvicorn services.api.app:create_app --factory`.
 
 Heavy resources (the database engine, the Celery client, the Redis ping) are built in `lifespan`, never
-at import. The API never migrates: run `make migrate` (alembic upgrade head) before starting it.
+at import. The API never migrates: run `make migrate` (alembic upgrade head) before starting it; until then
+/readyz says so and the routes that query the database answer 503 with that command.
 
 Every route but health needs the API key, the OpenAPI schema and its docs pages included: a router added
 to `_KEYED_ROUTERS` is covered without a word in its module (ANYTIME_API_OPEN_READS opens reads on loopback).
+
+Errors: the REST API keeps FastAPI's `{"detail": …}` (a string, or one entry per field for a 422), which its
+own clients (`anytime` CLI, tests, scripts) read; the inference routes answer OpenAI's
+`{"error": {"message", "type", "param", "code"}}` instead (`services.api.inference.errors`), because OpenAI
+clients read only that shape. The handlers below serve the REST dialect; the inference router translates.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request, status
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
+from sqlalchemy.exc import DBAPIError
+from starlette.concurrency import run_in_threadpool
 
 from anytime import __version__
 from anytime.celery_app import celery_from_settings
@@ -23,7 +31,7 @@ from anytime.db.repository import InvalidTransition, RunNotFound
 from anytime.db.session import make_engine, make_session_factory
 from services.api.deps import ApiKey, reject_unknown_query
 from services.api.inference.service import InferenceService
-from services.api.readiness import Readiness, database_check, redis_check
+from services.api.readiness import Readiness, SchemaVersion, database_unready_reason, redis_check
 from services.api.routes import curves, experiments, health, inference, promotion, results, runs
 from services.api.scheduler import CeleryRunScheduler, NoBrokerScheduler, RunScheduler
 from services.api.settings import ApiSettings, get_api_settings
@@ -45,7 +53,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         app.state.session_factory = make_session_factory(engine)
         app.state.scheduler = scheduler
         app.state.experiment_tracker = experiments.experiment_tracker(resolved)  # MLflow on first use
-        app.state.readiness = Readiness({"database": database_check(engine), "redis": ping_redis})
+        app.state.schema = SchemaVersion.of(engine)
+        app.state.readiness = Readiness({"database": app.state.schema.check, "redis": ping_redis})
         # Engines load lazily (torch only then): the configured model now, a run's checkpoint on first use.
         app.state.inference = InferenceService(resolved)
         try:
@@ -77,6 +86,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     _add_docs(app)
     app.add_exception_handler(RunNotFound, _not_found)
     app.add_exception_handler(InvalidTransition, _conflict)
+    app.add_exception_handler(DBAPIError, _database_unready)
     return app
 
 
@@ -108,3 +118,12 @@ async def _not_found(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _conflict(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_409_CONFLICT)
+
+
+async def _database_unready(request: Request, exc: Exception) -> JSONResponse:
+    """A query that failed on a database that is not migrated (or does not answer) is a 503 saying what to
+    do; on a database at head it is a bug and stays a 500."""
+    reason = await run_in_threadpool(database_unready_reason, request.app.state.schema)
+    if reason is None:
+        raise exc
+    return JSONResponse({"detail": reason}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE)

@@ -11,10 +11,8 @@ from typing import Any, Protocol
 
 from celery import Celery
 
-from anytime.celery_app import task_name
-from anytime.queues import Queue
+from anytime.contracts.drive import DRIVE_TASK, DriveRequest
 
-DRIVE_TASK = task_name(Queue.CONTROL, "drive")
 # A broker that is down should fail a request within seconds, not hang it.
 _SEND_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.0, "interval_step": 0.5, "interval_max": 1.0}
 
@@ -56,7 +54,7 @@ class CeleryRunScheduler:
             # the send also subscribe to the result backend.
             self.celery.send_task(
                 DRIVE_TASK,
-                kwargs={"run_id": run_id},
+                kwargs=DriveRequest(run_id=run_id).model_dump(),
                 ignore_result=True,
                 retry=True,
                 retry_policy=_SEND_RETRY_POLICY,

@@ -59,6 +59,15 @@ class ApiSettings(CommonSettings):
         default="transformers", description="transformers (CPU, tests) or vllm (GPU, prefix caching)."
     )
     inference_max_budgets: int = Field(default=16, ge=1, description="Most budgets in one request.")
+    inference_default_budget: int = Field(
+        default=1024,
+        ge=1,
+        description="Thinking tokens for a request that gives no `budget`, `budgets` or `reasoning_effort` "
+        "(so none thinks to the end of the context by accident), and the unit of `reasoning_effort` "
+        "(low = 1/4, medium = 1, high = 4 times it). Lowered to what the context leaves after the prompt "
+        "and the answer; a value at least the model's context means \"until </think> or the context is "
+        "full\".",
+    )
     inference_answer_max_tokens: int = Field(
         default=128, ge=1, description="Answer (summary) tokens when a request sets no max_tokens."
     )

@@ -1,8 +1,10 @@
 """The run driver: one run, step by step, through the Celery queues (DESIGN.md §3).
 
-Each step: `rollout` (trajectories → Redis) → `verify` (verdicts → Redis) → `learn` (a new checkpoint =
-the next policy version) → commit the step to SQL (rewards per budget, metrics, checkpoint, policy
-version) in one transaction → MLflow → the next step. Evaluations (anytime accuracy on the eval set at
+Each step: `rollout` (trajectories → Redis) → `verify` (verdicts → Redis; its result carries every
+summary's reward per budget) → `learn` (a new checkpoint = the next policy version) → commit the step to
+SQL (those rewards, metrics, checkpoint, policy version) in one transaction → MLflow → the next step.
+Tasks are sent by name with their typed request and their results read as typed results, all from the
+core's `anytime.contracts`: the driver imports no service. Evaluations (anytime accuracy on the eval set at
 every budget of a uniform grid) run before the first step, every `eval_interval` steps, and at the end.
 
 Restartable at any point: SQL holds the last committed step and policy version, and every task is
@@ -16,13 +18,18 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
+from anytime.contracts.evaluation import EVALUATE_TASK, EvalJob, EvalResult, EvalSampling
+from anytime.contracts.learn import LEARN_TASK, LearnerConfig, LearnRequest, LearnResult
+from anytime.contracts.rollout import GENERATE_TASK, RolloutConfig, RolloutJob, RolloutResult
+from anytime.contracts.sampling import SamplingConfig
+from anytime.contracts.verify import GRADE_TASK, BudgetReward, VerifyRequest, VerifyResult
 from anytime.curve_plot import CurveSeries, accuracy_vs_budget_png, series_label
 from anytime.db import experiments
 from anytime.db import repository as crud
@@ -32,15 +39,7 @@ from anytime.problems import Problem, load_problems
 from anytime.run_config import RunConfig
 from anytime.run_lease import DEFAULT_LEASE_TTL_S, RunLease
 from anytime.tracking import Tracker
-from anytime.trajectory import Trajectory
 from anytime.trajectory_store import TrajectoryStore
-from services.learner.config import LearnerConfig
-from services.learner.worker import LEARN_TASK
-from services.rollout.anytime_eval import EvalSampling
-from services.rollout.anytime_rollout import RolloutConfig
-from services.rollout.engine import SamplingConfig
-from services.rollout.jobs import EVALUATE_TASK, GENERATE_TASK, EvalJob, EvalResult, RolloutJob
-from services.verifier.worker import GRADE_TASK
 
 logger = get_logger(__name__)
 
@@ -203,23 +202,26 @@ class RunDriver:
         model_dir = self._model_dir(run_id, version, config)
         for step in range(start, config.steps):
             self._check_cancel(run_id)
-            rollout = self.deps.run_task(
-                GENERATE_TASK, self._rollout_job(run_id, step, version, model_dir, train, config)
+            job = self._rollout_job(run_id, step, version, model_dir, train, config)
+            rollout = RolloutResult.model_validate(
+                self.deps.run_task(GENERATE_TASK, job.model_dump(mode="json"))
             )
-            verified = self.deps.run_task(
-                GRADE_TASK,
-                {
-                    "run_id": run_id,
-                    "step": step,
-                    "think_end_id": rollout["think_end_id"],
-                    "eos_id": rollout["eos_id"],
-                },
+            grade = VerifyRequest(
+                run_id=run_id, step=step, think_end_id=rollout.think_end_id, eos_id=rollout.eos_id
+            )
+            verified = VerifyResult.model_validate(
+                self.deps.run_task(GRADE_TASK, grade.model_dump(mode="json", exclude_defaults=True))
             )
             self._check_cancel(run_id)
-            learned = self.deps.run_task(LEARN_TASK, self._learn_request(run_id, step, version, config))
-            version, model_dir = learned["policy_version"], learned["model_dir"]
-            metrics = {**learned["metrics"], **_verify_metrics(verified)}
-            self._commit_step(run_id, step, version, model_dir, metrics)
+            learn = self._learn_request(run_id, step, version, config)
+            learned = LearnResult.model_validate(
+                self.deps.run_task(LEARN_TASK, learn.model_dump(mode="json"))
+            )
+            version, model_dir = learned.policy_version, learned.model_dir
+            metrics = {**learned.metrics, **verified.metrics()}
+            self._commit_step(
+                run_id, step, version, model_dir, metrics, reward_rows(run_id, step, verified.rewards)
+            )
             self.deps.tracker.log_metrics(mlflow_run, metrics, step=version)
             self.deps.store.delete_batch(run_id, step)
             logger.info("step committed", run_id=run_id, step=step, policy_version=version)
@@ -245,7 +247,7 @@ class RunDriver:
 
     def _rollout_job(
         self, run_id: str, step: int, version: int, model_dir: str, train: list[Problem], config: RunConfig
-    ) -> dict[str, Any]:
+    ) -> RolloutJob:
         brpo = config.brpo_config()
         rollout_config = RolloutConfig(
             budgets=brpo.budget_prior().budgets,
@@ -254,7 +256,7 @@ class RunDriver:
             summary_max_tokens=config.summary_max_tokens,
             sampling=SamplingConfig(temperature=config.temperature),
         )
-        job = RolloutJob(
+        return RolloutJob(
             run_id=run_id,
             step=step,
             policy_version=version,
@@ -263,9 +265,8 @@ class RunDriver:
             config=rollout_config,
             seed=config.seed * 100_003 + step,
         )
-        return job.model_dump(mode="json")
 
-    def _learn_request(self, run_id: str, step: int, version: int, config: RunConfig) -> dict[str, Any]:
+    def _learn_request(self, run_id: str, step: int, version: int, config: RunConfig) -> LearnRequest:
         learner = LearnerConfig(
             brpo=config.brpo_config(),
             lr=config.lr,
@@ -273,22 +274,24 @@ class RunDriver:
             seed=config.seed,
             eval_budgets=tuple(config.eval_budgets()),
         )
-        return {
-            "run_id": run_id,
-            "step": step,
-            "policy_version": version + 1,
-            "checkpoint_root": str(self.deps.runs_root / run_id / "checkpoints"),
-            "model_dir": config.model,
-            "config": learner.model_dump(mode="json"),
-        }
+        return LearnRequest(
+            run_id=run_id,
+            step=step,
+            policy_version=version + 1,
+            checkpoint_root=self.deps.runs_root / run_id / "checkpoints",
+            model_dir=Path(config.model),
+            config=learner,
+        )
 
     def _commit_step(
-        self, run_id: str, step: int, version: int, model_dir: str, metrics: dict[str, float]
+        self,
+        run_id: str,
+        step: int,
+        version: int,
+        model_dir: str,
+        metrics: dict[str, float],
+        rows: list[crud.RewardRow],
     ) -> None:
-        trajectories = self.deps.store.batch(run_id, step)
-        rows: list[crud.RewardRow] = [
-            row for t in trajectories for row in reward_rows(run_id, step, t, self.deps.store.verdicts(t.id))
-        ]
         with self.deps.sessions() as session:
             crud.record_rewards(session, rows)
             crud.record_step(session, run_id, step, version, metrics)
@@ -383,44 +386,22 @@ _DB_OUTAGE_WORDS = (
 )
 
 
-def reward_rows(
-    run_id: str, step: int, trajectory: Trajectory, verdicts: Mapping[str, Mapping[str, Any]]
-) -> list[crud.RewardRow]:
-    """One row per (trace, budget, summary): the SQL record of what every summary earned."""
-    rows: list[crud.RewardRow] = []
-    a = trajectory.num_summaries
-    for c, cut in enumerate(trajectory.cuts):
-        inserted_start = len(trajectory.prompt_ids) + cut.cut
-        for position, budget_index in enumerate(cut.budget_indices):
-            for sample in range(a):
-                sid = trajectory.summary_id(c, position * a + sample)
-                verdict = verdicts.get(sid)
-                if verdict is None:
-                    raise LookupError(f"summary {sid} has no verdict: the verify task did not finish")
-                rows.append(
-                    crud.RewardRow(
-                        run_id=run_id,
-                        step=step,
-                        problem_id=trajectory.problem_id,
-                        trace_index=trajectory.trace_index,
-                        budget_index=budget_index,
-                        summary_index=sample,
-                        cut_length=cut.cut,
-                        inserted_start=inserted_start,
-                        inserted_end=inserted_start + len(cut.inserted_ids),
-                        answer=verdict.get("extracted"),
-                        status=verdict["status"],
-                        reward=float(verdict["reward"]),
-                    )
-                )
-    return rows
-
-
-def _verify_metrics(report: Mapping[str, Any]) -> dict[str, float]:
-    metrics = {}
-    if isinstance(report.get("cache_hit_rate"), int | float):
-        metrics["verify/cache_hit_rate"] = float(report["cache_hit_rate"])
-    for key in ("seconds", "graded"):
-        if isinstance(report.get(key), int | float):
-            metrics[f"verify/{key}"] = float(report[key])
-    return metrics
+def reward_rows(run_id: str, step: int, rewards: Sequence[BudgetReward]) -> list[crud.RewardRow]:
+    """The SQL record of what every summary of a step earned: the verify task's rewards per budget."""
+    return [
+        crud.RewardRow(
+            run_id=run_id,
+            step=step,
+            problem_id=r.problem_id,
+            trace_index=r.trace_index,
+            budget_index=r.budget_index,
+            summary_index=r.summary_index,
+            cut_length=r.cut,
+            inserted_start=r.inserted_start,
+            inserted_end=r.inserted_end,
+            answer=r.answer,
+            status=r.status.value,
+            reward=r.reward,
+        )
+        for r in rewards
+    ]

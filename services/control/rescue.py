@@ -23,7 +23,8 @@ from sqlalchemy.orm import Session
 from anytime.db import repository as crud
 from anytime.db.models import RunStatus, utcnow
 from anytime.logging import get_logger
-from anytime.run_lease import KEY_PREFIX, driver_alive
+from anytime.run_lease import driver_alive
+from anytime.settings import REDIS_KEY_PREFIX
 
 if TYPE_CHECKING:
     import redis
@@ -39,7 +40,7 @@ class RunRescuer:
     interval_s: float = 15.0
     queued_grace_s: float = 60.0
     hold_s: int = 60
-    prefix: str = KEY_PREFIX
+    prefix: str = REDIS_KEY_PREFIX
 
     def sweep(self) -> list[str]:
         """Queue a drive for every run that needs one; the ids queued."""

@@ -5,7 +5,8 @@ database migrations and the MLflow store's schema (a one-shot step, as compose's
 else creates tables) → the MLflow server (workers then track through it over HTTP, so one process owns the
 store) → one Celery worker per queue (rollout, eval, verify, learn, control) → the API (uvicorn). Each
 process runs in its own session with a parent-death signal, logs to `<home>/logs/<name>.log`, and is
-stopped by its process group, in reverse order: nothing is left behind.
+stopped by its process group, in reverse order: nothing is left behind (`anytime.processes`, which the test
+fixtures share).
 
 Supervised: a service that exits while the stack runs is started again after a back-off (1 s, doubling to
 `MAX_BACKOFF_S`; reset once it has stayed up a minute), and the restart is logged. Runs survive it: tasks
@@ -15,11 +16,9 @@ are re-delivered, drivers rescued (see `services.control.rescue`).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,37 +29,27 @@ from pathlib import Path
 import httpx
 
 from anytime.logging import get_logger
+from anytime.processes import (
+    ProcessStartError,
+    celery_worker_argv,
+    free_port,
+    log_tail,
+    redis_answers,
+    redis_server_argv,
+    spawn,
+    stop,
+    wait_ready,
+)
 
 REPO = Path(__file__).resolve().parents[2]
-PR_SET_PDEATHSIG = 1
 STOP_GRACE_S = 20.0
 MAX_BACKOFF_S = 30.0
 STABLE_AFTER_S = 60.0  # a service up this long is healthy again: its back-off starts over
 logger = get_logger(__name__)
 
 
-class StackError(RuntimeError):
+class StackError(ProcessStartError):
     """A service did not come up; the message names it and ends with its log."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def redis_executable() -> str:
-    from anytime.redis_server import find_redis_server
-
-    try:
-        return str(find_redis_server())
-    except FileNotFoundError as err:
-        raise StackError(str(err)) from None
-
-
-def _die_with_parent() -> None:
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass
@@ -85,6 +74,7 @@ class EmbeddedStack:
     ui: bool = True
     api: bool = True
     database: str | None = None  # a SQLAlchemy URL; unset: ANYTIME_DATABASE_URL, else a SQLite file in home
+    serve: Path | None = None  # a model folder the API serves for inference as `model: "anytime"`
     services: list[Service] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -151,39 +141,26 @@ class EmbeddedStack:
             # The tiny model is small: keep two runs' learners (the demo's BRPO and GRPO) loaded.
             "ANYTIME_LEARNER_MAX_LEARNERS": os.environ.get("ANYTIME_LEARNER_MAX_LEARNERS", "2"),
             "PYTHONUNBUFFERED": "1",
+            **({"ANYTIME_API_INFERENCE_MODEL": str(self.serve.resolve())} if self.serve else {}),
         }
 
     def _plan(self) -> list[Service]:
         py = sys.executable
-        celery = [py, "-m", "celery"]
-        common = ["-l", "INFO", "--without-gossip", "--without-mingle"]
 
         def worker(name: str, module: str, queue: str, pool: list[str]) -> Service:
-            argv = [*celery, "-A", f"{module}:app", "worker", "-Q", queue, "-n", f"{name}@%h", *pool, *common]
+            argv = celery_worker_argv(f"{module}:app", queue, pool, node=f"{name}@%h")
             return Service(name, argv, lambda: True)
 
+        assert self.redis_port is not None  # set in __post_init__
+        port = self.redis_port
+        try:
+            redis_argv = redis_server_argv(port, self.home / "redis", durable=True)
+        except FileNotFoundError as err:
+            raise StackError(str(err)) from None
+        redis = Service("redis", redis_argv, lambda: False)
+        redis.ready = lambda: redis.proc is not None and redis_answers(port, redis.proc.pid)
         services = [
-            Service(
-                "redis",
-                [
-                    redis_executable(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.redis_port),
-                    "--dir",
-                    str(self.home / "redis"),
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "yes",
-                    "--appendfsync",
-                    "always",  # a killed redis-server loses no acknowledged write
-                    "--maxmemory-policy",
-                    "noeviction",
-                ],
-                self._redis_ready,
-            ),
+            redis,
             worker("rollout", "services.rollout.worker", "rollout", ["-P", "solo"]),
             worker("eval", "services.rollout.worker", "eval", ["-P", "solo"]),
             worker("verify", "services.verifier.worker", "verify", ["-P", "prefork", "-c", "1"]),
@@ -233,14 +210,6 @@ class EmbeddedStack:
             )
         return services
 
-    def _redis_ready(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.redis_port), timeout=0.5) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
-
     @staticmethod
     def _http_ok(url: str) -> bool:
         try:
@@ -253,29 +222,15 @@ class EmbeddedStack:
         logs.mkdir(parents=True, exist_ok=True)
         service.log = logs / f"{service.name}.log"
         with service.log.open("ab") as out:
-            service.proc = subprocess.Popen(
-                service.argv,
-                cwd=REPO,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: stopped as a whole, children included
-                preexec_fn=_die_with_parent,
-            )
+            service.proc = spawn(service.argv, out, cwd=REPO, env=env)
         service.started_at = time.monotonic()
 
     def _wait(self, service: Service, timeout_s: float) -> None:
         assert service.proc is not None and service.log is not None
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if service.proc.poll() is not None:
-                raise StackError(
-                    f"{service.name} exited with code {service.proc.returncode}:\n{_tail(service.log)}"
-                )
-            if service.ready():
-                return
-            time.sleep(0.2)
-        raise StackError(f"{service.name} was not ready within {timeout_s:.0f} s:\n{_tail(service.log)}")
+        try:
+            wait_ready(service.proc, service.name, service.ready, timeout_s, service.log, poll_s=0.2)
+        except ProcessStartError as err:
+            raise StackError(str(err)) from None
 
     def migrate(self, env: dict[str, str]) -> None:
         """The one-shot step: SQL migrations, then the MLflow store's schema and experiment."""
@@ -381,7 +336,7 @@ class EmbeddedStack:
             if service.proc is not None and service.proc.poll() is not None:
                 assert service.log is not None
                 raise StackError(
-                    f"{service.name} exited with code {service.proc.returncode}:\n{_tail(service.log)}"
+                    f"{service.name} exited with code {service.proc.returncode}:\n{log_tail(service.log)}"
                 )
 
     def stop(self) -> None:
@@ -390,17 +345,7 @@ class EmbeddedStack:
             proc = service.proc
             if proc is None or proc.poll() is not None:
                 continue
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-            # Anything the service forked into its group and left behind goes too.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+            stop(proc, service.name, STOP_GRACE_S, group=True)
         self.services.clear()
 
     @contextlib.contextmanager
@@ -410,10 +355,3 @@ class EmbeddedStack:
             yield self
         finally:
             self.stop()
-
-
-def _tail(path: Path, chars: int = 3000) -> str:
-    try:
-        return path.read_text(errors="replace")[-chars:]
-    except OSError:
-        return "<no log>"

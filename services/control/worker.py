@@ -22,10 +22,10 @@ import tenacity
 from celery import Celery, bootsteps, signals
 from celery.exceptions import TimeoutError as CeleryTimeout
 
-from anytime.celery_app import celery_from_settings, lazy_app_attribute, route_by_name, task_name
+from anytime.celery_app import celery_from_settings, lazy_app_attribute, route_by_name, task_arguments
+from anytime.contracts.drive import DRIVE_TASK, DriveRequest
 from anytime.db.session import make_engine, make_session_factory
 from anytime.logging import configure_logging, get_logger
-from anytime.queues import Queue
 from anytime.tracking import MlflowTracker, NullTracker, Tracker
 from anytime.trajectory_store import TrajectoryStore
 from services.control.driver import (
@@ -38,7 +38,6 @@ from services.control.driver import (
 from services.control.rescue import RunRescuer
 from services.control.settings import ControlSettings
 
-DRIVE_TASK = task_name(Queue.CONTROL, "drive")
 logger = get_logger(__name__)
 
 
@@ -127,14 +126,15 @@ def create_app(settings: ControlSettings) -> Celery:
     # Acknowledged on receipt: a driver's recovery is the rescuer's (a lease, not a re-delivered message),
     # and a control worker holding no unacknowledged message survives a broker restart cleanly.
     @app.task(name=DRIVE_TASK, acks_late=False, reject_on_worker_lost=False)
-    def drive(run_id: str) -> str:
+    def drive(**kwargs: Any) -> str:
+        request = task_arguments(DriveRequest, kwargs, "drive request")
         with lock:
             if not drivers:
                 drivers.append(build_driver(settings, app, stopping))
-        return drivers[0].drive(run_id)
+        return drivers[0].drive(request.run_id)
 
     def schedule(run_id: str) -> None:
-        app.send_task(DRIVE_TASK, kwargs={"run_id": run_id}, ignore_result=True)
+        app.send_task(DRIVE_TASK, kwargs=DriveRequest(run_id=run_id).model_dump(), ignore_result=True)
 
     def on_ready(sender: Any = None, **_: Any) -> None:
         if getattr(sender, "app", None) is not app or not settings.rescue:

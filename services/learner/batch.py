@@ -9,22 +9,21 @@ so collapsed budgets share a summary baseline), `pack_tree` per trajectory.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor
 
 from anytime.brpo.advantages import brpo_advantages
 from anytime.brpo.config import BRPOConfig
-from anytime.brpo.cuts import Cut, cut_of_budget, split_by_budget
+from anytime.brpo.cuts import cut_of_budget, split_by_budget
 from anytime.brpo.packing import PackedTree, pack_tree
-from anytime.trajectory import Trajectory
+from anytime.trajectory import Trajectory, cuts_of
+from anytime.verdict import VerdictRecord
 
 # trajectory id → summary id → verdict record (`TrajectoryStore.verdicts`)
-Verdicts = Mapping[str, Mapping[str, Mapping[str, Any]]]
+Verdicts = Mapping[str, Mapping[str, VerdictRecord]]
 
 
 class MissingVerdictsError(ValueError):
@@ -64,29 +63,7 @@ class StepBatch:
         return torch.cat([g.rewards for g in self.groups])
 
 
-def cuts_of(trajectory: Trajectory) -> list[Cut]:
-    """The core library's cuts from a trajectory's cut records."""
-    return [
-        Cut(
-            length=record.cut,
-            budget_indices=tuple(record.budget_indices),
-            inserted_ids=tuple(record.inserted_ids),
-            delimiter_ids=tuple(record.delimiter_ids),
-        )
-        for record in trajectory.cuts
-    ]
-
-
-def _reward(verdict: Mapping[str, Any], sid: str) -> float:
-    reward = verdict.get("reward")
-    if isinstance(reward, bool) or not isinstance(reward, int | float) or not math.isfinite(reward):
-        raise ValueError(f"verdict of {sid} has no finite numeric reward: {dict(verdict)}")
-    return float(reward)
-
-
-def trajectory_rewards(
-    trajectory: Trajectory, verdicts: Mapping[str, Mapping[str, Any]]
-) -> list[list[float]]:
+def trajectory_rewards(trajectory: Trajectory, verdicts: Mapping[str, VerdictRecord]) -> list[list[float]]:
     """[S][A] rewards of one trace: per-cut verdicts split A per budget (collapsed cuts carry k·A).
 
     Raises `MissingVerdictsError` naming the summaries without a verdict.
@@ -100,10 +77,7 @@ def trajectory_rewards(
     if missing:
         raise MissingVerdictsError(_missing_message(missing, trajectory.step))
     per_cut = [
-        [
-            _reward(verdicts[trajectory.summary_id(c, s)], trajectory.summary_id(c, s))
-            for s in range(len(cut.summaries))
-        ]
+        [verdicts[trajectory.summary_id(c, s)].reward for s in range(len(cut.summaries))]
         for c, cut in enumerate(trajectory.cuts)
     ]
     return split_by_budget(cuts_of(trajectory), per_cut, trajectory.num_summaries)
@@ -201,7 +175,7 @@ def verdict_statuses(trajectories: Sequence[Trajectory], verdicts: Verdicts) -> 
     counts: dict[str, int] = {}
     for t in trajectories:
         for verdict in verdicts.get(t.id, {}).values():
-            status = str(verdict.get("status", "unknown"))
+            status = verdict.status.value
             counts[status] = counts.get(status, 0) + 1
     return counts
 

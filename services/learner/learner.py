@@ -10,8 +10,8 @@
    how the mini-batch was cut into micro-batches.
 
 Simplifications, stated first: one process (no data parallelism here; README "Learner" sketches
-torchrun + FSDP2), one PPO epoch, no reference-policy KL (the paper has none; `kl_coef > 0` is refused),
-no shuffling. A mini-batch in which every trainable token has advantage 0 carries no gradient; it is not
+torchrun + FSDP2), one PPO epoch, no reference-policy KL (the paper has none; the config has no knob for
+it), no shuffling. A mini-batch in which every trainable token has advantage 0 carries no gradient; it is not
 stepped, so decoupled weight decay does not shrink the weights on a step without signal
 (`optim/skipped_steps` counts them).
 """
@@ -35,10 +35,10 @@ from anytime.brpo.config import LossAggregation
 from anytime.brpo.logprobs import FLEX_BLOCK_SIZE, packed_logprobs
 from anytime.brpo.loss import PPOLossConfig, ppo_loss
 from anytime.brpo.packing import PackedBatch, collate_trees
+from anytime.contracts.learn import LearnerConfig, OldLogProbs
 from anytime.trajectory import Trajectory
 from services.learner.batch import BatchMismatchError, StepBatch, Verdicts, build_step_batch, rollout_logprobs
 from services.learner.checkpoint import MODEL_DIR, TRAINER_STATE, Checkpoint, CheckpointStore
-from services.learner.config import LearnerConfig, OldLogProbs
 from services.learner.metrics import UpdateStats, batch_metrics
 from services.learner.microbatches import plan_microbatches, split_minibatches
 
@@ -91,10 +91,6 @@ class Learner:
         policy_version: int = 0,
         serve_dtype: torch.dtype = torch.float32,
     ) -> None:
-        if config.brpo.kl_coef > 0:
-            raise ValueError(
-                "the learner keeps no reference policy, so kl_coef must be 0 (the paper uses no KL term)"
-            )
         dropout = float(getattr(model.config, "attention_dropout", 0.0) or 0.0)
         if dropout > 0:
             raise ValueError(
@@ -166,21 +162,6 @@ class Learner:
         learner = cls.from_model_dir(checkpoint.model_dir, config, device, checkpoint.policy_version)
         learner.load_trainer_state(checkpoint.trainer_state)
         return learner
-
-    @classmethod
-    def resume(
-        cls,
-        store: CheckpointStore,
-        initial_model_dir: Path,
-        config: LearnerConfig,
-        device: str | torch.device = "auto",
-    ) -> Learner:
-        """From the newest complete checkpoint (broken ones are skipped), or the initial model at version 0.
-        The next run step to train is `policy_version` (step s trains version s into s + 1)."""
-        latest = store.latest()
-        if latest is None:
-            return cls.from_model_dir(initial_model_dir, config, device)
-        return cls.from_checkpoint(latest, config, device)
 
     # ----------------------------------------------------------------------------------------- state
     def trainer_state(self) -> dict[str, Any]:

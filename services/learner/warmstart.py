@@ -21,10 +21,10 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from anytime.model_facts import ModelFacts
 from anytime.problems import Problem
 from anytime.prompting import prompt_ids
 from anytime.summary_format import SummaryFormat
-from anytime.tinymodel.facts import ModelFacts
 
 IGNORE = -100
 

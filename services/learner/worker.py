@@ -16,7 +16,7 @@ in it without touching the model. Otherwise the holder brings the learner to ver
 trajectories and verdicts in Redis, and saves the checkpoint atomically. A task that dies part-way is
 re-delivered and redone from the last checkpoint; a learner whose update failed is dropped, never reused.
 
-This module is torch-free at import (the control plane imports `LearnRequest` and `LEARN_TASK`).
+The task's contract (`LEARN_TASK`, `LearnRequest`, `LearnResult`) is the core's `anytime.contracts.learn`.
 """
 
 from __future__ import annotations
@@ -27,14 +27,11 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from anytime.celery_app import celery_from_settings, lazy_app_attribute, task_arguments, task_name
+from anytime.celery_app import celery_from_settings, lazy_app_attribute, task_arguments
+from anytime.contracts.learn import LEARN_TASK, LearnRequest, LearnResult
 from anytime.logging import configure_logging, get_logger
-from anytime.queues import Queue
 from anytime.trajectory_store import TrajectoryStore, WorkerStore
 from services.learner.checkpoint import CheckpointError, CheckpointStore
-from services.learner.config import LearnerConfig
 from services.learner.settings import LearnerSettings
 
 if TYPE_CHECKING:
@@ -42,31 +39,7 @@ if TYPE_CHECKING:
 
     from services.learner.learner import Learner
 
-LEARN_TASK = task_name(Queue.LEARN, "step")
 logger = get_logger(__name__)
-
-
-class LearnRequest(BaseModel):
-    """The task's keyword arguments."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    run_id: str = Field(min_length=1)
-    step: int = Field(ge=0, description="The run step whose trajectories to train on.")
-    policy_version: int = Field(ge=1, description="The version this step produces (the learner's + 1).")
-    checkpoint_root: Path = Field(description="The run's checkpoint folder (policy-NNNNNN inside).")
-    model_dir: Path = Field(description="The run's initial model: policy version 0.")
-    config: LearnerConfig = LearnerConfig()
-
-
-class LearnResult(BaseModel):
-    run_id: str
-    step: int
-    policy_version: int
-    checkpoint: str = Field(description="The checkpoint folder of the new version.")
-    model_dir: str = Field(description="Its Hugging Face folder: what the rollout workers reload.")
-    applied: bool = Field(description="False when the version existed already (a re-delivered task).")
-    metrics: dict[str, float]
 
 
 def checkpoint_store(request: LearnRequest) -> CheckpointStore:

@@ -1,1 +1,3 @@
-"""Rollout: generation engines and the anytime rollout (thinking, cuts, summaries)."""
+"""Rollout: the anytime rollout (thinking, cuts, summaries), anytime evaluation and the `rollout` worker.
+
+The engines it drives live in `services.engines`."""

@@ -24,42 +24,15 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
+from anytime.contracts.evaluation import EvalSampling
+from anytime.contracts.rollout import RolloutConfig
+from anytime.contracts.sampling import SamplingConfig
 from anytime.problems import Problem
 from anytime.stats import DEFAULT_LEVEL, DEFAULT_RESAMPLES, DEFAULT_SEED, Interval, bootstrap_mean_cis
 from anytime.trajectory import CutRecord, SummarySample, Trajectory
-from services.rollout.anytime_rollout import RolloutConfig, rollout
-from services.rollout.engine import Engine, SamplingConfig
-from services.verifier.verifier import Submission, Verdict, grade_many
-
-
-class EvalSampling(BaseModel):
-    """How an evaluation samples. The default here is greedy, one trace per problem (the most likely
-    output; what `anytime eval` prints); runs default to the authors' protocol (`RunConfig.eval_*`)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    num_samples: int = Field(
-        default=1, ge=1, description="k: thinking traces per problem, one summary per (trace, budget)."
-    )
-    temperature: float = Field(default=0.0, ge=0.0, description="Thinking and summaries; 0 is greedy.")
-    seed: int = Field(
-        default=0, ge=0, description="The rollout's seed: same seed, same policy, same numbers."
-    )
-
-    @model_validator(mode="after")
-    def _greedy_is_one_sample(self) -> EvalSampling:
-        if self.greedy and self.num_samples != 1:
-            raise ValueError(
-                f"temperature 0 is greedy: its {self.num_samples} samples would be one trace repeated; "
-                "set num_samples to 1 or a temperature above 0 (the authors use 0.6)"
-            )
-        return self
-
-    @property
-    def greedy(self) -> bool:
-        return self.temperature == 0.0
+from anytime.verification.verifier import Submission, Verdict, grade_many
+from services.engines.seam import Engine
+from services.rollout.anytime_rollout import rollout
 
 
 @dataclass
@@ -163,8 +136,8 @@ def evaluate_anytime(
             if sampling.greedy:  # the collapsed budgets' summaries are one summary repeated: grade it once
                 graded.append((t, cut, cut.summaries[0], list(cut.budget_indices)))
             else:
-                for position, j in enumerate(cut.budget_indices):
-                    graded.append((t, cut, cut.summaries_of_budget(position, 1)[0], [j]))
+                for position, j in enumerate(cut.budget_indices):  # A = 1: one summary per budget, in order
+                    graded.append((t, cut, cut.summaries[position], [j]))
     verdicts = grade(
         [
             Submission(

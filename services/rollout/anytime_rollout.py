@@ -11,39 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import pairwise
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from anytime.brpo.cuts import Cut, finish_reason, trace_cuts
+from anytime.contracts.rollout import RolloutConfig
 from anytime.problems import Problem
 from anytime.prompting import prompt_ids
 from anytime.trajectory import CutRecord, SummarySample, Trajectory, trajectory_id
-from services.rollout.engine import Engine, GenerationRequest, Sample, SamplingConfig
-
-
-class RolloutConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    budgets: tuple[int, ...] = Field(description="The budget support b_1 < … < b_S (thinking tokens).")
-    group_size: int = Field(default=4, ge=1, description="G: thinking traces per problem.")
-    num_summaries: int = Field(default=4, ge=1, description="A: summaries per (trace, budget).")
-    summary_max_tokens: int = Field(default=32, ge=1)
-    sampling: SamplingConfig = SamplingConfig()
-    summary_sampling: SamplingConfig | None = Field(
-        default=None, description="Sampling for summaries; unset uses `sampling`."
-    )
-
-    @field_validator("budgets")
-    @classmethod
-    def _increasing(cls, value: tuple[int, ...]) -> tuple[int, ...]:
-        if not value or any(b <= 0 for b in value) or any(a >= b for a, b in pairwise(value)):
-            raise ValueError(f"budgets must be positive and strictly increasing, e.g. (64, 128); got {value}")
-        return value
-
-    @property
-    def max_thinking_tokens(self) -> int:
-        return self.budgets[-1]
+from services.engines.seam import Engine, GenerationRequest, Sample
 
 
 @dataclass

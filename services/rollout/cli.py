@@ -9,11 +9,13 @@ from pathlib import Path
 
 import typer
 
-from anytime.cli.errors import CliError
+from anytime.contracts.rollout import RolloutConfig
+from anytime.contracts.sampling import SamplingConfig
+from anytime.errors import InputError
 from anytime.problems import ProblemSetError, load_problems
-from services.rollout.anytime_rollout import RolloutConfig, rollout
-from services.rollout.engine import SamplingConfig
-from services.rollout.settings import EngineKind, RolloutSettings, make_engine
+from services.engines.factory import EngineKind, make_engine
+from services.rollout.anytime_rollout import rollout
+from services.rollout.settings import RolloutSettings
 
 
 def run_rollout(
@@ -29,13 +31,13 @@ def run_rollout(
     try:
         problems = load_problems(data)[:limit]
     except ProblemSetError as err:
-        raise CliError(str(err)) from None
+        raise InputError(str(err)) from None
     settings = RolloutSettings()
     kind = engine_kind or settings.engine
     try:
         engine = make_engine(kind, model_dir, settings)
     except FileNotFoundError as err:
-        raise CliError(f"{err}; build one with `anytime model tiny --out DIR`") from None
+        raise InputError(f"{err}; build one with `anytime model tiny --out DIR`") from None
     try:
         started = time.perf_counter()
         trajectories = rollout(engine, problems, config, run_id=run_id, step=0, seed=seed)
@@ -46,7 +48,7 @@ def run_rollout(
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=out.parent, prefix=f".{out.name}.", delete=False) as tmp:
         for trajectory in trajectories:
-            tmp.write(trajectory.to_json() + "\n")
+            tmp.write(trajectory.model_dump_json() + "\n")
     os.replace(tmp.name, out)
     thinking = sum(len(t.thinking_ids) for t in trajectories)
     summaries = sum(len(s.ids) for t in trajectories for c in t.cuts for s in c.summaries)
@@ -76,4 +78,4 @@ def rollout_config(
         )
     except ValidationError as err:
         first = err.errors()[0]
-        raise CliError(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
+        raise InputError(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None

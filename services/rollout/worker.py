@@ -22,22 +22,16 @@ from typing import Any
 from celery import Celery, Task
 
 from anytime.celery_app import celery_from_settings, lazy_app_attribute, task_arguments
+from anytime.contracts.evaluation import EVALUATE_TASK, EvalJob
+from anytime.contracts.rollout import GENERATE_TASK, RolloutJob
 from anytime.logging import configure_logging, get_logger
+from anytime.settings import REDIS_KEY_PREFIX, RETENTION_S
 from anytime.trajectory_store import WorkerStore
-from services.rollout.jobs import (
-    EVALUATE_TASK,
-    GENERATE_TASK,
-    EngineHolder,
-    EvalJob,
-    RolloutJob,
-    run_eval_job,
-    run_rollout_job,
-)
+from anytime.verification.settings import VerifierSettings
+from anytime.verification.verifier import Verifier
+from services.rollout.jobs import EngineHolder, run_eval_job, run_rollout_job
 from services.rollout.settings import RolloutSettings
-from services.verifier.settings import VerifierSettings
-from services.verifier.verifier import Verifier
 
-DONE_TTL_S = 7 * 24 * 3600
 logger = get_logger(__name__)
 
 
@@ -67,13 +61,13 @@ def create_app(settings: RolloutSettings) -> Celery:
     @app.task(bind=True, name=GENERATE_TASK)
     def generate(self: Task, **kwargs: Any) -> dict[str, Any]:
         job = task_arguments(RolloutJob, kwargs, "rollout job")
-        done_key = f"anytime:rollout-done:{self.request.id}"
+        done_key = f"{REDIS_KEY_PREFIX}:rollout-done:{self.request.id}"
         recorded = resources.redis.get(done_key)
         if recorded is not None:
             logger.info("rollout already done; returning the recorded result", task_id=self.request.id)
             return dict(json.loads(recorded))
         result = run_rollout_job(job, resources.engines, resources.store)
-        resources.redis.set(done_key, json.dumps(result), ex=DONE_TTL_S)
+        resources.redis.set(done_key, json.dumps(result), ex=RETENTION_S)
         return result
 
     @app.task(name=EVALUATE_TASK)

@@ -18,11 +18,11 @@ from typing import Any, BinaryIO, TextIO
 import typer
 from pydantic import BaseModel, ConfigDict, StrictBool, ValidationError
 
-from anytime.cli.errors import CliError
-from services.verifier.grading import Status
-from services.verifier.pool import GraderStartError
-from services.verifier.settings import VerifierSettings
-from services.verifier.verifier import Submission, Verdict, Verifier, VerifierStats
+from anytime.errors import InputError, SetupError
+from anytime.verdict import Status
+from anytime.verification.pool import GraderStartError
+from anytime.verification.settings import VerifierSettings
+from anytime.verification.verifier import Submission, Verdict, Verifier, VerifierStats
 
 CHUNK_LINES = 4096  # lines graded per batch: bounded memory, output written as it goes
 ERROR_CHARS = 300
@@ -136,19 +136,19 @@ def run_verify(in_path: Path, out_path: Path, timeout_s: float | None, workers: 
     try:
         settings = VerifierSettings()
     except ValueError as error:  # pydantic's ValidationError: a bad ANYTIME_VERIFIER_* variable
-        raise CliError(f"bad verifier setting: {' '.join(str(error).split())}") from None
+        raise InputError(f"bad verifier setting: {' '.join(str(error).split())}") from None
     timeout_s = settings.timeout_seconds if timeout_s is None else timeout_s
     workers = settings.workers if workers is None else workers
     if not timeout_s > 0:
-        raise CliError(f"--timeout must be a positive number of seconds; got {timeout_s}")
+        raise InputError(f"--timeout must be a positive number of seconds; got {timeout_s}")
     if workers < 1:
-        raise CliError(f"--workers must be at least 1; got {workers}")
+        raise InputError(f"--workers must be at least 1; got {workers}")
     if not in_path.is_file():
-        raise CliError(f"input file {in_path} not found; give a JSON-lines file of responses with --in")
+        raise InputError(f"input file {in_path} not found; give a JSON-lines file of responses with --in")
     if not out_path.parent.is_dir():
-        raise CliError(f"output folder {out_path.parent} does not exist; create it or choose another --out")
+        raise InputError(f"output folder {out_path.parent} does not exist; create it or choose another --out")
     if out_path.resolve() == in_path.resolve():
-        raise CliError("--out must differ from --in (the input would be overwritten while read)")
+        raise InputError("--out must differ from --in (the input would be overwritten while read)")
     started = time.perf_counter()
     try:
         with (
@@ -163,7 +163,7 @@ def run_verify(in_path: Path, out_path: Path, timeout_s: float | None, workers: 
         ):
             lines = verify_file(source, sink, verifier)
     except GraderStartError as error:
-        raise CliError(str(error)) from None
+        raise SetupError(str(error)) from None
     seconds = time.perf_counter() - started
     described = f"{workers} grader processes, timeout {timeout_s:g} s"
     typer.echo(summary_table(verifier.stats, lines, seconds, described, verifier.pool.restarts), err=True)

@@ -24,63 +24,36 @@ from collections.abc import Sequence
 from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-from anytime.celery_app import celery_from_settings, lazy_app_attribute, task_arguments, task_name
+from anytime.celery_app import celery_from_settings, lazy_app_attribute, task_arguments
+from anytime.contracts.verify import GRADE_TASK, BudgetReward, VerifyRequest, VerifyResult, budget_rewards
 from anytime.logging import get_logger
-from anytime.queues import Queue
+from anytime.trajectory import Trajectory
 from anytime.trajectory_store import TrajectoryStore, WorkerStore
-from services.verifier.settings import VerifierSettings
-from services.verifier.verifier import Submission, Verifier
+from anytime.verdict import VerdictRecord
+from anytime.verification.settings import VerifierSettings
+from anytime.verification.verifier import Submission, Verifier
 
 if TYPE_CHECKING:
     from celery import Celery
 
-GRADE_TASK = task_name(Queue.VERIFY, "grade")
 logger = get_logger(__name__)
 
 
-class VerifyRequest(BaseModel):
-    """The task's keyword arguments: which trajectories, and the model facts the format rule needs."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    trajectory_ids: list[str] = Field(default_factory=list)
-    run_id: str | None = None
-    step: int | None = Field(default=None, ge=0)
-    think_end_id: int = Field(description="The tokenizer's `</think>` id (ModelFacts.think_end_id).")
-    eos_id: int = Field(description="The tokenizer's EOS id (ModelFacts.eos_id).")
-
-    @model_validator(mode="after")
-    def _one_selection(self) -> VerifyRequest:
-        by_step = self.run_id is not None or self.step is not None
-        if bool(self.trajectory_ids) == by_step or (by_step and (self.run_id is None or self.step is None)):
-            raise ValueError("give either trajectory_ids or both run_id and step (not both, not neither)")
-        return self
-
-
-class VerifyReport(BaseModel):
-    trajectories: int
-    summaries: int
-    already_verified: int
-    graded: int
-    stored: int = Field(description="New verdicts written (fewer than graded when another task raced us).")
-    statuses: dict[str, int]
-    rewarded: int
-    cache_hit_rate: float
-
-
-def verify_trajectories(store: TrajectoryStore, verifier: Verifier, request: VerifyRequest) -> VerifyReport:
-    """Grade every summary without a verdict yet, across all the trajectories at once, and store verdicts."""
+def verify_trajectories(store: TrajectoryStore, verifier: Verifier, request: VerifyRequest) -> VerifyResult:
+    """Grade every summary without a verdict yet, across all the trajectories at once, store the verdicts,
+    and return the rewards per budget of every summary (what the driver records)."""
     ids: Sequence[str] = request.trajectory_ids
     if request.run_id is not None and request.step is not None:
         ids = store.batch_ids(request.run_id, request.step)
     owners: list[tuple[str, str]] = []  # (trajectory id, summary id) of each submission
     submissions: list[Submission] = []
+    trajectories: list[Trajectory] = []
+    recorded: dict[str, dict[str, VerdictRecord]] = {}  # trajectory id → summary id → verdict
     summaries = already = 0
     for trajectory_id in ids:
         trajectory = store.get(trajectory_id)
-        done = store.verdicts(trajectory_id)
+        trajectories.append(trajectory)
+        done = recorded[trajectory_id] = store.verdicts(trajectory_id)
         for cut_index, cut in enumerate(trajectory.cuts):
             closed = trajectory.prefix_ends_with(cut, request.think_end_id)
             ended_in_eos = trajectory.prefix_ends_with(cut, request.eos_id)
@@ -95,15 +68,23 @@ def verify_trajectories(store: TrajectoryStore, verifier: Verifier, request: Ver
     hits_before = verifier.stats.cache_hits
     lookups_before = hits_before + verifier.stats.cache_misses
     verdicts = verifier.grade_many(submissions)
-    by_trajectory: dict[str, dict[str, dict[str, Any]]] = {}
+    by_trajectory: dict[str, dict[str, VerdictRecord]] = {}
     statuses: dict[str, int] = {}
     for (trajectory_id, sid), verdict in zip(owners, verdicts, strict=True):
-        by_trajectory.setdefault(trajectory_id, {})[sid] = verdict.to_dict()
+        by_trajectory.setdefault(trajectory_id, {})[sid] = VerdictRecord.model_validate(verdict.to_dict())
         statuses[verdict.status.value] = statuses.get(verdict.status.value, 0) + 1
-    stored = sum(store.put_verdicts(tid, batch) for tid, batch in by_trajectory.items())
+    stored = 0
+    for trajectory_id, batch in by_trajectory.items():
+        new = store.put_verdicts(trajectory_id, batch)
+        stored += new
+        # Another task raced us to some summaries: the verdicts that count are the ones in Redis.
+        recorded[trajectory_id] = (
+            {**recorded[trajectory_id], **batch} if new == len(batch) else store.verdicts(trajectory_id)
+        )
+    rewards: list[BudgetReward] = [r for t in trajectories for r in budget_rewards(t, recorded[t.id])]
     hits = verifier.stats.cache_hits - hits_before
     lookups = verifier.stats.cache_hits + verifier.stats.cache_misses - lookups_before
-    return VerifyReport(
+    return VerifyResult(
         trajectories=len(ids),
         summaries=summaries,
         already_verified=already,
@@ -112,6 +93,7 @@ def verify_trajectories(store: TrajectoryStore, verifier: Verifier, request: Ver
         statuses=statuses,
         rewarded=sum(v.reward for v in verdicts),
         cache_hit_rate=round(hits / lookups, 4) if lookups else 0.0,
+        rewards=rewards,
     )
 
 
@@ -146,10 +128,10 @@ def create_app(settings: VerifierSettings) -> Celery:
             "verified trajectories",
             run_id=parsed.run_id,
             step=parsed.step,
-            **report.model_dump(exclude={"statuses"}),
+            **report.model_dump(exclude={"statuses", "rewards"}),
             statuses=report.statuses,
         )
-        return report.model_dump()
+        return report.model_dump(mode="json")
 
     return app
 

@@ -6,10 +6,10 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 
+from anytime.contracts.rollout import RolloutConfig
+from anytime.model_facts import ModelFacts
 from anytime.problems import Problem
-from anytime.tinymodel.facts import ModelFacts
 from anytime.trajectory import Trajectory
-from services.rollout.anytime_rollout import RolloutConfig
 
 
 def check_rollout(

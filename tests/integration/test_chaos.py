@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from services.control.stack import free_port
+from anytime.processes import free_port
 from tests.conftest import REPO, anytime_cli
 from tests.fixtures.processes import descendants, running
 
@@ -68,7 +68,7 @@ def _start(home: Path, roots: Path) -> Up:
     api_port, mlflow_port = free_port(), free_port()
     env = {**os.environ, "ANYTIME_HOME": str(home), "ANYTIME_DATA_ROOTS": str(roots)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "anytime.cli.main", "up", "--api-port", str(api_port),
+        [sys.executable, "-m", "anytime_cli.main", "up", "--api-port", str(api_port),
          "--mlflow-port", str(mlflow_port), "--home", str(home)],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip

@@ -12,7 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from services.control.stack import EmbeddedStack, free_port
+from anytime.processes import free_port
+from services.control.stack import EmbeddedStack
 from tests.conftest import anytime_cli
 from tests.fixtures.servers import PostgresServer
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.control.stack import EmbeddedStack, free_port
+from anytime.processes import free_port
+from services.control.stack import EmbeddedStack
 from tests.conftest import anytime_cli
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

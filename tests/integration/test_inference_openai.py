@@ -6,7 +6,6 @@ lands mid-thought) is served as a run's promoted checkpoint.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from fastapi import FastAPI
 
 from anytime.db import repository
 from anytime.db.session import make_engine, make_session_factory, session_scope
+from anytime.processes import free_port
 from anytime.run_config import RunConfig
 from anytime.synth import get_task
 from services.api.app import create_app
@@ -48,12 +48,6 @@ class Served:
 
     def rounds(self, path: Path) -> int:
         return int(self.app.state.inference._models[str(path)].batcher.rounds)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +79,7 @@ def served(
         inference_batch_wait_ms=20,
     )
     app = create_app(settings)
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -132,11 +126,35 @@ def test_single_budget_caps_the_thought_and_splits_usage(served: Served) -> None
     assert usage.completion_tokens_details.reasoning_tokens == thinking
 
 
-def test_no_budget_thinks_until_the_thought_closes(served: Served) -> None:
+def test_no_budget_thinks_to_the_servers_default_budget(served: Served) -> None:
     (choice,) = _chat(served).choices
     extra = choice.model_extra or {}
-    assert extra["budget"] is None and extra["thought_cut"] is False  # the warm model closes its thought
+    assert extra["budget"] == served.app.state.inference.settings.inference_default_budget
+    assert extra["thought_cut"] is False  # the warm model closes its thought well before it
     assert "\\boxed{" in choice.message.content
+
+
+def test_openai_parameters_cap_the_answer_and_pick_the_budget(served: Served) -> None:
+    response = served.client.chat.completions.create(
+        model="anytime",
+        messages=[{"role": "user", "content": _problem()}],
+        temperature=0,
+        max_completion_tokens=4,
+        reasoning_effort="low",
+    )
+    (choice,) = response.choices
+    default = served.app.state.inference.settings.inference_default_budget
+    assert choice.model_extra["budget"] == default // 4  # type: ignore[index]
+    assert response.usage.model_extra["answer_tokens"] <= 4  # type: ignore[union-attr]
+    assert "anytime" in [model.id for model in served.client.models.list()]
+
+
+def test_unsupported_parameters_say_so_through_the_client(served: Served) -> None:
+    with pytest.raises(openai.UnprocessableEntityError) as error:
+        served.client.chat.completions.create(
+            model="anytime", messages=[{"role": "user", "content": _problem()}], seed=1
+        )
+    assert "`seed` is not supported by this server" in str(error.value) and error.value.param == "seed"
 
 
 def test_several_budgets_come_from_one_thought(served: Served) -> None:
@@ -228,19 +246,19 @@ def test_stop_of_an_unknown_request_is_404(served: Served) -> None:
 def test_bad_input_is_422_with_a_message(served: Served, extra: dict[str, Any], words: str) -> None:
     with pytest.raises(openai.UnprocessableEntityError) as error:
         _chat(served, **extra)
-    assert words in str(error.value.body)
+    assert words in str(error.value)  # the client shows our message (OpenAI's error object)
 
 
 def test_empty_messages_are_422(served: Served) -> None:
     with pytest.raises(openai.UnprocessableEntityError) as error:
         served.client.chat.completions.create(model="anytime", messages=[], extra_body={"budget": 4})
-    assert "messages" in str(error.value.body)
+    assert "messages" in str(error.value) and error.value.param == "messages"
 
 
 def test_unknown_model_is_404_and_says_what_is_served(served: Served) -> None:
     with pytest.raises(openai.NotFoundError) as error:
         _chat(served, model="gpt-4", budget=4)
-    assert "run:<run id>" in str(error.value.body)
+    assert "run:<run id>" in str(error.value)
 
 
 def test_missing_key_is_401(served: Served) -> None:

@@ -21,17 +21,18 @@ import torch
 from anytime.brpo.config import BRPOConfig
 from anytime.brpo.logprobs import packed_logprobs
 from anytime.brpo.packing import collate_trees
+from anytime.contracts.learn import LEARN_TASK, LearnerConfig
+from anytime.contracts.rollout import RolloutConfig
 from anytime.synth import get_task
 from anytime.trajectory import Trajectory
 from anytime.trajectory_store import TrajectoryStore
+from anytime.verdict import VerdictRecord
+from services.engines.transformers_engine import TransformersEngine
 from services.learner.batch import build_step_batch, rollout_logprobs
-from services.learner.config import LearnerConfig
 from services.learner.learner import Learner
-from services.learner.synthetic import verdict
-from services.learner.worker import LEARN_TASK
-from services.rollout.anytime_rollout import RolloutConfig, rollout
-from services.rollout.transformers_engine import TransformersEngine
+from services.rollout.anytime_rollout import rollout
 from tests.fixtures.servers import RedisServer
+from tests.fixtures.synthetic import verdict
 from tests.fixtures.workers import start_worker, stop_worker
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ REQUIRED_METRICS = {
 }
 
 
-def hashed_verdicts(trajectory: Trajectory) -> dict[str, dict[str, Any]]:
+def hashed_verdicts(trajectory: Trajectory) -> dict[str, VerdictRecord]:
     """Reward 0 or 1 from a stable hash of the summary id."""
 
     def reward(sid: str) -> float:
@@ -93,8 +94,9 @@ def engine(tiny_model_dir: Path) -> TransformersEngine:
 def test_real_verdicts_and_engine_log_probs_feed_the_learner(
     engine: TransformersEngine, store: TrajectoryStore, tiny_model_dir: Path
 ) -> None:
-    from services.verifier.verifier import Verifier
-    from services.verifier.worker import VerifyRequest, verify_trajectories
+    from anytime.contracts.verify import VerifyRequest
+    from anytime.verification.verifier import Verifier
+    from services.verifier.worker import verify_trajectories
 
     trajectories = rollout(engine, PROBLEMS, ROLLOUT, run_id=f"real-{uuid.uuid4().hex[:8]}", step=0, seed=1)
     store.put_many(trajectories)

@@ -22,9 +22,9 @@ from anytime.brpo.cuts import Cut, cut_of_budget, trace_cuts
 from anytime.brpo.logprobs import packed_logprobs
 from anytime.brpo.loss import ppo_loss
 from anytime.brpo.packing import BlockSpan, PackedBatch, PackedTree, collate_trees, pack_tree
+from anytime.model_facts import ModelFacts
 from anytime.prompting import prompt_ids
 from anytime.summary_format import SummaryFormat
-from anytime.tinymodel.facts import ModelFacts
 
 pytestmark = pytest.mark.integration
 

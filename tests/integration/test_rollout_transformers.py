@@ -8,11 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from anytime.contracts.rollout import RolloutConfig
+from anytime.contracts.sampling import SamplingConfig
 from anytime.synth import get_task
 from anytime.trajectory import Trajectory
-from services.rollout.anytime_rollout import RolloutConfig, rollout
-from services.rollout.engine import GenerationRequest, SamplingConfig
-from services.rollout.transformers_engine import TransformersEngine
+from services.engines.seam import GenerationRequest
+from services.engines.transformers_engine import TransformersEngine
+from services.rollout.anytime_rollout import rollout
 from tests.conftest import anytime_cli
 from tests.integration.rollout_checks import check_rollout
 
@@ -44,7 +46,7 @@ def test_same_seed_same_rollout_other_seed_other_rollout(warm_model_dir: Path) -
     first = rollout(engine, PROBLEMS[:2], SAMPLED, run_id="r", step=0, seed=5)
     again = rollout(engine, PROBLEMS[:2], SAMPLED, run_id="r", step=0, seed=5)
     other = rollout(engine, PROBLEMS[:2], SAMPLED, run_id="r", step=0, seed=6)
-    assert [t.to_json() for t in first] == [t.to_json() for t in again]
+    assert [t.model_dump_json() for t in first] == [t.model_dump_json() for t in again]
     assert [t.thinking_ids for t in first] != [t.thinking_ids for t in other]
 
 

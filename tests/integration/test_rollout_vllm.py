@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from anytime.contracts.rollout import RolloutConfig
+from anytime.contracts.sampling import SamplingConfig
 from anytime.synth import get_task
-from services.rollout.anytime_rollout import RolloutConfig, rollout
-from services.rollout.engine import GenerationRequest, SamplingConfig
+from services.engines.seam import GenerationRequest
+from services.rollout.anytime_rollout import rollout
 from tests.integration.rollout_checks import check_rollout
 
 pytestmark = [
@@ -35,7 +37,7 @@ GREEDY = RolloutConfig(
 
 def _engine(model_dir: Path) -> object:
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-    from services.rollout.vllm_engine import VllmEngine, VllmOptions
+    from services.engines.vllm_engine import VllmEngine, VllmOptions
 
     options = VllmOptions(dtype="float32", enforce_eager=True, max_model_len=512, block_size=32, seed=0)
     return VllmEngine(model_dir, options)

@@ -19,10 +19,11 @@ from typing import Any
 import pytest
 
 from anytime.celery_app import make_celery
+from anytime.contracts.rollout import GENERATE_TASK, RolloutConfig, RolloutJob
 from anytime.synth import get_task
 from anytime.trajectory_store import TrajectoryStore
-from services.rollout.anytime_rollout import RolloutConfig, rollout
-from services.rollout.jobs import GENERATE_TASK, EngineHolder, RolloutJob, run_rollout_job
+from services.rollout.anytime_rollout import rollout
+from services.rollout.jobs import EngineHolder, run_rollout_job
 from services.rollout.settings import RolloutSettings
 from tests.fixtures.servers import RedisServer
 from tests.fixtures.workers import start_worker, stop_worker

@@ -10,11 +10,12 @@ from typing import Any
 
 import pytest
 
+from anytime.contracts.evaluation import EvalJob, EvalResult, EvalSampling
 from anytime.synth import get_task
-from services.rollout.anytime_eval import EvalSampling, evaluate_anytime
-from services.rollout.jobs import EvalJob, EvalResult, run_eval_job
-from services.rollout.transformers_engine import TransformersEngine
-from services.verifier.verifier import Verifier
+from anytime.verification.verifier import Verifier
+from services.engines.transformers_engine import TransformersEngine
+from services.rollout.anytime_eval import evaluate_anytime
+from services.rollout.jobs import run_eval_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

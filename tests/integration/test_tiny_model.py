@@ -9,9 +9,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from anytime.model_facts import ModelFacts
 from anytime.prompting import prompt_ids
 from anytime.summary_format import SummaryFormat
-from anytime.tinymodel.facts import ModelFacts
 
 pytestmark = pytest.mark.integration
 

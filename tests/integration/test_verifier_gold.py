@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from services.verifier import Status, Submission, Verdict, Verifier
-from services.verifier.grading import normalise_answer
+from anytime.verification import Status, Submission, Verdict, Verifier
+from anytime.verification.grading import normalise_answer
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow

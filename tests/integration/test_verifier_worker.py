@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from anytime.contracts.verify import GRADE_TASK, BudgetReward, VerifyResult
 from anytime.trajectory import CutRecord, SummarySample, Trajectory, trajectory_id
 from anytime.trajectory_store import TrajectoryStore
-from services.verifier.worker import GRADE_TASK
 from tests.fixtures.processes import descendants, running
 from tests.fixtures.servers import RedisServer
 from tests.fixtures.workers import start_worker, stop_worker
@@ -131,6 +131,10 @@ def _verify(client: Celery, **request: Any) -> dict[str, Any]:
     return result.get(timeout=RESULT_TIMEOUT_S)
 
 
+def report_rewards(report: dict[str, Any]) -> list[BudgetReward]:
+    return VerifyResult.model_validate(report).rewards
+
+
 def test_worker_grades_every_summary_and_is_idempotent(
     worker: subprocess.Popen[bytes], client: Celery, store: TrajectoryStore
 ) -> None:
@@ -141,15 +145,17 @@ def test_worker_grades_every_summary_and_is_idempotent(
     assert report["summaries"] == 8 and report["graded"] == 8 and report["stored"] == 8
     assert report["statuses"] == {"correct": 6, "incorrect": 1, "timeout": 1} and report["rewarded"] == 3
     verdicts = {sid: v for t in trajectories for sid, v in store.verdicts(t.id).items()}
-    assert {sid: (v["status"], v["reward"]) for sid, v in verdicts.items()} == expected
-    assert all(set(v) >= {"status", "formatted", "reward", "extracted"} for v in verdicts.values())
+    assert {sid: (v.status, v.reward) for sid, v in verdicts.items()} == expected
+    rows = [(r.problem_id, r.trace_index, r.budget_index, r.summary_index) for r in report_rewards(report)]
+    assert len(rows) == 8 and len(set(rows)) == 8  # every summary's reward per budget, once
 
     again = _verify(client, trajectory_ids=ids)  # a re-delivered task grades nothing twice
     assert (again["graded"], again["stored"], again["already_verified"]) == (0, 0, 8)
     store.client.hdel(f"{store.prefix}:verdicts:{ids[0]}", trajectories[0].summary_id(1, 0))
     partial = _verify(client, trajectory_ids=ids)
     assert (partial["graded"], partial["stored"], partial["already_verified"]) == (1, 1, 7)
-    assert store.verdicts(ids[0])[trajectories[0].summary_id(1, 0)]["reward"] == 1
+    assert store.verdicts(ids[0])[trajectories[0].summary_id(1, 0)].reward == 1
+    assert len(report_rewards(partial)) == 8  # the rewards of verdicts graded earlier come back too
 
 
 def test_worker_verifies_a_whole_step_by_run_and_step(
@@ -162,7 +168,7 @@ def test_worker_verifies_a_whole_step_by_run_and_step(
     assert report["trajectories"] == 2 and report["graded"] == 8
     assert report["cache_hit_rate"] == 1.0  # the same answers as the first test: all from the cache
     verdicts = {sid: v for t in trajectories for sid, v in store.verdicts(t.id).items()}
-    assert {sid: (v["status"], v["reward"]) for sid, v in verdicts.items()} == expected
+    assert {sid: (v.status, v.reward) for sid, v in verdicts.items()} == expected
 
 
 def test_a_bad_request_fails_the_task_with_the_reason(

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 from starlette.routing import Route
 
-from anytime.cli.client import ApiClient
+from anytime_cli.client import ApiClient
 from services.api.app import create_app
 from services.api.deps import get_scheduler
 from services.api.settings import ApiSettings

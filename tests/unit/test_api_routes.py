@@ -146,6 +146,7 @@ def test_openapi_lists_every_route(api: Api) -> None:
         for s in ("metrics", "budgets", "rewards", "curve", "cancel", "resume", "checkpoints", "promote")
     }
     expected |= {"/v1/chat/completions", "/v1/completions", "/v1/inference/{request_id}/stop"}
+    expected |= {"/v1/models", "/v1/models/{model_id}"}
     experiment = "/v1/experiments/{experiment_id}"
     expected |= {"/v1/experiments", experiment}
     expected |= {f"{experiment}/{s}" for s in ("cancel", "resume", "report")}
@@ -414,7 +415,8 @@ def test_api_settings_read_the_shared_database_url(monkeypatch: pytest.MonkeyPat
 def test_celery_scheduler_sends_the_drive_task_by_name() -> None:
     from kombu.exceptions import OperationalError
 
-    from services.api.scheduler import DRIVE_TASK, CeleryRunScheduler
+    from anytime.contracts.drive import DRIVE_TASK
+    from services.api.scheduler import CeleryRunScheduler
 
     sent: list[tuple[str, dict[str, Any]]] = []
 
@@ -513,8 +515,9 @@ def test_inference_on_a_pruned_or_unloadable_checkpoint_says_so(api: Api, tmp_pa
     api.client.post(f"/v1/runs/{run_id}/promote", json={"checkpoint_id": ids[2]})
     shutil.rmtree(tmp_path / "runs" / run_id / "policy-000002")  # retention, after the promotion
     response = api.client.post("/v1/completions", json=body)
-    assert response.status_code == 404
-    assert "no longer on disk" in response.json()["detail"] and "promote another" in response.json()["detail"]
+    assert response.status_code == 404  # inference errors are OpenAI's error object
+    message = response.json()["error"]["message"]
+    assert "no longer on disk" in message and "promote another" in message
 
     def broken(path: str, _settings: ApiSettings) -> Any:
         raise OSError(f"{path}/model.safetensors is truncated")
@@ -523,7 +526,8 @@ def test_inference_on_a_pruned_or_unloadable_checkpoint_says_so(api: Api, tmp_pa
     api.client.post(f"/v1/runs/{run_id}/promote", json={"checkpoint_id": ids[3]})
     response = api.client.post("/v1/completions", json=body)
     assert response.status_code == 503
-    assert "could not be loaded" in response.json()["detail"] and "truncated" in response.json()["detail"]
+    message = response.json()["error"]["message"]
+    assert "could not be loaded" in message and "truncated" in message
     for model in ("run:a\x00b", "run:", "nope"):
         assert api.client.post("/v1/completions", json={**body, "model": model}).status_code == 404
 

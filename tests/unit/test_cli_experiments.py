@@ -10,13 +10,13 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from anytime.cli import experiments as cli
-from anytime.cli.client import ApiClient
-from anytime.cli.errors import CliError
-from anytime.cli.main import app
 from anytime.db import repository
 from anytime.db.models import RunStatus
 from anytime.db.session import session_scope
+from anytime_cli import experiments as cli
+from anytime_cli.client import ApiClient
+from anytime_cli.errors import CliError
+from anytime_cli.main import app
 from tests.conftest import anytime_cli
 from tests.unit.test_api_experiments import Api, _record, api, migrated_db
 

@@ -1,12 +1,15 @@
-"""The run driver's pure parts: reward rows from a trajectory and its verdicts, per-step problems."""
+"""The run driver's pure parts: reward rows from a trajectory and its verdicts (the verify task's
+`budget_rewards`, written by the driver), per-step problems."""
 
 from __future__ import annotations
 
 import pytest
 
+from anytime.contracts.verify import budget_rewards
 from anytime.problems import Problem
 from anytime.run_config import RunConfig
 from anytime.trajectory import CutRecord, SummarySample, Trajectory
+from anytime.verdict import VerdictRecord
 from services.control.driver import RunDriver, reward_rows
 
 
@@ -42,10 +45,12 @@ def _trajectory() -> Trajectory:
 def test_reward_rows_map_collapsed_cuts_to_their_budgets() -> None:
     t = _trajectory()
     verdicts = {
-        t.summary_id(c, i): {"status": "correct" if r else "incorrect", "reward": r, "extracted": str(r)}
+        t.summary_id(c, i): VerdictRecord(
+            status="correct" if r else "incorrect", formatted=True, reward=r, extracted=str(r)
+        )
         for c, i, r in [(0, 0, 1), (0, 1, 0), (1, 0, 0), (1, 1, 1), (1, 2, 1), (1, 3, 1)]
     }
-    rows = reward_rows("r", 0, t, verdicts)
+    rows = reward_rows("r", 0, budget_rewards(t, verdicts))
     got = [
         (r.budget_index, r.summary_index, r.cut_length, r.inserted_start, r.inserted_end, r.reward)
         for r in rows
@@ -64,7 +69,7 @@ def test_reward_rows_map_collapsed_cuts_to_their_budgets() -> None:
 def test_a_summary_without_a_verdict_refuses_the_commit() -> None:
     t = _trajectory()
     with pytest.raises(LookupError, match="has no verdict"):
-        reward_rows("r", 0, t, {t.summary_id(0, 0): {"status": "correct", "reward": 1}})
+        budget_rewards(t, {t.summary_id(0, 0): VerdictRecord(status="correct", formatted=True, reward=1)})
 
 
 def test_each_step_samples_its_own_problems_reproducibly() -> None:

@@ -14,6 +14,7 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
+from anytime.contracts.evaluation import EVALUATE_TASK, EvalJob, EvalResult, EvalSampling
 from anytime.curve_plot import CurveSeries, accuracy_vs_budget_png, series_label
 from anytime.db import repository as crud
 from anytime.db.session import make_engine, make_session_factory
@@ -21,8 +22,6 @@ from anytime.problems import Problem
 from anytime.run_config import RunConfig
 from anytime.storage import Base
 from services.control.driver import DriverDeps, RunDriver
-from services.rollout.anytime_eval import EvalSampling
-from services.rollout.jobs import EVALUATE_TASK, EvalJob, EvalResult
 
 
 def test_runs_evaluate_like_the_authors_by_default_and_greedy_is_one_sample() -> None:

@@ -32,7 +32,7 @@ def _rollout(driver: RunDriver, config: RunConfig, step: int) -> tuple[list[str]
     """The problem ids, in order, and the sampling seed of the step's rollout job."""
     train = load_problems(Path(config.dataset))
     job = driver._rollout_job("r", step, 0, config.model, train, config)
-    return [p["id"] for p in job["problems"]], job["seed"]
+    return [p.id for p in job.problems], job.seed
 
 
 def test_the_arms_of_a_seed_train_on_the_same_problems_in_the_same_order(api: Api, tmp_path: Path) -> None:

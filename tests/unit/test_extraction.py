@@ -7,7 +7,7 @@ import time
 import pytest
 
 from anytime.summary_format import SummaryFormat
-from services.verifier.extraction import extract_answer, is_formatted, last_boxed, missing_answer_reason
+from anytime.verification.extraction import extract_answer, is_formatted, last_boxed, missing_answer_reason
 
 FMT = SummaryFormat()
 CUT = "...\n\n...\n\n</think>\n\n**Final Answer**\n"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.verifier.grading import (
+from anytime.verification.grading import (
     GroundTruthError,
     Status,
     grade_answer,

@@ -48,12 +48,6 @@ _ENGINES = "loads no engine: engines start only in the rollout, eval and inferen
 # Lazy imports an image reaches but never runs, per Dockerfile, with why.
 NOT_RUN_IN: dict[str, dict[str, str]] = {
     "services/api/Dockerfile": {"torch": _ENGINES, "transformers": _ENGINES, "vllm": _ENGINES},
-    "services/control/Dockerfile": {
-        "torch": _ENGINES,
-        "transformers": _ENGINES,
-        "vllm": _ENGINES,
-        "math_verify": "grades nothing: grading runs on the verify and eval queues",
-    },
 }
 
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from anytime.tinymodel.facts import ModelFacts
+from anytime.contracts.sampling import SamplingConfig
+from anytime.model_facts import ModelFacts
 from services.api.inference.anytime_job import (
     AnswerEvent,
     AnytimeJob,
@@ -17,7 +18,7 @@ from services.api.inference.anytime_job import (
     JobEvent,
 )
 from services.api.inference.rounds import JobDispatch, RoundBatcher
-from services.rollout.engine import FollowUp, GenerationRequest, Sample, SamplingConfig
+from services.engines.seam import FollowUp, GenerationRequest, Sample
 
 FACTS = ModelFacts(
     think_start_id=1, think_end_id=2, eos_id=3, pad_id=0, ellipsis_ids=(4, 5), delimiter_ids=(6,)

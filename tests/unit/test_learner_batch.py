@@ -8,8 +8,8 @@ import torch
 from anytime.brpo.advantages import brpo_advantages
 from anytime.brpo.config import Algorithm, BRPOConfig, SummaryMode, ThinkingBaseline
 from anytime.brpo.packing import pack_tree
-from anytime.brpo.scores import prefix_groups, reward_tensor
 from anytime.brpo.tokens import TokenRole
+from anytime.verdict import VerdictRecord
 from services.learner.batch import (
     BatchMismatchError,
     MissingVerdictsError,
@@ -18,7 +18,8 @@ from services.learner.batch import (
     rollout_logprobs,
     trajectory_rewards,
 )
-from services.learner.synthetic import StepShape, make_trajectory, synthetic_step, verdict
+from tests.fixtures.rewards import prefix_groups, reward_tensor
+from tests.fixtures.synthetic import StepShape, make_trajectory, synthetic_step, verdict
 
 THINK_END, EOS, ELLIPSIS, DELIMITER = 3, 2, (7,), (8, 9)
 VOCAB = range(10, 100)
@@ -68,12 +69,11 @@ def test_a_missing_verdict_refuses_the_step_and_says_what_to_do() -> None:
         build_step_batch([trace], {}, BRPO)
 
 
-def test_a_verdict_without_a_numeric_reward_is_refused() -> None:
-    trace = _closed_trace([[[30, EOS], [31, EOS]], [[32, EOS]] * 4])
-    verdicts = _verdicts(trace, [[1, 0], [1, 1, 0, 1]])
-    verdicts[trace.summary_id(0, 0)] = {"status": "error"}
-    with pytest.raises(ValueError, match="no finite numeric reward"):
-        build_step_batch([trace], {trace.id: verdicts}, BRPO)
+def test_a_verdict_without_a_finite_reward_is_refused() -> None:
+    with pytest.raises(ValueError, match="reward"):
+        VerdictRecord.model_validate({"status": "error", "formatted": False})
+    with pytest.raises(ValueError, match="finite"):
+        VerdictRecord(status="correct", formatted=True, reward=float("nan"))
 
 
 def test_batches_that_do_not_fit_the_run_are_refused() -> None:
@@ -100,7 +100,7 @@ def _reference(trajectories, verdicts, config):
     per_cut = [
         [
             [
-                [verdicts[t.id][t.summary_id(c, s)]["reward"] for s in range(len(r.summaries))]
+                [verdicts[t.id][t.summary_id(c, s)].reward for s in range(len(r.summaries))]
                 for c, r in enumerate(t.cuts)
             ]
             for t in row

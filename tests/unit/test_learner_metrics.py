@@ -7,11 +7,11 @@ import torch
 
 from anytime.brpo.budgets import PriorKind
 from anytime.brpo.config import Algorithm, BRPOConfig
+from anytime.contracts.learn import LearnerConfig, OldLogProbs
 from services.learner.batch import build_step_batch
-from services.learner.config import LearnerConfig, OldLogProbs
 from services.learner.metrics import batch_metrics, reward_at
 from services.learner.microbatches import plan_microbatches, split_minibatches
-from services.learner.synthetic import make_trajectory, verdict
+from tests.fixtures.synthetic import make_trajectory, verdict
 
 THINK_END, EOS, ELLIPSIS, DELIMITER = 3, 2, (7,), (8,)
 

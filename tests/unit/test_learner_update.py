@@ -17,13 +17,13 @@ from transformers import AutoModelForCausalLM
 from anytime.brpo.config import BRPOConfig
 from anytime.brpo.logprobs import packed_logprobs
 from anytime.brpo.packing import collate_trees
+from anytime.contracts.learn import LearnerConfig, OldLogProbs
+from anytime.model_facts import ModelFacts
 from anytime.summary_format import SummaryFormat
-from anytime.tinymodel.facts import ModelFacts
 from services.learner.batch import BatchMismatchError, build_step_batch
 from services.learner.checkpoint import CheckpointStore
-from services.learner.config import LearnerConfig, OldLogProbs
 from services.learner.learner import Learner, LearnerBrokenError
-from services.learner.synthetic import StepShape, synthetic_step
+from tests.fixtures.synthetic import StepShape, synthetic_step
 
 BRPO = BRPOConfig(b_max=16, num_budgets=2, num_summaries=2, summary_max_tokens=4, group_size=2)
 SHAPE = StepShape(problems=2, group_size=2, budgets=(8, 16), num_summaries=2, summary_tokens=4)
@@ -126,7 +126,9 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(
     data[-100] ^= 0xFF
     weights.write_bytes(bytes(data))
 
-    resumed = Learner.resume(store, tiny_model_dir, config, device="cpu")
+    latest = store.latest()  # the newest intact checkpoint
+    assert latest is not None
+    resumed = Learner.from_checkpoint(latest, config, device="cpu")
     assert resumed.policy_version == 1  # the next step to train is step 1
     for s in (1, 2):
         resumed.step(*steps[s])

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from services.learner.config import LearnerConfig
-from services.learner.worker import LEARN_TASK, LearnRequest
+from anytime.contracts.learn import LEARN_TASK, LearnerConfig, LearnRequest
 from tests.conftest import REPO
 
 
@@ -19,7 +18,7 @@ from tests.conftest import REPO
     "module",
     [
         "services.learner.worker",
-        "services.learner.config",
+        "anytime.contracts.learn",
         "services.learner.checkpoint",
         "services.learner.settings",
     ],

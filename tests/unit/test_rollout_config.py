@@ -9,11 +9,12 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from services.rollout.anytime_rollout import RolloutConfig
-from services.rollout.engine import GenerationRequest, SamplingConfig, StalePolicyError
-from services.rollout.jobs import EngineHolder, RolloutJob
+from anytime.contracts.rollout import RolloutConfig, RolloutJob
+from anytime.contracts.sampling import SamplingConfig
+from services.engines.seam import GenerationRequest, StalePolicyError
+from services.engines.transformers_engine import TransformersEngine
+from services.rollout.jobs import EngineHolder
 from services.rollout.settings import RolloutSettings
-from services.rollout.transformers_engine import TransformersEngine
 
 
 def test_sampling_config_rejects_unknown_keys_and_bad_values() -> None:

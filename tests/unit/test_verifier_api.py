@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from services.verifier import Status, Submission, Verdict, Verifier, grade, grade_many
-from services.verifier.cache import CachedVerdict, VerdictCache
+from anytime.verification import Status, Submission, Verdict, Verifier, grade, grade_many
+from anytime.verification.cache import CachedVerdict, VerdictCache
 from tests.conftest import REPO
 
 CUT = "...\n\n...\n\n</think>\n\n**Final Answer**\n"  # an inserted ellipsis closes the thought
@@ -122,7 +122,7 @@ def test_verifier_modules_are_torch_free_and_the_parent_never_imports_math_verif
     code = (
         "import sys\n"
         "import services.verifier.worker, services.verifier.batch_cli\n"
-        "from services.verifier import Verifier, Submission\n"
+        "from anytime.verification import Verifier, Submission\n"
         "with Verifier(timeout_s=10, workers=1) as v:\n"
         "    assert v.grade('\\n\\n**Final Answer**\\n\\\\boxed{1}', '1', True).reward == 1\n"
         "heavy = ('torch', 'vllm', 'transformers', 'math_verify', 'sympy')\n"

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from services.verifier import Status, Submission, Verifier
-from services.verifier.pool import GradeJob, GraderPool
+from anytime.verification import Status, Submission, Verifier
+from anytime.verification.pool import GradeJob, GraderPool
 
 TIMEOUT_S = 1.5
 CUT = "...\n\n...\n\n</think>\n\n**Final Answer**\n"

@@ -8,10 +8,10 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
+from anytime.model_facts import ModelFacts
 from anytime.problems import Problem
 from anytime.prompting import prompt_ids
 from anytime.summary_format import SummaryFormat
-from anytime.tinymodel.facts import ModelFacts
 from services.learner.warmstart import IGNORE, build_examples, collate, encode_example
 
 FMT = SummaryFormat()

@@ -18,8 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from anytime.brpo.cuts import Cut, cut_trace, trace_cuts
-from anytime.tinymodel.facts import ModelFacts
-from services.rollout.engine import GenerationRequest, Sample, SampleFinish, SamplingConfig
+from anytime.contracts.sampling import SamplingConfig
+from anytime.model_facts import ModelFacts
+from services.engines.seam import GenerationRequest, Sample, SampleFinish
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,6 @@ class AnytimeJob:
     segment_tokens: int
     facts: ModelFacts
     sink: Callable[[JobEvent], None]
-    report_budgets: bool = True  # False when the request gave no budget (the model's limit was used)
     thinking: list[int] = field(default_factory=list)
     _next_budget: int = 0
     _thinking_done: bool = False
@@ -203,7 +203,7 @@ class AnytimeJob:
             stopped = pending.stopped
             answer = AnytimeAnswer(
                 index=index,
-                budget=None if stopped or not self.report_budgets else self.budgets[index],
+                budget=None if stopped else self.budgets[index],
                 thinking_ids=tuple(self.thinking[: pending.cut.length]),
                 answer_ids=sample.ids,
                 inserted=bool(pending.cut.inserted_ids),

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from anytime.tinymodel.facts import ModelFacts
+from anytime.model_facts import ModelFacts
 from services.api.inference.rounds import RoundBatcher
 from services.api.settings import ApiSettings
-from services.rollout.engine import Engine
+from services.engines.seam import Engine
 
 
 @dataclass
@@ -39,7 +39,7 @@ def load_served_model(path: str, settings: ApiSettings) -> ServedModel:
     """Load `path` (a Hugging Face model folder) on the configured engine; blocking (minutes for vLLM)."""
     engine: Engine
     if settings.inference_engine == "vllm":
-        from services.rollout.vllm_engine import VllmEngine, VllmOptions
+        from services.engines.vllm_engine import VllmEngine, VllmOptions
 
         vllm = VllmEngine(
             path,
@@ -50,7 +50,7 @@ def load_served_model(path: str, settings: ApiSettings) -> ServedModel:
         )
         engine, context = vllm, int(vllm.llm.llm_engine.model_config.max_model_len)
     else:
-        from services.rollout.transformers_engine import TransformersEngine
+        from services.engines.transformers_engine import TransformersEngine
 
         local = TransformersEngine.from_model_dir(Path(path))
         config: Any = local.model.config

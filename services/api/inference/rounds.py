@@ -16,9 +16,10 @@ import threading
 from collections import defaultdict
 from collections.abc import Sequence
 
+from anytime.contracts.sampling import SamplingConfig
 from anytime.logging import get_logger
 from services.api.inference.anytime_job import AnytimeJob
-from services.rollout.engine import Engine, GenerationRequest, Sample, SamplingConfig
+from services.engines.seam import Engine, GenerationRequest, Sample
 
 log = get_logger(__name__)
 

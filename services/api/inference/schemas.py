@@ -1,16 +1,18 @@
 """OpenAI-compatible request and response bodies, plus our anytime fields.
 
 Ours travel in the `openai` client's `extra_body`: `budget` (the most thinking tokens) or `budgets`
-(an answer at each, from one thought). `max_tokens` caps the answer (the summary), not the thinking.
-Unknown fields are errors, so a misspelt `budget` is a 422 rather than a silently unbudgeted call.
+(an answer at each, from one thought). `max_completion_tokens` (or its old name `max_tokens`) caps the
+answer (the summary), not the thinking; `reasoning_effort` picks a budget relative to the server's default.
+Unknown fields are errors, so a misspelt `budget` is a 422 rather than a silently unbudgeted call; OpenAI
+parameters this server does not honour (`UNSUPPORTED_PARAMETERS`) are refused as such, saying why.
 """
 
 from __future__ import annotations
 
 from itertools import pairwise
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from services.api.schemas import PositiveJsonInt
 
@@ -39,29 +41,115 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+# OpenAI parameters refused by name ("`seed` is not supported by this server: …"), with why or what instead;
+# any other unknown field is "unknown field" (a typo). Sent as null, they mean "not given" and are dropped.
+UNSUPPORTED_PARAMETERS = {
+    "stop": "the answer ends at the model's end of sequence (as in training); cap it with "
+    "`max_completion_tokens`",
+    "seed": "requests are batched and share the engine's sampler; use `temperature: 0` for repeatable "
+    "answers",
+    "logprobs": "log-probabilities are not returned",
+    "top_logprobs": "log-probabilities are not returned",
+    "logit_bias": "it would change the distribution the model was trained to think with",
+    "frequency_penalty": "it would change the distribution the model was trained to think with",
+    "presence_penalty": "it would change the distribution the model was trained to think with",
+    "best_of": "one thought per request; use `budgets` for several answers from it",
+    "echo": "the prompt is not echoed",
+    "suffix": "the answer follows the thought",
+    "tools": "tool calls are not supported",
+    "tool_choice": "tool calls are not supported",
+    "parallel_tool_calls": "tool calls are not supported",
+    "functions": "function calls are not supported",
+    "function_call": "function calls are not supported",
+    "response_format": "the answer is free text after the thought",
+    "modalities": "text only",
+    "audio": "text only",
+    "prediction": "predicted outputs are not supported",
+    "store": "completions are not stored",
+    "metadata": "completions are not stored",
+    "service_tier": "there is one tier",
+    "web_search_options": "there is no web search",
+}
+
+# `reasoning_effort` → a multiple of the server's default budget (ANYTIME_API_INFERENCE_DEFAULT_BUDGET):
+# `medium` is the default, as in OpenAI's API, so a request without budget or effort gets the same thought.
+REASONING_EFFORT_FACTORS: dict[str, float] = {"low": 0.25, "medium": 1.0, "high": 4.0}
+
+
 class AnytimeParams(BaseModel):
     """What both endpoints take besides the prompt."""
 
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(
-        description="The configured model's name, or \"run:<id>\" for a run's promoted checkpoint."
+        description="The configured model's name, or \"run:<id>\" for a run's promoted checkpoint "
+        "(`GET /v1/models` lists them)."
     )
     budget: PositiveJsonInt | None = Field(
-        default=None, description="The most thinking tokens; unset: think until </think> or the limit."
+        default=None,
+        description="The most thinking tokens. Unset (and no `budgets` or `reasoning_effort`): the server's "
+        "default budget (ANYTIME_API_INFERENCE_DEFAULT_BUDGET), or less when the context leaves less room.",
     )
     budgets: list[PositiveJsonInt] | None = Field(
         default=None, min_length=1, description="An answer at each budget (ascending), from one thought."
     )
-    max_tokens: PositiveJsonInt | None = Field(default=None, description="The most answer tokens.")
+    reasoning_effort: Literal["low", "medium", "high"] | None = Field(
+        default=None,
+        description=(
+            "A budget relative to the server's default budget D (ANYTIME_API_INFERENCE_DEFAULT_BUDGET): "
+            "low = D/4, medium = D (what a request without a budget gets), high = 4·D, each at most what "
+            "the context leaves. Give `budget` or `budgets` for an exact number of thinking tokens instead."
+        ),
+    )
+    max_completion_tokens: PositiveJsonInt | None = Field(
+        default=None,
+        description="The most answer (summary) tokens, written after the thought; the thought is capped by "
+        "the budget. Unset: ANYTIME_API_INFERENCE_ANSWER_MAX_TOKENS.",
+    )
+    max_tokens: PositiveJsonInt | None = Field(
+        default=None,
+        description="OpenAI's older name for `max_completion_tokens` (the answer cap, not the thinking); "
+        "when both are given they must be equal.",
+    )
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    n: Literal[1] = Field(
-        default=1, description="One thought per request (use `budgets` for several answers)."
-    )
+    n: int = Field(default=1, description="1: one thought per request (use `budgets` for several answers).")
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_null_unsupported(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if not (k in UNSUPPORTED_PARAMETERS and v is None)}
+        return data
+
+    @field_validator("n")
+    @classmethod
+    def _one_thought(cls, value: int) -> int:
+        if value != 1:
+            raise ValueError(
+                f"`n` > 1 is not supported by this server (got {value}): one thought per request; use "
+                "`budgets` for several answers from it, or send several requests"
+            )
+        return value
+
+    @field_validator("max_tokens")
+    @classmethod
+    def _one_answer_cap(cls, value: int | None, info: ValidationInfo) -> int | None:
+        modern = info.data.get("max_completion_tokens")
+        if value is not None and modern is not None and value != modern:
+            raise ValueError(
+                f"`max_tokens` ({value}) and `max_completion_tokens` ({modern}) both cap the answer and "
+                "differ; give one of them"
+            )
+        return value
+
+    @property
+    def answer_max_tokens(self) -> int | None:
+        """The answer cap the request gives (None: the server's default)."""
+        return self.max_completion_tokens or self.max_tokens
 
     @field_validator("budgets")
     @classmethod
@@ -76,6 +164,11 @@ class AnytimeParams(BaseModel):
     def _one_of_budget_and_budgets(self) -> AnytimeParams:
         if self.budget is not None and self.budgets is not None:
             raise ValueError("give either `budget` or `budgets`, not both")
+        if self.reasoning_effort is not None and (self.budget is not None or self.budgets is not None):
+            raise ValueError(
+                "give either `reasoning_effort` or `budget`/`budgets`, not both (a budget is exact; an "
+                "effort is relative to the server's default budget)"
+            )
         return self
 
 
@@ -101,7 +194,10 @@ class AnytimeChoiceFields(BaseModel):
 
     index: int
     finish_reason: Literal["stop", "length"]
-    budget: int | None = Field(description="The budget answered (null: no budget given, or a stop).")
+    budget: int | None = Field(
+        description="The thinking budget this answer was cut at: the request's, or the one its "
+        "`reasoning_effort` or the server's default gave (null: the answer to a stop)."
+    )
     thinking_tokens: int = Field(description="Thinking tokens the answer saw.")
     thought_cut: bool = Field(description="The thought was cut (or never closed) and the ellipsis inserted.")
     stopped: bool = Field(description="The answer to a stop request.")
@@ -147,3 +243,20 @@ class StopResponse(BaseModel):
     thinking_tokens: int
     content: str
     reasoning_content: str
+
+
+class ServedModelCard(BaseModel):
+    """One entry of `GET /v1/models`, in OpenAI's shape."""
+
+    id: str = Field(description="What to send as `model`.")
+    object: Literal["model"] = "model"
+    created: int = Field(description="Unix seconds: when the API started, or when the checkpoint was saved.")
+    owned_by: Literal["anytime"] = "anytime"
+    policy_version: int | None = Field(
+        default=None, description="A run's checkpoint: its policy version (null: the configured model)."
+    )
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ServedModelCard]

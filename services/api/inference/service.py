@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from anytime.db import repository
-from anytime.db.models import Checkpoint
+from anytime.db.models import Checkpoint, Run
 from anytime.logging import get_logger
 from services.api.deps import RUN_ID_PATTERN
 from services.api.inference.anytime_job import AnytimeJob, FailedEvent, FinishedEvent, JobEvent
 from services.api.inference.engines import ServedModel, load_served_model
+from services.api.inference.schemas import ServedModelCard
 from services.api.settings import ApiSettings
 
 log = get_logger(__name__)
@@ -54,10 +57,35 @@ class InferenceService:
     _models: OrderedDict[str, ServedModel] = field(default_factory=OrderedDict)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     _running: dict[str, RunningJob] = field(default_factory=dict)
+    _started: int = field(default_factory=lambda: int(time.time()))
 
     async def start(self) -> None:
         if self.settings.inference_model:
             await self._load(self.settings.inference_model)
+
+    def cards(self, session: Session) -> list[ServedModelCard]:
+        """What `model` can name: the configured model, then every run's promoted checkpoint still on disk
+        (oldest run first)."""
+        cards = []
+        if self.settings.inference_model:
+            cards.append(ServedModelCard(id=self.settings.inference_model_name, created=self._started))
+        promoted = session.execute(
+            select(Run.id, Checkpoint)
+            .join(Checkpoint, Checkpoint.id == Run.promoted_checkpoint_id)
+            .order_by(Run.created_at, Run.id)
+        )
+        for run_id, checkpoint in promoted:
+            if checkpoint.path in self._models or repository.checkpoint_on_disk(checkpoint.path):
+                cards.append(_run_card(run_id, checkpoint))
+        return cards
+
+    def card(self, name: str, session: Session) -> ServedModelCard:
+        """One model's entry; `ModelNotServed` (with what to ask for instead) when `name` is not served."""
+        if name.startswith(RUN_PREFIX):
+            run_id = name.removeprefix(RUN_PREFIX)
+            return _run_card(run_id, self._promoted(run_id, session))
+        self.model_path(name, session)
+        return ServedModelCard(id=name, created=self._started)
 
     def close(self) -> None:
         for served in self._models.values():
@@ -70,28 +98,32 @@ class InferenceService:
         if configured and name in (self.settings.inference_model_name, configured):
             return configured
         if name.startswith(RUN_PREFIX):
-            run_id = name.removeprefix(RUN_PREFIX)
-            run = repository.get_run(session, run_id) if re.match(RUN_ID_PATTERN, run_id) else None
-            if run is None:
-                raise ModelNotServed(f"run {run_id} not found")
-            if run.promoted_checkpoint_id is None:
-                raise ModelNotServed(
-                    f"run {run_id} has no promoted checkpoint; "
-                    f"promote one with POST /v1/runs/{run_id}/promote"
-                )
-            checkpoint = session.get(Checkpoint, run.promoted_checkpoint_id)
-            if checkpoint is None:
-                raise ModelNotServed(f"run {run_id}'s promoted checkpoint is gone; promote another")
-            if checkpoint.path not in self._models and not repository.checkpoint_on_disk(checkpoint.path):
-                raise ModelNotServed(
-                    f"run {run_id}'s promoted checkpoint (policy version {checkpoint.policy_version}) is no "
-                    f"longer on disk: checkpoint retention deleted it; promote another with "
-                    f"POST /v1/runs/{run_id}/promote"
-                )
-            return checkpoint.path
+            return self._promoted(name.removeprefix(RUN_PREFIX), session).path
         names = [f'"{self.settings.inference_model_name}"'] if configured else []
         names.append('"run:<run id>" (a run\'s promoted checkpoint)')
-        raise ModelNotServed(f"model {name!r} is not served here; ask for {' or '.join(names)}")
+        raise ModelNotServed(
+            f"model {name!r} is not served here; ask for {' or '.join(names)} (GET /v1/models lists them)"
+        )
+
+    def _promoted(self, run_id: str, session: Session) -> Checkpoint:
+        """The run's promoted checkpoint, if it can be served."""
+        run = repository.get_run(session, run_id) if re.match(RUN_ID_PATTERN, run_id) else None
+        if run is None:
+            raise ModelNotServed(f"run {run_id} not found")
+        if run.promoted_checkpoint_id is None:
+            raise ModelNotServed(
+                f"run {run_id} has no promoted checkpoint; promote one with POST /v1/runs/{run_id}/promote"
+            )
+        checkpoint = session.get(Checkpoint, run.promoted_checkpoint_id)
+        if checkpoint is None:
+            raise ModelNotServed(f"run {run_id}'s promoted checkpoint is gone; promote another")
+        if checkpoint.path not in self._models and not repository.checkpoint_on_disk(checkpoint.path):
+            raise ModelNotServed(
+                f"run {run_id}'s promoted checkpoint (policy version {checkpoint.policy_version}) is no "
+                f"longer on disk: checkpoint retention deleted it; promote another with "
+                f"POST /v1/runs/{run_id}/promote"
+            )
+        return checkpoint
 
     async def model(self, path: str) -> ServedModel:
         served = self._models.get(path)
@@ -147,3 +179,11 @@ class InferenceService:
 
     def running(self, job_id: str) -> RunningJob | None:
         return self._running.get(job_id)
+
+
+def _run_card(run_id: str, checkpoint: Checkpoint) -> ServedModelCard:
+    return ServedModelCard(
+        id=f"{RUN_PREFIX}{run_id}",
+        created=int(checkpoint.created_at.timestamp()),
+        policy_version=checkpoint.policy_version,
+    )

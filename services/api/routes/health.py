@@ -1,4 +1,5 @@
-"""Liveness (`/healthz`: the process answers) and readiness (`/readyz`: database and Redis answer)."""
+"""Liveness (`/healthz`: the process answers) and readiness (`/readyz`: the database answers at the
+migrations' head revision, and Redis answers)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses={503: {"description": "A dependency is down; `failed` names it."}})
 def readyz(readiness: ReadinessDep) -> JSONResponse:
-    """Readiness: the database and Redis answer; 503 names the ones that do not."""
+    """Readiness: the database answers and is migrated (its Alembic revision is the head), and Redis
+    answers; 503 names the ones that do not and why (`alembic upgrade head` for a schema behind)."""
     checks = readiness.run()
     failed = sorted(name for name, outcome in checks.items() if outcome != "ok")
     body: dict[str, Any] = {"status": "ok" if not failed else "unavailable", "checks": checks}

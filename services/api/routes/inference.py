@@ -1,5 +1,6 @@
-"""OpenAI-compatible inference with a thinking budget: `/v1/chat/completions`, `/v1/completions`, and
-`/v1/inference/{id}/stop` to end a request's thought now and get the answer from what it has thought.
+"""OpenAI-compatible inference with a thinking budget: `/v1/chat/completions`, `/v1/completions`,
+`/v1/models`, and `/v1/inference/{id}/stop` to end a request's thought now and get the answer from what it has
+thought. Errors are OpenAI's error object (`services.api.inference.errors`).
 
 Each budget is one choice (`index` = budget index): `content` (chat) or `text` (completions) is the answer
 written after the cut thought, `reasoning_content` the thought it saw. With `stream: true` the response is
@@ -14,9 +15,10 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
+from fastapi import APIRouter, Depends, Path, Request, status
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from anytime.contracts.sampling import SamplingConfig
 from services.api.deps import BAD_BODY, ApiKey, SessionDep, SettingsDep
 from services.api.inference.anytime_job import (
     AnswerEvent,
@@ -26,7 +28,9 @@ from services.api.inference.anytime_job import (
     FinishedEvent,
     JobUsage,
 )
+from services.api.inference.budgets import BudgetRefused, request_budgets
 from services.api.inference.engines import ServedModel
+from services.api.inference.errors import ErrorObject, ErrorResponse, InferenceError, OpenAIErrorRoute
 from services.api.inference.prompts import chat_prompt_ids, completion_prompt_ids
 from services.api.inference.schemas import (
     AnytimeParams,
@@ -37,21 +41,36 @@ from services.api.inference.schemas import (
     Completion,
     CompletionChoice,
     CompletionRequest,
+    ModelList,
+    ServedModelCard,
     StopResponse,
     Usage,
 )
 from services.api.inference.service import InferenceService, ModelNotServed, ModelUnavailable, RunningJob
 from services.api.settings import ApiSettings
-from services.rollout.engine import SamplingConfig
 
-router = APIRouter(tags=["inference"])
+router = APIRouter(tags=["inference"], route_class=OpenAIErrorRoute)
 
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "model": ErrorResponse}
+
+
+_READ_ERRORS: dict[int | str, dict[str, Any]] = {
+    status.HTTP_401_UNAUTHORIZED: _error("Missing or wrong API key."),
+    status.HTTP_404_NOT_FOUND: _error("The model is not served here; the message says what is."),
+    status.HTTP_422_UNPROCESSABLE_CONTENT: _error("An unknown query parameter."),
+    status.HTTP_503_SERVICE_UNAVAILABLE: _error("The database is not migrated or does not answer."),
+}
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    **BAD_BODY,
-    status.HTTP_401_UNAUTHORIZED: {"description": "Missing or wrong API key."},
-    status.HTTP_404_NOT_FOUND: {"description": "The model is not served here."},
-    status.HTTP_422_UNPROCESSABLE_CONTENT: {"description": "Bad budget(s), messages or parameters."},
-    status.HTTP_503_SERVICE_UNAVAILABLE: {"description": "The model could not be loaded."},
+    **_READ_ERRORS,
+    status.HTTP_400_BAD_REQUEST: _error(BAD_BODY[status.HTTP_400_BAD_REQUEST]["description"]),
+    status.HTTP_422_UNPROCESSABLE_CONTENT: _error(
+        "Bad budget(s), messages or parameters; unsupported OpenAI parameters; unknown fields."
+    ),
+    status.HTTP_503_SERVICE_UNAVAILABLE: _error(
+        "The model could not be loaded, or the database is not migrated or does not answer."
+    ),
 }
 
 
@@ -85,10 +104,35 @@ async def completions(
     return await _respond(body, running, _completion_choice, "text_completion")
 
 
+@router.get("/v1/models", dependencies=[ApiKey], responses=_READ_ERRORS)
+def list_models(inference: InferenceDep, session: SessionDep) -> ModelList:
+    """What `model` can name: the configured model and every run's promoted checkpoint still on disk."""
+    return ModelList(data=inference.cards(session))
+
+
+@router.get("/v1/models/{model_id}", dependencies=[ApiKey], responses=_READ_ERRORS)
+def retrieve_model(
+    model_id: Annotated[str, Path(description="A `model` name: the configured one, or `run:<id>`.")],
+    inference: InferenceDep,
+    session: SessionDep,
+) -> ServedModelCard:
+    """One served model; 404 says what is served instead."""
+    try:
+        return inference.card(model_id, session)
+    except ModelNotServed as exc:
+        raise InferenceError(
+            status.HTTP_404_NOT_FOUND, str(exc), param="model", code="model_not_found"
+        ) from exc
+
+
 @router.post(
     "/v1/inference/{request_id}/stop",
     dependencies=[ApiKey],
-    responses={status.HTTP_404_NOT_FOUND: {"description": "No such request in flight."}},
+    responses={
+        status.HTTP_401_UNAUTHORIZED: _error("Missing or wrong API key."),
+        status.HTTP_404_NOT_FOUND: _error("No such request in flight."),
+        status.HTTP_422_UNPROCESSABLE_CONTENT: _error("An unknown query parameter."),
+    },
 )
 async def stop(
     request_id: Annotated[str, Path(description="The response `id` (chatcmpl-… or cmpl-…).")],
@@ -98,11 +142,11 @@ async def stop(
     also receives it as its last choice, with `stopped: true`)."""
     running = inference.running(request_id)
     if running is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no inference request {request_id} is in flight")
+        raise InferenceError(status.HTTP_404_NOT_FOUND, f"no inference request {request_id} is in flight")
     running.job.request_stop()
     end = await running.done
     if isinstance(end, FailedEvent):
-        raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, end.error)
+        raise InferenceError(status.HTTP_500_INTERNAL_SERVER_ERROR, end.error)
     assert isinstance(end, FinishedEvent)
     answer = next((a for a in end.answers if a.stopped), end.answers[-1])
     content, reasoning = _texts(running.served, answer)
@@ -126,14 +170,16 @@ async def _start(
     try:
         path = inference.model_path(body.model, session)
     except ModelNotServed as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+        raise InferenceError(
+            status.HTTP_404_NOT_FOUND, str(exc), param="model", code="model_not_found"
+        ) from exc
     try:
         served = await inference.model(path)
     except ModelUnavailable as exc:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
+        raise InferenceError(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc), code="model_unavailable") from exc
     prompt = prompt_of(served.tokenizer)
-    answer_max = body.max_tokens or settings.inference_answer_max_tokens
-    budgets, report = _budgets(body, served, len(prompt), answer_max, settings)
+    answer_max = body.answer_max_tokens or settings.inference_answer_max_tokens
+    budgets = _budgets(body, served, len(prompt), answer_max, settings)
     job_id = inference.new_job_id(prefix)
     sink, events, done = inference.bridge(job_id)
     job = AnytimeJob(
@@ -145,7 +191,6 @@ async def _start(
         segment_tokens=settings.inference_segment_tokens,
         facts=served.facts,
         sink=sink,
-        report_budgets=report,
     )
     running = RunningJob(job, events, done, served)
     inference.run(served, running)
@@ -158,31 +203,22 @@ def _sampling(body: AnytimeParams) -> SamplingConfig:
 
 def _budgets(
     body: AnytimeParams, served: ServedModel, prompt_len: int, answer_max: int, settings: ApiSettings
-) -> tuple[tuple[int, ...], bool]:
-    """The budgets to answer at, checked against the context; (budgets, whether the client gave them)."""
+) -> tuple[int, ...]:
+    """The budgets to answer at, checked against the room the model's context leaves for thinking."""
     inserted = len(served.facts.ellipsis_ids) + len(served.facts.delimiter_ids)
     room = served.context_length - prompt_len - inserted - answer_max
     context = (
         f"the model's context of {served.context_length} tokens holds the prompt ({prompt_len}), "
-        f"the inserted ellipsis and delimiter ({inserted}) and max_tokens ({answer_max})"
+        f"the inserted ellipsis and delimiter ({inserted}) and the answer cap ({answer_max}, "
+        "max_completion_tokens)"
     )
-    if room < 1:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"no room to think: {context}")
-    given = body.budgets or ([body.budget] if body.budget is not None else None)
-    if given is None:
-        return (room,), False
-    if len(given) > settings.inference_max_budgets:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            f"too many budgets: {len(given)}; at most {settings.inference_max_budgets} per request",
+    try:
+        return request_budgets(
+            body, room, settings.inference_default_budget, settings.inference_max_budgets, context
         )
-    if given[-1] > room:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            f"budget {given[-1]} is above the model's context: {context}, leaving at most {room} "
-            "thinking tokens",
-        )
-    return tuple(given), True
+    except BudgetRefused as exc:
+        param = "budgets" if body.budgets else "budget" if body.budget is not None else None
+        raise InferenceError(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc), param=param) from exc
 
 
 async def _respond(
@@ -210,7 +246,7 @@ async def _respond(
         if not running.done.done():  # the client went away
             running.job.cancel()
     if isinstance(end, FailedEvent):
-        raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, end.error)
+        raise InferenceError(status.HTTP_500_INTERNAL_SERVER_ERROR, end.error)
     assert isinstance(end, FinishedEvent)
     return JSONResponse(
         {
@@ -244,7 +280,8 @@ async def _stream(
                 yield "data: [DONE]\n\n"
                 return
             else:
-                yield _sse({"error": {"message": event.error, "type": "server_error"}})
+                error = ErrorObject(message=event.error, type="server_error", param=None, code=None)
+                yield _sse({"error": error.model_dump()})
                 return
     finally:
         if not running.done.done():  # the client went away: stop spending tokens on it

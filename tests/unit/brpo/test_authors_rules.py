@@ -17,7 +17,7 @@ import torch
 from anytime.brpo.advantages import brpo_advantages
 from anytime.brpo.config import PAPER_ARMS, BRPOConfig
 from anytime.brpo.cuts import cut_trace
-from anytime.brpo.scores import prefix_groups, reward_tensor
+from tests.fixtures.rewards import prefix_groups, reward_tensor
 
 B_MAX = 16
 ELLIPSIS, DELIMITER = (7,), (8, 9)

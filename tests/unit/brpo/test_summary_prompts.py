@@ -8,11 +8,10 @@ from anytime.brpo.cuts import (
     cut_of_budget,
     cut_trace,
     finish_reason,
-    segment_bounds,
     split_by_budget,
     trace_cuts,
 )
-from anytime.tinymodel.facts import ModelFacts
+from anytime.model_facts import ModelFacts
 
 ELLIPSIS = (91, 92, 93)
 DELIM = (81, 82)
@@ -35,13 +34,6 @@ def test_collapsed_budgets_get_their_own_summaries_in_order() -> None:
     assert [c.length for c in cut_of_budget(cuts)] == [4, 8, 10, 10]
     with pytest.raises(ValueError, match="needs 4 samples"):
         split_by_budget(cuts, [["a0", "a1"], ["b0", "b1"], ["c0", "c1"]], 2)
-
-
-def test_segments_tile_the_trace_and_collapsed_ones_are_empty() -> None:
-    assert segment_bounds(10, [4, 8, 12, 16]) == [(0, 4), (4, 8), (8, 10), (10, 10)]
-    assert segment_bounds(16, [4, 8, 12, 16]) == [(0, 4), (4, 8), (8, 12), (12, 16)]
-    with pytest.raises(ValueError, match="exceeds the largest budget"):
-        segment_bounds(17, [4, 8, 12, 16])
 
 
 def test_eos_ended_trace_is_closed_by_the_ellipsis_at_full_length() -> None:

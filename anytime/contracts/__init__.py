@@ -1,0 +1,16 @@
+"""The contracts between the services: each Celery task's name, its typed request and its typed result.
+
+Every side of a task imports its contract from here, so services import the core and never each other
+(the driver sends `GENERATE_TASK` with a `RolloutJob` and reads a `RolloutResult`; the rollout worker
+validates the same `RolloutJob`). Torch-free: the API and the driver import these without loading a model.
+
+| task | module | request | result |
+| --- | --- | --- | --- |
+| `anytime.rollout.generate` | `contracts.rollout` | `RolloutJob` | `RolloutResult` |
+| `anytime.eval.anytime` | `contracts.evaluation` | `EvalJob` | `EvalResult` |
+| `anytime.verify.grade` | `contracts.verify` | `VerifyRequest` | `VerifyResult` |
+| `anytime.learn.step` | `contracts.learn` | `LearnRequest` | `LearnResult` |
+| `anytime.control.drive` | `contracts.drive` | `DriveRequest` | the run's final status |
+
+Requests come from outside the receiving process, so they refuse unknown keys (`extra="forbid"`).
+"""

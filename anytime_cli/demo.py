@@ -1,0 +1,210 @@
+"""`anytime demo` (`make demo`): the embedded default end to end on the CPU.
+
+1. the tiny reasoner, synthetic data and a supervised warm start (cached in the work folder);
+2. the embedded stack (redis-server, Celery workers, API, MLflow) on free local ports;
+3. a BRPO run and a GRPO run on the synthetic task, created over REST, watched until they end;
+4. their accuracy-vs-budget tables side by side, a BRPO-vs-GRPO overlay PNG (start and end, with
+   intervals), where everything is and the commands to look again.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from anytime_cli.client import ApiClient
+from anytime_cli.curves import TERMINAL, evaluation_line, overlay_png, phase, sampling
+from anytime_cli.errors import CliError
+from anytime_cli.files import write_atomically
+from anytime_cli.runs import evaluations, last_step
+from anytime_cli.up import export_line, stack_failure
+
+WARM_START_BATCH = 32
+WARM_START_LR = 1e-3
+
+
+def prepare_model(
+    workdir: Path, steps: int, seed: int, task_name: str = "digit-chain"
+) -> tuple[Path, Path, Path]:
+    """The warm-started tiny model and its data on `task_name`; rebuilt only when the cache does not match."""
+    import torch
+
+    from anytime.problems import write_problems
+    from anytime.synth import get_task
+    from anytime.tinymodel.build import build_tiny_model
+    from anytime_cli.commands import run_sft
+
+    base, warm = workdir / "tiny-base", workdir / "tiny-sft"
+    train, held_out = workdir / "train.jsonl", workdir / "eval.jsonl"
+    marker = workdir / "warm-start.json"
+    wanted: dict[str, Any] = {"seed": seed, "steps": steps, "batch": WARM_START_BATCH, "lr": WARM_START_LR}
+    if task_name != "digit-chain":
+        wanted["task"] = task_name
+    if marker.is_file() and json.loads(marker.read_text()) == wanted and (warm / "config.json").is_file():
+        typer.echo(f"1-3/6 tiny reasoner, data and warm start: cached in {workdir}")
+        return warm, train, held_out
+    torch.manual_seed(seed)
+    workdir.mkdir(parents=True, exist_ok=True)
+    typer.echo("1/6 building the tiny reasoner")
+    build_tiny_model(base, seed=seed)
+    typer.echo(f"2/6 synthetic {task_name} data (train and held-out eval, different seeds)")
+    task = get_task(task_name)
+    write_problems(task.generate(4000, seed), train)
+    write_problems(task.generate(200, seed + 10_000), held_out)
+    typer.echo(f"3/6 supervised warm start ({steps} steps)")
+    started = time.perf_counter()
+    run_sft(base, train, warm, steps=steps, batch_size=WARM_START_BATCH, lr=WARM_START_LR, seed=seed)
+    typer.echo(f"    warm start done in {time.perf_counter() - started:.0f} s")
+    marker.write_text(json.dumps(wanted))
+    return warm, train, held_out
+
+
+def run_configs(model: Path, train: Path, held_out: Path, steps: int, seed: int) -> dict[str, dict[str, Any]]:
+    common = {
+        "model": str(model),
+        "dataset": str(train),
+        "eval_dataset": str(held_out),
+        "eval_problems": 100,
+        "eval_num_budgets": 4,
+        "b_max": 128,
+        "group_size": 4,
+        "summary_max_tokens": 24,
+        "problems_per_step": 8,
+        "steps": steps,
+        "lr": 1e-4,
+        "seed": seed,
+    }
+    return {
+        "brpo": {**common, "name": "demo BRPO", "algorithm": "brpo", "num_summaries": 2},
+        "grpo": {**common, "name": "demo GRPO", "algorithm": "grpo"},
+    }
+
+
+def side_by_side(curves: dict[str, dict[str, Any]]) -> list[str]:
+    """Accuracy per budget: first (warm start) and last evaluation of each run, in columns."""
+    columns: list[tuple[str, dict[int, float], float]] = []
+    budgets: list[int] = []
+    for name, curve in curves.items():
+        evaluations = curve.get("evaluations", [])
+        for label, ev in (("start", evaluations[0]), ("end", evaluations[-1])) if evaluations else ():
+            budgets = ev["budgets"]
+            columns.append(
+                (
+                    f"{name} {label} v{ev['policy_version']}",
+                    dict(zip(ev["budgets"], ev["accuracy"], strict=True)),
+                    ev["anytime_score"],
+                )
+            )
+    width = max([len(c[0]) for c in columns] + [10])
+    lines = [f"{'budget':>8} " + " ".join(f"{c[0]:>{width}}" for c in columns)]
+    for b in budgets:
+        lines.append(f"{b:>8} " + " ".join(f"{c[1].get(b, float('nan')):>{width}.3f}" for c in columns))
+    lines.append(f"{'anytime':>8} " + " ".join(f"{c[2]:>{width}.3f}" for c in columns))
+    return lines
+
+
+def wait_for(client: ApiClient, run_ids: dict[str, str], poll_s: float = 5.0) -> dict[str, dict[str, Any]]:
+    """Poll the runs until they end, with one line each time one enters a phase (the warm start's
+    evaluation, each step with its training score, the final evaluation) and each evaluation's result."""
+    shown: dict[str, tuple[str, int]] = {}
+    while True:
+        runs = {name: client.json("GET", f"/v1/runs/{rid}") for name, rid in run_ids.items()}
+        for name, run in runs.items():
+            evaluated = evaluations(client, run["id"])
+            now = (phase(run, len(evaluated)), len(evaluated))
+            if shown.get(name) == now:
+                continue
+            if evaluated and shown.get(name, ("", 0))[1] < len(evaluated):
+                typer.echo(f"  {name}: evaluated {evaluation_line(evaluated[-1])}")
+            shown[name] = now
+            step = last_step(client, run["id"]) if int(run.get("step", -1)) >= 0 else None
+            score = step["metrics"].get("anytime/score") if step else None
+            trained = f" (training anytime score {score:.3f} at step {step['step'] + 1})" if step else ""
+            typer.echo(f"  {name}: {now[0]}" + (trained if score is not None else ""))
+        if all(run["status"] in TERMINAL for run in runs.values()):
+            return runs
+        time.sleep(poll_s)
+
+
+def overlay(curves: dict[str, dict[str, Any]], out: Path) -> str:
+    """Draw BRPO's and GRPO's start and end curves (with their intervals) into `out`; what was done."""
+    try:
+        png = overlay_png(
+            {name.upper(): curve for name, curve in curves.items()},
+            "held-out accuracy vs thinking budget: BRPO vs GRPO, start and end",
+        )
+    except CliError as err:
+        return f"no plot: {err}"
+    write_atomically(out, png)
+    return f"{out}  (BRPO and GRPO, start and end, 95 % intervals where sampled)"
+
+
+def look_again(stack_home: Path, run_ids: dict[str, str], png: Path) -> list[str]:
+    """Commands that bring the demo's runs back after its stack has stopped."""
+    ids = " ".join(run_ids.values())
+    return [
+        "The demo's stack has stopped, so the addresses above are gone. To look again:",
+        f"  anytime up --home {stack_home}            # API on :8000, MLflow UI on :5000; leave it running",
+        f"  {export_line('http://127.0.0.1:8000', stack_home / 'api-key')}",
+        *(f"  anytime runs show {rid}" for rid in run_ids.values()),
+        f"  anytime runs curve {ids} --png {png}",
+        "  open http://127.0.0.1:5000 (MLflow: compare the runs, evaluation metrics per budget, curve plots)",
+    ]
+
+
+def run_demo(workdir: Path, warm_steps: int, run_steps: int, seed: int) -> None:
+    from anytime.processes import free_port
+    from services.control.stack import EmbeddedStack, StackError
+
+    workdir = workdir.resolve()
+    model, train, held_out = prepare_model(workdir, warm_steps, seed)
+    stack = EmbeddedStack(workdir / "stack", api_port=free_port(), mlflow_port=free_port())
+    typer.echo(f"4/6 starting the embedded stack: redis, MLflow, workers, API (logs in {stack.home}/logs)")
+    started = time.perf_counter()
+    try:
+        stack.start()
+    except StackError as err:
+        raise stack_failure(err, stack.home) from None
+    try:
+        up_s = time.perf_counter() - started
+        typer.echo(f"    API {stack.api_url}/docs, MLflow {stack.mlflow_url} (up in {up_s:.0f} s)")
+        client = ApiClient(stack.api_url, stack.api_key())
+        typer.echo(f"5/6 a BRPO run and a GRPO run, {run_steps} steps each, created over REST")
+        run_ids = {
+            name: client.json("POST", "/v1/runs", json=cfg)["id"]
+            for name, cfg in run_configs(model, train, held_out, run_steps, seed).items()
+        }
+        for name, rid in run_ids.items():
+            typer.echo(f"    {name}: run {rid}")
+        started = time.perf_counter()
+        runs = wait_for(client, run_ids)
+        typer.echo(f"    both runs ended in {time.perf_counter() - started:.0f} s")
+        curves = {name: client.json("GET", f"/v1/runs/{rid}/curve") for name, rid in run_ids.items()}
+    finally:
+        stack.stop()
+    start: dict[str, Any] = next((c["evaluations"][0] for c in curves.values() if c.get("evaluations")), {})
+    how = ", ".join(
+        part for part in (sampling(start), f"{start.get('num_problems')} problems" if start else "") if part
+    )
+    typer.echo(f"6/6 held-out accuracy vs thinking budget ({how}; start = the warm start)")
+    for line in side_by_side(curves):
+        typer.echo(line)
+    png = workdir / "brpo-vs-grpo.png"
+    failed = {name: run.get("error") for name, run in runs.items() if run["status"] != "succeeded"}
+    typer.echo(
+        "\n".join(
+            [
+                f"plot     {overlay(curves, png)}",
+                f"runs     {', '.join(f'{name} {rid}' for name, rid in run_ids.items())}",
+                f"model    {model} (warm start), data {train} and {held_out}",
+                f"state    {stack.home} (runs in anytime.db, MLflow in mlflow.db, logs in logs/)",
+                *look_again(stack.home, run_ids, png),
+            ]
+        )
+    )
+    if failed:
+        raise CliError(f"runs did not succeed: {failed}")

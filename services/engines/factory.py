@@ -1,0 +1,62 @@
+"""Start an engine by kind: the one place that picks `TransformersEngine` or `VllmEngine`.
+
+Torch-free at import: the engine modules are imported only when an engine of their kind is asked for.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal, Protocol
+
+from services.engines.seam import Engine
+
+EngineKind = Literal["transformers", "vllm"]
+
+
+class EngineSettings(Protocol):
+    """The settings an engine is started with (the rollout worker's `RolloutSettings` provides them)."""
+
+    @property
+    def max_rows(self) -> int: ...
+    @property
+    def vllm_dtype(self) -> str: ...
+    @property
+    def vllm_max_model_len(self) -> int | None: ...
+    @property
+    def vllm_enforce_eager(self) -> bool: ...
+    @property
+    def vllm_block_size(self) -> int | None: ...
+    @property
+    def vllm_gpu_memory_utilization(self) -> float: ...
+    @property
+    def vllm_cpu_kvcache_space_gib(self) -> int: ...
+    @property
+    def seed(self) -> int: ...
+
+
+def make_engine(
+    kind: EngineKind, model_dir: Path, settings: EngineSettings, policy_version: int = 0
+) -> Engine:
+    """Start the engine `kind` on `model_dir` (vLLM is imported only when asked for)."""
+    if not (model_dir / "config.json").is_file():
+        raise FileNotFoundError(f"{model_dir} is not a Hugging Face model folder (no config.json)")
+    if kind == "transformers":
+        from services.engines.transformers_engine import TransformersEngine
+
+        return TransformersEngine.from_model_dir(
+            model_dir, policy_version=policy_version, max_rows=settings.max_rows
+        )
+    # vLLM reads its CPU KV-cache size from the environment only; this is the one place we hand it over.
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(settings.vllm_cpu_kvcache_space_gib))
+    from services.engines.vllm_engine import VllmEngine, VllmOptions
+
+    options = VllmOptions(
+        dtype=settings.vllm_dtype,
+        max_model_len=settings.vllm_max_model_len,
+        enforce_eager=settings.vllm_enforce_eager,
+        block_size=settings.vllm_block_size,
+        gpu_memory_utilization=settings.vllm_gpu_memory_utilization,
+        seed=settings.seed,
+    )
+    return VllmEngine(model_dir, options, policy_version=policy_version)
