@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -57,3 +58,41 @@ def accuracy_vs_budget_png(series: Sequence[CurveSeries], title: str) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()
+
+
+class EvaluatedPolicy(Protocol):
+    """What drawing needs of one evaluation (an `anytime.db.models.Evaluation` row has it): the policy, its
+    accuracy per budget, how it was sampled and its 95 % band (None for greedy or older rows)."""
+
+    @property
+    def policy_version(self) -> int: ...
+    @property
+    def budgets(self) -> Sequence[int]: ...
+    @property
+    def accuracy(self) -> Sequence[float]: ...
+    @property
+    def num_samples(self) -> int | None: ...
+    @property
+    def temperature(self) -> float | None: ...
+    @property
+    def accuracy_ci_low(self) -> Sequence[float] | None: ...
+    @property
+    def accuracy_ci_high(self) -> Sequence[float] | None: ...
+
+
+def start_vs_end_series(evaluations: Sequence[EvaluatedPolicy], name: str = "") -> list[CurveSeries]:
+    """The first (start) and last (end) of a run's evaluations, in policy-version order, as two curves
+    labelled `[name ]start v<version>` / `[name ]end v<version>` with how they were sampled and their bands;
+    one curve for one evaluation, none for none."""
+    ordered = sorted(evaluations, key=lambda e: e.policy_version)
+    prefix = f"{name} " if name else ""
+    return [
+        CurveSeries(
+            series_label(f"{prefix}{label} v{e.policy_version}", e.num_samples, e.temperature),
+            e.budgets,
+            e.accuracy,
+            e.accuracy_ci_low,
+            e.accuracy_ci_high,
+        )
+        for label, e in zip(("start", "end"), ordered[:1] + ordered[1:][-1:], strict=False)
+    ]

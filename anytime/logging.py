@@ -14,6 +14,17 @@ from anytime.settings import LogFormat
 CHATTY_LIBRARIES = ("httpx", "httpcore", "urllib3", "mlflow", "alembic", "git")
 
 
+class _CurrentStderr:
+    """Whatever `sys.stderr` is when a line is written (not when logging was configured), so a stream
+    swapped in and closed later (a test's capture, a daemon's redirect) never strands the loggers."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(level: str = "INFO", fmt: LogFormat = "console", library_logs: bool = False) -> None:
     """Configure structlog and the stdlib root logger once per process, on stderr. Colours only on a
     terminal, so log files stay plain text; `CHATTY_LIBRARIES` log warnings only unless `library_logs`."""
@@ -32,7 +43,7 @@ def configure_logging(level: str = "INFO", fmt: LogFormat = "console", library_l
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")

@@ -148,3 +148,37 @@ class RunConfig(BaseModel):
     def eval_budgets(self) -> list[int]:
         """The uniform evaluation grid `b_max * j / S_eval`, j = 1..S_eval."""
         return [self.b_max * j // self.eval_num_budgets for j in range(1, self.eval_num_budgets + 1)]
+
+    def resolved_params(self) -> dict[str, object]:
+        """The config as it runs, for MLflow params: every field left unset (None) for the algorithm to fill
+        in carries the value the run uses (S, A, baseline, summary mode, prior, loss normalizer, eval k),
+        with the training and evaluation budgets; fields that stay unset (no name, no eval set) are left
+        out. `prior` names the prior (`explicit` for given probabilities; on one budget every named prior
+        is all mass on b_max, written `base`); `probs` are its probabilities. What the user wrote is the
+        run's `config.json` artifact."""
+        brpo = self.brpo_config()
+        prior = brpo.budget_prior()
+        prior_name = self.prior.value if self.prior is not None else "explicit"
+        if self.prior is None and self.probs is None:  # the algorithm's prior: name it by its probabilities
+            prior_name = next(
+                (
+                    kind.value
+                    for kind in (PriorKind.BASE, PriorKind.UNIFORM, PriorKind.LINEAR)
+                    if BudgetPrior.spaced(kind, self.b_max, len(prior.budgets)).probs == prior.probs
+                ),
+                "explicit",
+            )
+        resolved: dict[str, object] = {
+            **self.model_dump(mode="json"),
+            "num_budgets": brpo.resolved_num_budgets,
+            "num_summaries": brpo.resolved_num_summaries,
+            "baseline": brpo.resolved_baseline.value,
+            "summary_mode": brpo.resolved_summary_mode.value,
+            "prior": prior_name,
+            "probs": list(prior.probs),
+            "budgets": list(prior.budgets),
+            "loss_normalizer": brpo.resolved_loss_normalizer,
+            "eval_samples": self.eval_num_samples,
+            "eval_budgets": self.eval_budgets(),
+        }
+        return {name: value for name, value in resolved.items() if value is not None}

@@ -9,10 +9,20 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping
-from typing import Any, Protocol
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from anytime.curve_plot import EvaluatedPolicy
 
 EXPERIMENT = "anytime"
+# MLflow 3's experiment kind: its UI opens a `genai_development` experiment on Traces and a
+# `custom_model_development` one ("Machine learning") on its runs. 3.17's UI takes the kind from its
+# workflow switch (kept in the browser, default GenAI) rather than from this tag, so `experiment_url` also
+# carries the switch's URL parameter; the tag records the kind for the UIs and clients that read it.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+TRAINING_KIND = "custom_model_development"
+START_VS_END = "curves/start_vs_end.png"
 _ILLEGAL = re.compile(r"[^A-Za-z0-9_\-. /:]")
 MAX_PARAM_CHARS = 6000
 
@@ -71,11 +81,14 @@ class MlflowTracker:
 
         self.client = MlflowClient(tracking_uri=tracking_uri)
         found = self.client.get_experiment_by_name(experiment)
-        self.experiment_id = (
-            found.experiment_id
-            if found
-            else self.client.create_experiment(experiment, artifact_location=artifact_root)
-        )
+        if found is None:
+            self.experiment_id = self.client.create_experiment(
+                experiment, artifact_location=artifact_root, tags={EXPERIMENT_KIND_TAG: TRAINING_KIND}
+            )
+        else:
+            self.experiment_id = found.experiment_id
+            if EXPERIMENT_KIND_TAG not in found.tags:  # a store made before the tag: mark it once
+                self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND_TAG, TRAINING_KIND)
 
     def start_run(self, name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
         from mlflow.entities import Param
@@ -116,6 +129,25 @@ class MlflowTracker:
     def end_run(self, run: str | None, status: str) -> None:
         if run is not None:
             self.client.set_terminated(run, status=status)
+
+
+def log_start_vs_end(
+    tracker: Tracker, run: str | None, evaluations: Sequence[EvaluatedPolicy], title: str
+) -> bool:
+    """Log `curves/start_vs_end.png` (the first and the last evaluated policy, with their 95 % bands) once a
+    run has two evaluations or more, replacing the previous one; whether it was logged."""
+    if run is None or len(evaluations) < 2:
+        return False
+    from anytime.curve_plot import accuracy_vs_budget_png, start_vs_end_series
+
+    png = accuracy_vs_budget_png(start_vs_end_series(evaluations), f"{title}: start vs end")
+    tracker.log_png(run, png, START_VS_END)
+    return True
+
+
+def experiment_url(server_url: str, experiment_id: str) -> str:
+    """The MLflow UI's page of an experiment's runs in its training ("Machine learning") view."""
+    return f"{server_url.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
 
 
 def initialise_store(tracking_uri: str, artifact_root: str | None = None) -> str:

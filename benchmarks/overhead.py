@@ -63,8 +63,6 @@ def through_services(cfg: RunConfig, home: Path) -> float:
 def in_one_process(cfg: RunConfig, home: Path) -> float:
     import redis
 
-    from anytime.contracts.learn import LearnRequest
-    from anytime.contracts.rollout import RolloutJob
     from anytime.contracts.verify import VerifyRequest
     from anytime.problems import load_problems
     from anytime.trajectory_store import TrajectoryStore
@@ -96,19 +94,13 @@ def in_one_process(cfg: RunConfig, home: Path) -> float:
             version = 0
             model_dir = cfg.model
             for step in range(cfg.steps):
-                job = RolloutJob.model_validate(
-                    driver._rollout_job("bench", step, version, model_dir, train, cfg)
-                )
+                job = driver._rollout_job("bench", step, version, model_dir, train, cfg)
                 rolled = run_rollout_job(job, engines, store)
                 request = VerifyRequest(
                     run_id="bench", step=step, think_end_id=rolled["think_end_id"], eos_id=rolled["eos_id"]
                 )
                 verify_trajectories(store, verifier, request)
-                learned = run_learn_step(
-                    LearnRequest.model_validate(driver._learn_request("bench", step, version, cfg)),
-                    learners,
-                    store,
-                )
+                learned = run_learn_step(driver._learn_request("bench", step, version, cfg), learners, store)
                 version, model_dir = learned.policy_version, learned.model_dir
                 store.delete_batch("bench", step)
                 ends.append(time.perf_counter())

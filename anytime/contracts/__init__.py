@@ -12,5 +12,8 @@ validates the same `RolloutJob`). Torch-free: the API and the driver import thes
 | `anytime.learn.step` | `contracts.learn` | `LearnRequest` | `LearnResult` |
 | `anytime.control.drive` | `contracts.drive` | `DriveRequest` | the run's final status |
 
-Requests come from outside the receiving process, so they refuse unknown keys (`extra="forbid"`).
+`contracts.sampling` holds `SamplingConfig`, which the rollout and evaluation jobs carry and every engine
+takes. The records the tasks pass through Redis sit beside these: `anytime.trajectory` (what the rollout
+writes) and `anytime.verdict` (what the verifier writes). Requests come from outside the receiving process,
+so they refuse unknown keys (`extra="forbid"`).
 """

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from anytime.brpo.cuts import split_by_budget
+from anytime.brpo.cuts import cut_of_budget, split_by_budget
 from anytime.queues import Queue, task_name
 from anytime.trajectory import Trajectory, cuts_of
 from anytime.verdict import Status, VerdictRecord
@@ -82,14 +82,9 @@ def budget_rewards(trajectory: Trajectory, verdicts: Mapping[str, VerdictRecord]
         for c, cut in enumerate(trajectory.cuts)
     ]
     cuts = cuts_of(trajectory)
-    budget_cut = {
-        j: (cut, record)
-        for cut, record in zip(cuts, trajectory.cuts, strict=True)
-        for j in cut.budget_indices
-    }
+    by_budget = split_by_budget(cuts, per_cut, trajectory.num_summaries)
     records: list[BudgetReward] = []
-    for j, sids in enumerate(split_by_budget(cuts, per_cut, trajectory.num_summaries)):
-        cut, record = budget_cut[j]
+    for j, (cut, sids) in enumerate(zip(cut_of_budget(cuts), by_budget, strict=True)):
         inserted_start = len(trajectory.prompt_ids) + cut.length
         for a, sid in enumerate(sids):
             verdict = verdicts.get(sid)
@@ -103,7 +98,7 @@ def budget_rewards(trajectory: Trajectory, verdicts: Mapping[str, VerdictRecord]
                     summary_index=a,
                     cut=cut.length,
                     inserted_start=inserted_start,
-                    inserted_end=inserted_start + len(record.inserted_ids),
+                    inserted_end=inserted_start + len(cut.inserted_ids),
                     answer=verdict.extracted,
                     status=verdict.status,
                     reward=verdict.reward,

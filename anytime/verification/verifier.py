@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from anytime.summary_format import SummaryFormat
+from anytime.verdict import VerdictRecord
 from anytime.verification.cache import CachedVerdict, CacheKey, VerdictCache
 from anytime.verification.extraction import extract_answer, is_formatted, missing_answer_reason
 from anytime.verification.grading import (
@@ -68,6 +69,16 @@ class Verdict:
         if self.message is not None:
             record["message"] = self.message
         return record
+
+    def record(self) -> VerdictRecord:
+        """The verdict record the verify task stores by summary id."""
+        return VerdictRecord(
+            status=self.status,
+            formatted=self.formatted,
+            reward=self.reward,
+            extracted=self.extracted,
+            message=self.message,
+        )
 
     @classmethod
     def error(cls, message: str) -> Verdict:

@@ -71,7 +71,7 @@ def verify_trajectories(store: TrajectoryStore, verifier: Verifier, request: Ver
     by_trajectory: dict[str, dict[str, VerdictRecord]] = {}
     statuses: dict[str, int] = {}
     for (trajectory_id, sid), verdict in zip(owners, verdicts, strict=True):
-        by_trajectory.setdefault(trajectory_id, {})[sid] = VerdictRecord.model_validate(verdict.to_dict())
+        by_trajectory.setdefault(trajectory_id, {})[sid] = verdict.record()
         statuses[verdict.status.value] = statuses.get(verdict.status.value, 0) + 1
     stored = 0
     for trajectory_id, batch in by_trajectory.items():

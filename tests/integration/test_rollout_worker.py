@@ -60,12 +60,12 @@ def test_the_same_job_twice_stores_each_trajectory_once(warm_model_dir: Path, st
     holder = EngineHolder(RolloutSettings())
     first = run_rollout_job(job, holder, store)
     assert first["stored"] == 12 and len(first["trajectory_ids"]) == 12
-    stored_json = {i: store.client.get(f"anytime:traj:{i}") for i in first["trajectory_ids"]}
+    stored_json = {i: store.client.get(f"{store.prefix}:traj:{i}") for i in first["trajectory_ids"]}
     # A second run (a re-delivered task) samples again; the first trajectories stay, nothing is added.
     again = run_rollout_job(job.model_copy(update={"seed": 4}), holder, store)
     assert again["stored"] == 0 and again["trajectory_ids"] == first["trajectory_ids"]
     assert store.batch_ids(job.run_id, 0) == sorted(first["trajectory_ids"])
-    assert {i: store.client.get(f"anytime:traj:{i}") for i in first["trajectory_ids"]} == stored_json
+    assert {i: store.client.get(f"{store.prefix}:traj:{i}") for i in first["trajectory_ids"]} == stored_json
     # A partial first attempt (some trajectories stored before a crash) is completed, not duplicated.
     engine = holder.at_version(job.run_id, warm_model_dir, 0)
     partial = rollout(engine, job.problems, job.config, run_id="partial", step=0, seed=1)[:5]
