@@ -1,28 +1,37 @@
 """A training run's configuration as users write it (REST body, `anytime runs create --config FILE.yaml`).
 
-Flat and validated: every field has a default that runs on the embedded CPU default (tiny model, synthetic
-task); a bad value is refused with a message that says how to fix it (the API answers 422 with it). The
-algorithm's own invariants come from `BRPOConfig`, which this config builds.
+Validated: every field has a default that runs on the embedded CPU default (tiny model, synthetic task); a
+bad value is refused with a message that says how to fix it (the API answers 422 with it). What the run
+resolves to (S, A, prior, baseline, loss normaliser, the jobs' settings) is its `RunPlan`, built once from
+this config (`anytime.run_plan`); validation builds it, so a config that validates has a plan.
+
+The algorithm's fields stay flat, as the REST body has always had them (experiments override them per arm
+and pair arms on them): `RunPlan` builds `BRPOConfig` from them, so `BRPOConfig` keeps no defaults of its
+own for a run. Where the defaults differ (`b_max` 128 here, the paper's 8000 there; G 4 vs 8; summary cap
+32 vs 128; `lr` 1e-5 vs `LearnerConfig`'s 1e-6) these are the run's, sized for the embedded CPU default;
+`BRPOConfig`'s and `LearnerConfig`'s are the paper's, for code that builds them directly (benchmarks,
+tests). The learner's own knobs (PPO clips, optimiser, mini-batches, checkpoints) are the optional nested
+`learner:` section (`LearnerKnobs`); unset, they are the paper's.
 """
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from anytime.brpo.budgets import BudgetPrior, PriorKind
+from anytime.brpo.budgets import PriorKind
 from anytime.brpo.config import (
     BRPO_NUM_BUDGETS,
     BRPO_NUM_SUMMARIES,
     Algorithm,
-    BRPOConfig,
     LossAggregation,
     SummaryMode,
     ThinkingBaseline,
 )
+from anytime.contracts.learn import LearnerKnobs
+from anytime.run_plan import DEFAULT_EVAL_SAMPLES, RunPlan
 
 # Evaluation by sampling, as the authors do (PAPER.md §5.2: temperature 0.6); k = 4 fits a 2-core CPU.
 AUTHORS_EVAL_TEMPERATURE = 0.6
-DEFAULT_EVAL_SAMPLES = 4
 
 # b_max becomes budget rows (SQL INTEGER, so no larger); the other token counts and sizes share its bound.
 _MAX_SQL_INT = 2**31 - 1
@@ -84,7 +93,8 @@ class RunConfig(BaseModel):
         default=None,
         ge=1,
         le=256,
-        description="k: traces per eval problem (one summary per trace and budget); unset: 4, 1 if greedy.",
+        description=f"k: traces per eval problem (one summary per trace and budget); unset: "
+        f"{DEFAULT_EVAL_SAMPLES}, 1 if greedy.",
     )
     eval_temperature: float = Field(
         default=AUTHORS_EVAL_TEMPERATURE,
@@ -99,35 +109,20 @@ class RunConfig(BaseModel):
         description="Eval sampling seed: same seed and policy, same numbers; keep it across compared arms.",
     )
     seed: int = Field(default=0, ge=0, le=2**32 - 1, description="What torch and numpy seeds take.")
+    learner: LearnerKnobs | None = Field(
+        default=None,
+        description="The learner's PPO, optimiser, batching and checkpoint knobs (clip_high, mini_batches, "
+        "micro_batch_tokens, weight_decay, …); unset ones are the paper's.",
+    )
 
     @model_validator(mode="after")
     def _valid_algorithm(self) -> RunConfig:
-        self.brpo_config()  # BRPOConfig's validators say what is wrong and how to fix it
         if self.eval_dataset is not None and self.b_max % self.eval_num_budgets:
             raise ValueError(
                 f"b_max ({self.b_max}) must be a multiple of eval_num_budgets ({self.eval_num_budgets}) "
                 "so the evaluation budgets are whole tokens"
             )
         return self
-
-    def brpo_config(self) -> BRPOConfig:
-        return BRPOConfig(
-            algorithm=self.algorithm,
-            b_max=self.b_max,
-            num_budgets=self.num_budgets,
-            num_summaries=self.num_summaries,
-            prior=self.prior,
-            probs=self.probs,
-            baseline=self.baseline,
-            summary_mode=self.summary_mode,
-            group_size=self.group_size,
-            summary_max_tokens=self.summary_max_tokens,
-            aggregation=self.aggregation,
-            loss_normalizer=self.loss_normalizer,
-        )
-
-    def budget_prior(self) -> BudgetPrior:
-        return self.brpo_config().budget_prior()
 
     @model_validator(mode="after")
     def _valid_eval_sampling(self) -> RunConfig:
@@ -138,47 +133,21 @@ class RunConfig(BaseModel):
             )
         return self
 
-    @property
-    def eval_num_samples(self) -> int:
-        """k: `eval_samples`, or when unset 1 for greedy evaluation and `DEFAULT_EVAL_SAMPLES` otherwise."""
-        if self.eval_samples is not None:
-            return self.eval_samples
-        return 1 if self.eval_temperature == 0 else DEFAULT_EVAL_SAMPLES
+    @model_validator(mode="after")
+    def _valid_plan(self) -> RunConfig:
+        self.plan()  # BRPOConfig's and LearnerConfig's validators say what is wrong and how to fix it
+        return self
 
-    def eval_budgets(self) -> list[int]:
-        """The uniform evaluation grid `b_max * j / S_eval`, j = 1..S_eval."""
-        return [self.b_max * j // self.eval_num_budgets for j in range(1, self.eval_num_budgets + 1)]
+    def plan(self) -> RunPlan:
+        """The run as it runs: prior, rollout, learner and evaluation settings (`RunPlan.from_config`)."""
+        return RunPlan.from_config(self)
 
     def resolved_params(self) -> dict[str, object]:
         """The config as it runs, for MLflow params: every field left unset (None) for the algorithm to fill
         in carries the value the run uses (S, A, baseline, summary mode, prior, loss normalizer, eval k),
-        with the training and evaluation budgets; fields that stay unset (no name, no eval set) are left
-        out. `prior` names the prior (`explicit` for given probabilities; on one budget every named prior
-        is all mass on b_max, written `base`); `probs` are its probabilities. What the user wrote is the
-        run's `config.json` artifact."""
-        brpo = self.brpo_config()
-        prior = brpo.budget_prior()
-        prior_name = self.prior.value if self.prior is not None else "explicit"
-        if self.prior is None and self.probs is None:  # the algorithm's prior: name it by its probabilities
-            prior_name = next(
-                (
-                    kind.value
-                    for kind in (PriorKind.BASE, PriorKind.UNIFORM, PriorKind.LINEAR)
-                    if BudgetPrior.spaced(kind, self.b_max, len(prior.budgets)).probs == prior.probs
-                ),
-                "explicit",
-            )
-        resolved: dict[str, object] = {
-            **self.model_dump(mode="json"),
-            "num_budgets": brpo.resolved_num_budgets,
-            "num_summaries": brpo.resolved_num_summaries,
-            "baseline": brpo.resolved_baseline.value,
-            "summary_mode": brpo.resolved_summary_mode.value,
-            "prior": prior_name,
-            "probs": list(prior.probs),
-            "budgets": list(prior.budgets),
-            "loss_normalizer": brpo.resolved_loss_normalizer,
-            "eval_samples": self.eval_num_samples,
-            "eval_budgets": self.eval_budgets(),
-        }
+        with the training and evaluation budgets and the learner's knobs (`RunPlan.resolved`); fields that
+        stay unset (no name, no eval set) are left out. `prior` names the prior (`explicit` for given
+        probabilities; on one budget every named prior is all mass on b_max, written `base`); `probs` are
+        its probabilities. What the user wrote is the run's `config.json` artifact."""
+        resolved: dict[str, object] = {**self.model_dump(mode="json"), **self.plan().resolved()}
         return {name: value for name, value in resolved.items() if value is not None}

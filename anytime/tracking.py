@@ -3,6 +3,22 @@
 `MlflowTracker` talks to a store or server through `MlflowClient` (no process-global active run, so several
 runs can be tracked from one process); `NullTracker` does nothing, for tests and for runs without tracking.
 Metric names are slash-namespaced and MLflow-legal (`reward/budget_64/mean`, `eval/accuracy/budget_64`).
+
+What a run shows in MLflow (the run driver logs it):
+- params: the config as it runs (`RunConfig.resolved_params`: S, A, baseline, prior, … filled in), the
+  config as written in the `config.json` artifact;
+- metrics: training metrics by policy version, and the evaluations' `eval/…` metrics (named by
+  `EvalResult.metrics`); `curves/eval_v<version>.png` per evaluation, and `curves/start_vs_end.png` (the
+  first and last policy with their bands) from the second evaluation on;
+- the experiment is tagged a training experiment (`TRAINING_KIND`); `experiment_url` links its runs.
+
+Metric order in the UI: MLflow 3.17 sorts chart sections and metric tables by name (JavaScript's
+code-point order: `advantage` < `anytime` < `batch` < `eval`), and keeps a reordered or saved chart layout
+in the browser's local storage only; its server-side "custom views" (experiment tags
+`mlflow.customView.view.v1.*`) lay out traces, not metrics. So no tag or server setting puts evaluation
+first; only the names can, and an uppercase or digit first character sorts before every lowercase one. The
+tracker does not rename what it is given (a metric with two names is two to keep in step): a name that
+sorts first belongs where the names are made, `EvalResult.metrics`.
 """
 
 from __future__ import annotations

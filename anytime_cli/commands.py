@@ -73,7 +73,7 @@ def run_sft(
     return report.seconds
 
 
-def run_eval(model_dir: Path, data: Path, budgets: list[int], n: int, summary_tokens: int) -> list[float]:
+def run_eval(model_dir: Path, data: Path, budgets: list[int], n: int, summary_max_tokens: int) -> list[float]:
     from services.engines.transformers_engine import TransformersEngine
     from services.rollout.anytime_eval import evaluate_anytime
 
@@ -81,7 +81,7 @@ def run_eval(model_dir: Path, data: Path, budgets: list[int], n: int, summary_to
     check_model_dir(model_dir)
     fmt = SummaryFormat()
     engine = TransformersEngine.from_model_dir(model_dir, fmt)
-    result = evaluate_anytime(engine, problems, budgets, summary_max_tokens=summary_tokens)
+    result = evaluate_anytime(engine, problems, budgets, summary_max_tokens=summary_max_tokens)
     typer.echo(f"{'budget':>8} {'accuracy':>9}")
     for budget, accuracy in zip(result.budgets, result.accuracy, strict=True):
         typer.echo(f"{budget:>8} {accuracy:>9.3f}")

@@ -66,9 +66,12 @@ def parse_budgets(text: str) -> list[int]:
         raise CliError(
             f"--budgets must be comma-separated integers, e.g. 32,64,96,128; got {text!r}"
         ) from None
-    if not budgets or any(b <= 0 for b in budgets) or budgets != sorted(set(budgets)):
-        raise CliError(f"--budgets must be positive and strictly increasing; got {text!r}")
-    return budgets
+    from anytime.brpo.budgets import check_budgets
+
+    try:
+        return list(check_budgets(budgets))
+    except ValueError as err:
+        raise CliError(f"--{err}") from None
 
 
 @model_app.command("tiny")
@@ -132,7 +135,7 @@ def evaluate(
     parsed = parse_budgets(budgets)  # before the heavy imports, so bad input fails fast
     from anytime_cli.commands import run_eval
 
-    run_eval(model, data, parsed, n=n, summary_tokens=summary_tokens)
+    run_eval(model, data, parsed, n=n, summary_max_tokens=summary_tokens)
 
 
 @app.command("demo")

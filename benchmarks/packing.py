@@ -76,7 +76,7 @@ def naive_step(model: Any, traces: list[Trace]) -> list[torch.Tensor]:
     for trace in traces:
         tree = trace.tree
         trunk = tree.prompt_len + tree.thinking_len
-        full = next(i for i, b in enumerate(tree.blocks) if b.cut_length == tree.thinking_len)
+        full = next(i for i, b in enumerate(tree.blocks) if b.cut == tree.thinking_len)
         row = torch.zeros(tree.length)
         for index, (block, ids) in enumerate(zip(tree.blocks, trace.sequences(), strict=True)):
             x = torch.tensor([ids])

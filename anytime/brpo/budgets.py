@@ -17,6 +17,17 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 _SUM_TOLERANCE = 1e-6
 
 
+def check_budgets(budgets: Sequence[int]) -> tuple[int, ...]:
+    """The one check of a budget support: at least one budget, positive, strictly increasing
+    (`b_1 < … < b_S`). Raises `ValueError` saying so; returns the budgets as a tuple."""
+    if not budgets or budgets[0] <= 0 or any(a >= b for a, b in itertools.pairwise(budgets)):
+        raise ValueError(
+            "budgets must be positive and strictly increasing (b_1 < … < b_S), e.g. [64, 128]; "
+            f"got {list(budgets)}"
+        )
+    return tuple(budgets)
+
+
 class PriorKind(StrEnum):
     """Named priors over evenly spaced budgets `b_j = j * b_max / S`."""
 
@@ -45,10 +56,7 @@ class BudgetPrior(BaseModel):
                 f"give one probability per budget: {len(budgets)} budgets {list(budgets)} "
                 f"but {len(probs)} probabilities {list(probs)}"
             )
-        if budgets[0] <= 0:
-            raise ValueError(f"budgets must be positive token counts; got {list(budgets)}")
-        if any(a >= b for a, b in itertools.pairwise(budgets)):
-            raise ValueError(f"budgets must be strictly increasing (b_1 < … < b_S); got {list(budgets)}")
+        check_budgets(budgets)
         if any(not math.isfinite(p) or p < 0 for p in probs):
             raise ValueError(f"budget probabilities must be finite and >= 0; got {list(probs)}")
         total = math.fsum(probs)

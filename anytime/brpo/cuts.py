@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import pairwise
 from typing import Literal, Protocol, TypeVar
+
+from anytime.brpo.budgets import check_budgets
 
 FinishReason = Literal["think_end", "eos", "length"]
 
@@ -87,8 +88,8 @@ def cut_trace(
     The ellipsis is inserted when the thought was cut (`len(z) > b_j`) or never closed (finish reason
     `eos` or `length`), and left out when the whole closed thought fits the budget.
     """
-    if any(b <= 0 for b in budgets) or any(a >= b for a, b in pairwise(budgets)):
-        raise ValueError(f"budgets must be positive and strictly increasing; got {list(budgets)}")
+    if budgets:  # no budgets: no cuts
+        check_budgets(budgets)
     if thinking_len < 0:
         raise ValueError(f"thinking length must be >= 0; got {thinking_len}")
     served: dict[int, list[int]] = {}

@@ -37,7 +37,7 @@ class BlockSpan:
     end: int
     budget_index: int
     sample_index: int
-    cut_length: int
+    cut: int
     prefix_len: int
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -29,6 +29,7 @@ class OldLogProbs(StrEnum):
 
 
 Precision = Literal["auto", "fp32", "bf16"]
+SaveDtype = Literal["auto", "float32", "bfloat16", "float16"]
 
 
 class LearnerConfig(BaseModel):
@@ -57,7 +58,7 @@ class LearnerConfig(BaseModel):
     )
     precision: Precision = Field(default="auto", description="auto: bf16 autocast on CUDA, fp32 on CPU")
     gradient_checkpointing: bool | None = Field(default=None, description="unset: on for CUDA, off on CPU")
-    save_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+    save_dtype: SaveDtype = Field(
         default="auto",
         description="dtype of the checkpoints' model folder (vLLM serves it); auto: the initial model's",
     )
@@ -81,6 +82,58 @@ class LearnerConfig(BaseModel):
         if not all(0 <= b < 1 for b in self.betas):
             raise ValueError(f"AdamW betas must lie in [0, 1) (the paper: 0.9, 0.999); got {self.betas}")
         return self
+
+
+class LearnerKnobs(BaseModel):
+    """A run config's optional `learner:` section: the PPO, optimiser, batching and checkpoint knobs a run
+    may set. Unset fields keep `LearnerConfig`'s and `BRPOConfig`'s defaults (the paper's), whose validators
+    also check the values (`RunPlan.from_config` builds both). The rest of the learner's config comes from the
+    run's flat fields (the algorithm, `lr`, `temperature`, `seed`) and its plan (the evaluation grid)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # BRPOConfig's PPO knobs; everything else is LearnerConfig's.
+    BRPO_FIELDS: ClassVar[frozenset[str]] = frozenset({"clip_low", "clip_high", "discount"})
+
+    clip_low: float | None = Field(default=None, description="PPO clip below 1 (the paper: 0.2).")
+    clip_high: float | None = Field(default=None, description="PPO clip above 1 (asymmetric; 0.2).")
+    discount: float | None = Field(default=None, description="V1's discount over earlier budgets (2).")
+    betas: tuple[float, float] | None = None
+    weight_decay: float | None = None
+    grad_clip: float | None = None
+    warmup_steps: int | None = None
+    mini_batches: int | None = None
+    micro_batch_tokens: int | None = None
+    pad_to_token_budget: bool | None = None
+    old_logprobs: OldLogProbs | None = None
+    max_policy_lag: int | None = None
+    precision: Precision | None = None
+    gradient_checkpointing: bool | None = None
+    save_dtype: SaveDtype | None = None
+    keep_last: int | None = None
+    keep_every: int | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(str(key) for key in data if key not in cls.model_fields)
+            if unknown:
+                flat = [key for key in unknown if key in ("lr", "temperature", "seed")]
+                hint = f" ({', '.join(flat)}: a top-level run field)" if flat else ""
+                raise ValueError(
+                    f"unknown learner key(s) {unknown}{hint}; the learner section takes "
+                    f"{', '.join(cls.model_fields)}"
+                )
+        return data
+
+    def brpo_fields(self) -> dict[str, Any]:
+        """The knobs set for `BRPOConfig`."""
+        return {k: v for k, v in self.model_dump(exclude_none=True).items() if k in self.BRPO_FIELDS}
+
+    def learner_fields(self) -> dict[str, Any]:
+        """The knobs set for `LearnerConfig`."""
+        return {k: v for k, v in self.model_dump(exclude_none=True).items() if k not in self.BRPO_FIELDS}
 
 
 class LearnRequest(BaseModel):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from itertools import pairwise
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from anytime.brpo.budgets import check_budgets
 from anytime.contracts.sampling import SamplingConfig
 from anytime.problems import Problem
 from anytime.queues import Queue, task_name
@@ -29,12 +29,11 @@ class RolloutConfig(BaseModel):
     @field_validator("budgets")
     @classmethod
     def _increasing(cls, value: tuple[int, ...]) -> tuple[int, ...]:
-        if not value or any(b <= 0 for b in value) or any(a >= b for a, b in pairwise(value)):
-            raise ValueError(f"budgets must be positive and strictly increasing, e.g. (64, 128); got {value}")
-        return value
+        return check_budgets(value)
 
     @property
-    def max_thinking_tokens(self) -> int:
+    def b_max(self) -> int:
+        """b_S: the largest budget, where thinking stops."""
         return self.budgets[-1]
 
 

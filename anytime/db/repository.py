@@ -73,7 +73,8 @@ class InvalidTransition(ValueError):
 
 @dataclass(frozen=True)
 class RewardRow:
-    """One verdict to store (see `anytime.db.models.Reward` for what the span and status mean)."""
+    """One verdict to store (see `anytime.db.models.Reward` for what the span and status mean). `cut` is
+    the thinking tokens kept for the budget (the table's `cut_length` column)."""
 
     run_id: str
     step: int
@@ -81,7 +82,7 @@ class RewardRow:
     trace_index: int
     budget_index: int
     summary_index: int
-    cut_length: int
+    cut: int
     inserted_start: int
     inserted_end: int
     answer: str | None
@@ -109,8 +110,9 @@ class SampledEvaluation:
 
 
 def create_run(session: Session, config: RunConfig) -> Run:
-    """A queued run with its budget rows; flushed, so `run.id` is set (the caller commits)."""
-    prior = config.budget_prior()
+    """A queued run with its budget rows (its plan's prior); flushed, so `run.id` is set (the caller
+    commits)."""
+    prior = config.plan().prior
     run = Run(
         id=new_run_id(),
         name=config.name,
@@ -233,7 +235,15 @@ def record_step(
 def record_rewards(session: Session, rows: Iterable[RewardRow]) -> int:
     """Store verdicts once per (run, step, problem, trace, budget, summary); how many were new."""
     keys = ["run_id", "step", "problem_id", "trace_index", "budget_index", "summary_index"]
-    return _insert_missing(session, Reward, [asdict(row) for row in rows], keys)
+    stored = [_reward_columns(row) for row in rows]
+    return _insert_missing(session, Reward, stored, keys)
+
+
+def _reward_columns(row: RewardRow) -> dict[str, Any]:
+    """The row as the table's columns: `cut` is stored in `cut_length` (a column name kept from before)."""
+    columns = asdict(row)
+    columns["cut_length"] = columns.pop("cut")
+    return columns
 
 
 def record_checkpoint(session: Session, run_id: str, policy_version: int, step: int, path: str) -> Checkpoint:

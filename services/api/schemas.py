@@ -6,11 +6,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    computed_field,
+    model_validator,
+)
 
 from anytime.db import repository
 from anytime.db.experiments import ARM_NAME_LENGTH, Experiment, Member, experiment_status
 from anytime.db.models import Checkpoint, RunStatus
+from anytime.run_config import RunConfig
 
 
 def _json_number(value: Any) -> Any:
@@ -60,6 +70,18 @@ class RunOut(_FromRow):
     policy_version: int = Field(description="The policy the workers serve now (0: the initial model).")
     step: int = Field(description="The last committed step (-1: none yet).")
     promoted_checkpoint_id: int | None
+
+    @computed_field(  # type: ignore[prop-decorator]
+        description="What the run resolves to (its RunPlan): S, A, baseline, summary mode, the prior's name, "
+        "budgets and probabilities, the loss normaliser, the evaluation grid and k, the learner's knobs. "
+        "Null for a stored config this version no longer validates."
+    )
+    @property
+    def resolved(self) -> dict[str, Any] | None:
+        try:
+            return RunConfig.model_validate(self.config).plan().resolved()
+        except ValidationError:
+            return None
 
 
 class BudgetOut(_FromRow):

@@ -25,10 +25,9 @@ from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
-from anytime.contracts.evaluation import EVALUATE_TASK, EvalJob, EvalResult, EvalSampling
-from anytime.contracts.learn import LEARN_TASK, LearnerConfig, LearnRequest, LearnResult
-from anytime.contracts.rollout import GENERATE_TASK, RolloutConfig, RolloutJob, RolloutResult
-from anytime.contracts.sampling import SamplingConfig
+from anytime.contracts.evaluation import EVALUATE_TASK, EvalJob, EvalResult
+from anytime.contracts.learn import LEARN_TASK, LearnRequest, LearnResult
+from anytime.contracts.rollout import GENERATE_TASK, RolloutJob, RolloutResult
 from anytime.contracts.verify import GRADE_TASK, BudgetReward, VerifyRequest, VerifyResult
 from anytime.curve_plot import CurveSeries, accuracy_vs_budget_png, series_label
 from anytime.db import experiments
@@ -38,7 +37,8 @@ from anytime.logging import get_logger
 from anytime.problems import Problem, load_problems
 from anytime.run_config import RunConfig
 from anytime.run_lease import DEFAULT_LEASE_TTL_S, RunLease
-from anytime.tracking import Tracker
+from anytime.run_plan import RunPlan
+from anytime.tracking import Tracker, log_start_vs_end
 from anytime.trajectory_store import TrajectoryStore
 
 logger = get_logger(__name__)
@@ -107,8 +107,8 @@ class RunDriver:
             mlflow_run = run.mlflow_run_id
         log = logger.bind(run_id=run_id)
         try:
-            config, mlflow_run = self._start(run_id, mlflow_run)
-            self._run_steps(run_id, config, mlflow_run)
+            config, plan, mlflow_run = self._start(run_id, mlflow_run)
+            self._run_steps(run_id, config, plan, mlflow_run)
         except DriverStopped:
             raise
         except RunCancelled:
@@ -132,32 +132,33 @@ class RunDriver:
         log.info("run succeeded", promoted=None if promoted is None else promoted.policy_version)
         return RunStatus.SUCCEEDED.value
 
-    def _start(self, run_id: str, mlflow_run: str | None) -> tuple[RunConfig, str | None]:
-        """Mark the run running and give it an MLflow run; whatever fails here fails the run."""
+    def _start(self, run_id: str, mlflow_run: str | None) -> tuple[RunConfig, RunPlan, str | None]:
+        """Mark the run running, resolve its plan (once per run: every job is built from it) and give it
+        an MLflow run; whatever fails here fails the run."""
         with self.deps.sessions() as session:
             run = crud.require_run(session, run_id)
             config = RunConfig.model_validate(run.config)
+            plan = config.plan()
             if run.status == RunStatus.QUEUED:
                 crud.set_status(session, run_id, RunStatus.RUNNING)
             session.commit()
         if mlflow_run is None:
             mlflow_run = self.deps.tracker.start_run(
-                config.name or run_id, config.model_dump(mode="json"), self._tags(run_id, config)
+                config.name or run_id, config.resolved_params(), self._tags(run_id, config, plan)
             )
             self.deps.tracker.log_dict(mlflow_run, config.model_dump(mode="json"), "config.json")
             if mlflow_run is not None:  # the null tracker tracks nothing
                 with self.deps.sessions() as session:
                     crud.set_mlflow_run_id(session, run_id, mlflow_run)
                     session.commit()
-        return config, mlflow_run
+        return config, plan, mlflow_run
 
-    def _tags(self, run_id: str, config: RunConfig) -> dict[str, str]:
-        brpo = config.brpo_config()
+    def _tags(self, run_id: str, config: RunConfig, plan: RunPlan) -> dict[str, str]:
         tags = {
             "anytime.run_id": run_id,
             "algorithm": config.algorithm.value,
-            "prior": ",".join(f"{p:g}" for p in config.budget_prior().probs),
-            "baseline": brpo.resolved_baseline.value,
+            "prior": ",".join(f"{p:g}" for p in plan.prior.probs),
+            "baseline": plan.brpo.resolved_baseline.value,
             "model": config.model,
         }
         with self.deps.sessions() as session:  # a run of an experiment is a child of its MLflow run
@@ -187,7 +188,7 @@ class RunDriver:
             if run is None or run.cancel_requested:
                 raise RunCancelled(run_id)
 
-    def _run_steps(self, run_id: str, config: RunConfig, mlflow_run: str | None) -> None:
+    def _run_steps(self, run_id: str, config: RunConfig, plan: RunPlan, mlflow_run: str | None) -> None:
         with self.deps.sessions() as session:
             run = crud.get_run(session, run_id)
             assert run is not None
@@ -198,11 +199,11 @@ class RunDriver:
             load_problems(Path(config.eval_dataset))[: config.eval_problems] if config.eval_dataset else []
         )
         if start == 0 and evaluation:
-            self._evaluate(run_id, config, evaluation, 0, -1, config.model, mlflow_run)
+            self._evaluate(run_id, config, plan, evaluation, 0, -1, config.model, mlflow_run)
         model_dir = self._model_dir(run_id, version, config)
         for step in range(start, config.steps):
             self._check_cancel(run_id)
-            job = self._rollout_job(run_id, step, version, model_dir, train, config)
+            job = self._rollout_job(run_id, step, version, model_dir, train, config, plan)
             rollout = RolloutResult.model_validate(
                 self.deps.run_task(GENERATE_TASK, job.model_dump(mode="json"))
             )
@@ -213,7 +214,7 @@ class RunDriver:
                 self.deps.run_task(GRADE_TASK, grade.model_dump(mode="json", exclude_defaults=True))
             )
             self._check_cancel(run_id)
-            learn = self._learn_request(run_id, step, version, config)
+            learn = self._learn_request(run_id, step, version, config, plan)
             learned = LearnResult.model_validate(
                 self.deps.run_task(LEARN_TASK, learn.model_dump(mode="json"))
             )
@@ -227,7 +228,7 @@ class RunDriver:
             logger.info("step committed", run_id=run_id, step=step, policy_version=version)
             last = step == config.steps - 1
             if evaluation and (last or (config.eval_interval and (step + 1) % config.eval_interval == 0)):
-                self._evaluate(run_id, config, evaluation, version, step, model_dir, mlflow_run)
+                self._evaluate(run_id, config, plan, evaluation, version, step, model_dir, mlflow_run)
 
     def _model_dir(self, run_id: str, version: int, config: RunConfig) -> str:
         if version == 0:
@@ -246,41 +247,35 @@ class RunDriver:
         return rng.sample(train, min(config.problems_per_step, len(train)))
 
     def _rollout_job(
-        self, run_id: str, step: int, version: int, model_dir: str, train: list[Problem], config: RunConfig
+        self,
+        run_id: str,
+        step: int,
+        version: int,
+        model_dir: str,
+        train: list[Problem],
+        config: RunConfig,
+        plan: RunPlan,
     ) -> RolloutJob:
-        brpo = config.brpo_config()
-        rollout_config = RolloutConfig(
-            budgets=brpo.budget_prior().budgets,
-            group_size=config.group_size,
-            num_summaries=brpo.resolved_num_summaries,
-            summary_max_tokens=config.summary_max_tokens,
-            sampling=SamplingConfig(temperature=config.temperature),
-        )
         return RolloutJob(
             run_id=run_id,
             step=step,
             policy_version=version,
             model_dir=Path(model_dir),
             problems=self._problems_of_step(train, step, config),
-            config=rollout_config,
+            config=plan.rollout,
             seed=config.seed * 100_003 + step,
         )
 
-    def _learn_request(self, run_id: str, step: int, version: int, config: RunConfig) -> LearnRequest:
-        learner = LearnerConfig(
-            brpo=config.brpo_config(),
-            lr=config.lr,
-            temperature=config.temperature,
-            seed=config.seed,
-            eval_budgets=tuple(config.eval_budgets()),
-        )
+    def _learn_request(
+        self, run_id: str, step: int, version: int, config: RunConfig, plan: RunPlan
+    ) -> LearnRequest:
         return LearnRequest(
             run_id=run_id,
             step=step,
             policy_version=version + 1,
             checkpoint_root=self.deps.runs_root / run_id / "checkpoints",
             model_dir=Path(config.model),
-            config=learner,
+            config=plan.learner,
         )
 
     def _commit_step(
@@ -303,6 +298,7 @@ class RunDriver:
         self,
         run_id: str,
         config: RunConfig,
+        plan: RunPlan,
         problems: list[Problem],
         version: int,
         step: int,
@@ -310,17 +306,14 @@ class RunDriver:
         mlflow_run: str | None,
     ) -> None:
         self._check_cancel(run_id)
-        sampling = EvalSampling(
-            num_samples=config.eval_num_samples, temperature=config.eval_temperature, seed=config.eval_seed
-        )
         job = EvalJob(
             run_id=run_id,
             policy_version=version,
             model_dir=Path(model_dir),
             problems=problems,
-            budgets=config.eval_budgets(),
-            summary_max_tokens=config.summary_max_tokens,
-            sampling=sampling,
+            budgets=list(plan.eval_budgets),
+            summary_max_tokens=plan.summary_max_tokens,
+            sampling=plan.eval_sampling,
         )
         result = EvalResult.model_validate(self.deps.run_task(EVALUATE_TASK, job.model_dump(mode="json")))
         sampled = crud.SampledEvaluation(
@@ -339,6 +332,7 @@ class RunDriver:
                 session, run_id, version, step, result.budgets, result.accuracy, result.anytime_score, sampled
             )
             session.commit()
+            evaluations = crud.list_evaluations(session, run_id)
         self.deps.tracker.log_metrics(mlflow_run, result.metrics(), step=version)
         series = CurveSeries(
             series_label(f"policy v{version}", result.num_samples, result.temperature),
@@ -349,6 +343,7 @@ class RunDriver:
         )
         png = accuracy_vs_budget_png([series], title=config.name or run_id)
         self.deps.tracker.log_png(mlflow_run, png, f"curves/eval_v{version:06d}.png")
+        log_start_vs_end(self.deps.tracker, mlflow_run, evaluations, config.name or run_id)
         logger.info(
             "evaluation committed",
             run_id=run_id,
@@ -396,7 +391,7 @@ def reward_rows(run_id: str, step: int, rewards: Sequence[BudgetReward]) -> list
             trace_index=r.trace_index,
             budget_index=r.budget_index,
             summary_index=r.summary_index,
-            cut_length=r.cut,
+            cut=r.cut,
             inserted_start=r.inserted_start,
             inserted_end=r.inserted_end,
             answer=r.answer,

@@ -48,6 +48,29 @@ STABLE_AFTER_S = 60.0  # a service up this long is healthy again: its back-off s
 logger = get_logger(__name__)
 
 
+# MLflow's GenAI job runner (seven huey consumers, ~1.7 GB) serves no training run: the stack's MLflow
+# server starts without it unless this variable says otherwise.
+MLFLOW_JOB_EXECUTION = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
+
+
+def mlflow_server_workers(store_uri: str, cpus: int | None) -> int:
+    """MLflow server processes: one on a SQLite store (one writer at a time; more would wait on its lock),
+    else one per two cores, at most four (MLflow's own default is four whatever the machine)."""
+    if store_uri.startswith("sqlite"):
+        return 1
+    return min(4, max(1, (cpus or 1) // 2))
+
+
+def mlflow_server_argv(store_uri: str, artifact_root: str, port: int) -> list[str]:
+    """The stack's MLflow server on loopback (its environment sets `MLFLOW_JOB_EXECUTION`)."""
+    workers = mlflow_server_workers(store_uri, os.cpu_count())
+    return [
+        *(sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store_uri),
+        *("--default-artifact-root", artifact_root, "--host", "127.0.0.1", "--port", str(port)),
+        *("--workers", str(workers)),
+    ]
+
+
 class StackError(ProcessStartError):
     """A service did not come up; the message names it and ends with its log."""
 
@@ -141,6 +164,7 @@ class EmbeddedStack:
             # The tiny model is small: keep two runs' learners (the demo's BRPO and GRPO) loaded.
             "ANYTIME_LEARNER_MAX_LEARNERS": os.environ.get("ANYTIME_LEARNER_MAX_LEARNERS", "2"),
             "PYTHONUNBUFFERED": "1",
+            MLFLOW_JOB_EXECUTION: os.environ.get(MLFLOW_JOB_EXECUTION, "false"),
             **({"ANYTIME_API_INFERENCE_MODEL": str(self.serve.resolve())} if self.serve else {}),
         }
 
@@ -189,22 +213,7 @@ class EmbeddedStack:
                 1,
                 Service(
                     "mlflow",
-                    [
-                        py,
-                        "-m",
-                        "mlflow",
-                        "server",
-                        "--backend-store-uri",
-                        self.mlflow_store_uri,
-                        "--default-artifact-root",
-                        self.artifact_root,
-                        "--host",
-                        "127.0.0.1",
-                        "--port",
-                        str(self.mlflow_port),
-                        "--workers",
-                        "1",
-                    ],
+                    mlflow_server_argv(self.mlflow_store_uri, self.artifact_root, self.mlflow_port),
                     lambda: self._http_ok(f"{self.mlflow_url}/health"),
                 ),
             )

@@ -19,6 +19,7 @@ from anytime.brpo.advantages import brpo_advantages
 from anytime.brpo.config import BRPOConfig
 from anytime.brpo.cuts import cut_of_budget, split_by_budget
 from anytime.brpo.packing import PackedTree, pack_tree
+from anytime.contracts.verify import budget_rewards
 from anytime.trajectory import Trajectory, cuts_of
 from anytime.verdict import VerdictRecord
 
@@ -64,7 +65,8 @@ class StepBatch:
 
 
 def trajectory_rewards(trajectory: Trajectory, verdicts: Mapping[str, VerdictRecord]) -> list[list[float]]:
-    """[S][A] rewards of one trace: per-cut verdicts split A per budget (collapsed cuts carry k·A).
+    """[S][A] rewards of one trace: the reward rows the verify task reports (`budget_rewards`: per-cut
+    verdicts split A per budget, collapsed cuts carry k·A), as a table.
 
     Raises `MissingVerdictsError` naming the summaries without a verdict.
     """
@@ -76,11 +78,10 @@ def trajectory_rewards(trajectory: Trajectory, verdicts: Mapping[str, VerdictRec
     ]
     if missing:
         raise MissingVerdictsError(_missing_message(missing, trajectory.step))
-    per_cut = [
-        [verdicts[trajectory.summary_id(c, s)].reward for s in range(len(cut.summaries))]
-        for c, cut in enumerate(trajectory.cuts)
-    ]
-    return split_by_budget(cuts_of(trajectory), per_cut, trajectory.num_summaries)
+    rewards = [[0.0] * trajectory.num_summaries for _ in trajectory.budgets]
+    for row in budget_rewards(trajectory, verdicts):
+        rewards[row.budget_index][row.summary_index] = row.reward
+    return rewards
 
 
 def _missing_message(missing: Sequence[str], step: int) -> str:

@@ -20,13 +20,12 @@ Batch metrics (from rewards and trajectories, before any update):
   of the defined per-budget ratios. A ratio is left out where it is undefined (fewer than 2 masked traces,
   or every masked trace earned the same return), rather than reported as a number it is not;
 - `advantage/…`, `verdict/{status}`, `batch/…`.
-Update metrics (`UpdateStats`): token-weighted means of the PPO statistics over all micro-batches.
+The update's own metrics (`policy/…`, `loss/…`, `optim/…`) are `update.UpdateStats`'.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -169,57 +168,3 @@ def batch_metrics(
         sum(int((tree.roles == TokenRole.THINKING).sum()) for tree in batch.trees)
     )
     return metrics
-
-
-# PPO statistics averaged over trainable tokens (ppo_loss's names → ours)
-_TOKEN_MEANS = {
-    "policy/clip_fraction": "policy/clip_fraction",
-    "policy/clip_fraction_low": "policy/clip_fraction_low",
-    "policy/clip_fraction_high": "policy/clip_fraction_high",
-    "policy/approx_kl": "policy/approx_kl",
-    "policy/ratio_mean": "policy/ratio_mean",
-    "policy/entropy": "policy/entropy",
-    "policy/kl_ref": "policy/kl_ref",
-}
-
-
-@dataclass
-class UpdateStats:
-    """Accumulates micro-batch PPO metrics and optimizer-step results over one learner step."""
-
-    sums: dict[str, float] = field(default_factory=dict)
-    tokens: float = 0.0
-    minibatch_losses: list[float] = field(default_factory=list)
-    grad_norms: list[float] = field(default_factory=list)
-    optimizer_steps: int = 0
-    skipped_steps: int = 0
-    _loss: float = 0.0
-
-    def add_microbatch(self, metrics: Mapping[str, Tensor]) -> None:
-        tokens = float(metrics["policy/trainable_tokens"])
-        self.tokens += tokens
-        for source, name in _TOKEN_MEANS.items():
-            if source in metrics:
-                self.sums[name] = self.sums.get(name, 0.0) + float(metrics[source]) * tokens
-        self._loss += float(metrics["policy/loss"])
-
-    def add_entropy(self, entropy_sum: float) -> None:
-        """Entropy measured in the no-grad old-log-prob pass: a sum over trainable tokens."""
-        self.sums["policy/entropy"] = self.sums.get("policy/entropy", 0.0) + entropy_sum
-
-    def end_minibatch(self, grad_norm: float, stepped: bool) -> None:
-        self.minibatch_losses.append(self._loss)
-        self._loss = 0.0
-        self.grad_norms.append(grad_norm)
-        self.optimizer_steps += int(stepped)
-        self.skipped_steps += int(not stepped)
-
-    def as_metrics(self, lr: float) -> dict[str, float]:
-        metrics = {name: value / max(self.tokens, 1.0) for name, value in self.sums.items()}
-        metrics["loss/policy"] = sum(self.minibatch_losses) / max(len(self.minibatch_losses), 1)
-        metrics["optim/grad_norm"] = sum(self.grad_norms) / max(len(self.grad_norms), 1)
-        metrics["optim/grad_norm_max"] = max(self.grad_norms, default=0.0)
-        metrics["optim/lr"] = lr
-        metrics["optim/steps"] = float(self.optimizer_steps)
-        metrics["optim/skipped_steps"] = float(self.skipped_steps)
-        return metrics

@@ -50,9 +50,7 @@ def rollout(
             key = f"think/{number}/{g}"
             traces[key] = _Trace(problem, g, prompt)
             requests.append(
-                GenerationRequest(
-                    key, prompt, 1, config.max_thinking_tokens, (facts.think_end_id, facts.eos_id)
-                )
+                GenerationRequest(key, prompt, 1, config.b_max, (facts.think_end_id, facts.eos_id))
             )
 
     overlap = (config.summary_sampling or config.sampling) == config.sampling

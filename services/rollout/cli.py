@@ -63,7 +63,7 @@ def rollout_config(
     budgets: list[int],
     group: int,
     summaries: int,
-    summary_tokens: int,
+    summary_max_tokens: int,
     temperature: float,
 ) -> RolloutConfig:
     from pydantic import ValidationError
@@ -73,7 +73,7 @@ def rollout_config(
             budgets=tuple(budgets),
             group_size=group,
             num_summaries=summaries,
-            summary_max_tokens=summary_tokens,
+            summary_max_tokens=summary_max_tokens,
             sampling=SamplingConfig(temperature=temperature),
         )
     except ValidationError as err:

@@ -112,7 +112,7 @@ def test_create_run_stores_the_config_and_the_budget_prior(sessions: sessionmake
         assert run.status is Q and run.step == -1 and run.policy_version == 0 and not run.cancel_requested
         assert run.run_config() == CONFIG and run.name == "r"
         assert run.created_at.tzinfo is not None
-        prior = CONFIG.budget_prior()
+        prior = CONFIG.plan().prior
         budgets = repository.list_budgets(session, run_id)
         assert [b.tokens for b in budgets] == list(prior.budgets)
         assert [b.probability for b in budgets] == pytest.approx(list(prior.probs))

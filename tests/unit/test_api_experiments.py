@@ -411,9 +411,10 @@ def test_the_driver_makes_each_run_a_child_of_the_experiments_mlflow_run(api: Ap
     driver = RunDriver(DriverDeps(api.sessions, lambda *_: {}, None, NullTracker(), tmp_path))  # type: ignore[arg-type]
     for run in experiment["runs"]:
         config = RunConfig.model_validate(api.client.get(f"/v1/runs/{run['run_id']}").json()["config"])
-        tags = driver._tags(run["run_id"], config)
+        tags = driver._tags(run["run_id"], config, config.plan())
         assert tags["mlflow.parentRunId"] == "parent-1" and tags["anytime.run_id"] == run["run_id"]
-    assert "mlflow.parentRunId" not in driver._tags(lone["id"], RunConfig.model_validate(lone["config"]))
+    lone_config = RunConfig.model_validate(lone["config"])
+    assert "mlflow.parentRunId" not in driver._tags(lone["id"], lone_config, lone_config.plan())
 
 
 def test_a_real_mlflow_store_shows_the_runs_as_children_of_the_experiment(

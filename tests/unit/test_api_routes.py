@@ -170,6 +170,20 @@ def test_create_stores_a_queued_run_with_budgets_and_schedules_it(api: Api) -> N
     assert sum(b["probability"] for b in budgets) == pytest.approx(1.0)
 
 
+def test_a_run_shows_what_its_config_resolves_to(api: Api) -> None:
+    body = {**CONFIG, "learner": {"clip_high": 0.28, "mini_batches": 4}}
+    run = api.anonymous.post("/v1/runs", json=body, headers={"X-API-Key": KEY}).json()
+    resolved = api.client.get(f"/v1/runs/{run['id']}").json()["resolved"]
+    assert (resolved["num_budgets"], resolved["num_summaries"], resolved["baseline"]) == (4, 4, "brpo")
+    assert resolved["budgets"] == [16, 32, 48, 64] and resolved["probs"] == [0.25] * 4
+    assert resolved["prior"] == "uniform" and resolved["eval_samples"] == 4
+    assert resolved["loss_normalizer"] == 64 + 16 * run["config"]["summary_max_tokens"]
+    assert resolved["learner"]["clip_high"] == 0.28 and resolved["learner"]["mini_batches"] == 4
+    assert resolved["learner"]["weight_decay"] == 0.01  # unset: the paper's
+    bad = api.anonymous.post("/v1/runs", json={**CONFIG, "learner": {"lr": 1}}, headers={"X-API-Key": KEY})
+    assert bad.status_code == 422 and "top-level run field" in bad.text
+
+
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"X-API-Key": "wrong"}])
 def test_mutating_calls_need_the_key(api: Api, headers: dict[str, str]) -> None:
     run = api.create()

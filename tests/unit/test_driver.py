@@ -51,10 +51,7 @@ def test_reward_rows_map_collapsed_cuts_to_their_budgets() -> None:
         for c, i, r in [(0, 0, 1), (0, 1, 0), (1, 0, 0), (1, 1, 1), (1, 2, 1), (1, 3, 1)]
     }
     rows = reward_rows("r", 0, budget_rewards(t, verdicts))
-    got = [
-        (r.budget_index, r.summary_index, r.cut_length, r.inserted_start, r.inserted_end, r.reward)
-        for r in rows
-    ]
+    got = [(r.budget_index, r.summary_index, r.cut, r.inserted_start, r.inserted_end, r.reward) for r in rows]
     assert got == [
         (0, 0, 2, 7, 9, 1.0),  # inserted ids sit after prompt (5) + cut (2)
         (0, 1, 2, 7, 9, 0.0),

@@ -26,13 +26,16 @@ from services.control.driver import DriverDeps, RunDriver
 
 def test_runs_evaluate_like_the_authors_by_default_and_greedy_is_one_sample() -> None:
     config = RunConfig(model="m", dataset="d")
-    assert (config.eval_num_samples, config.eval_temperature, config.eval_seed) == (4, 0.6, 0)
+    assert (config.plan().eval_sampling.num_samples, config.eval_temperature, config.eval_seed) == (4, 0.6, 0)
     greedy = RunConfig(model="m", dataset="d", eval_temperature=0)
-    assert greedy.eval_num_samples == 1
-    assert RunConfig(model="m", dataset="d", eval_samples=8).eval_num_samples == 8
+    assert greedy.plan().eval_sampling.num_samples == 1
+    assert RunConfig(model="m", dataset="d", eval_samples=8).plan().eval_sampling.num_samples == 8
     with pytest.raises(ValidationError, match="greedy"):
         RunConfig(model="m", dataset="d", eval_temperature=0, eval_samples=4)
-    assert RunConfig(model="m", dataset="d", eval_temperature=0, eval_samples=1).eval_num_samples == 1
+    assert (
+        RunConfig(model="m", dataset="d", eval_temperature=0, eval_samples=1).plan().eval_sampling.num_samples
+        == 1
+    )
     with pytest.raises(ValidationError, match="greedy"):
         EvalSampling(num_samples=2, temperature=0.0)
     assert EvalSampling().greedy and EvalSampling().num_samples == 1  # a job without sampling: greedy
@@ -120,7 +123,7 @@ def test_the_driver_sends_the_runs_protocol_and_stores_logs_and_draws_the_interv
     problems = [Problem(id=p, problem="x", answer="1") for p in "ab"]
     driver = RunDriver(deps)
     driver._leases[run_id] = cast(Any, SimpleNamespace(lost=threading.Event()))  # as `drive` holds it
-    driver._evaluate(run_id, config, problems, 3, 2, "/ckpt/v3", "mlflow-run")
+    driver._evaluate(run_id, config, config.plan(), problems, 3, 2, "/ckpt/v3", "mlflow-run")
 
     (job,) = sent
     assert job.sampling == EvalSampling(num_samples=4, temperature=0.6, seed=9)

@@ -31,7 +31,7 @@ def _stored_configs(api: Api, experiment: dict[str, Any]) -> dict[int, dict[str,
 def _rollout(driver: RunDriver, config: RunConfig, step: int) -> tuple[list[str], int]:
     """The problem ids, in order, and the sampling seed of the step's rollout job."""
     train = load_problems(Path(config.dataset))
-    job = driver._rollout_job("r", step, 0, config.model, train, config)
+    job = driver._rollout_job("r", step, 0, config.model, train, config, config.plan())
     return [p.id for p in job.problems], job.seed
 
 
@@ -69,9 +69,9 @@ def test_the_arms_of_a_seed_are_evaluated_alike(api: Api) -> None:
         return (
             config.eval_dataset,
             [p.id for p in problems],
-            config.eval_budgets(),
+            list(config.plan().eval_budgets),
             config.eval_temperature,
-            config.eval_num_samples,
+            config.plan().eval_sampling.num_samples,
             config.eval_seed,
         )
 
@@ -80,4 +80,4 @@ def test_the_arms_of_a_seed_are_evaluated_alike(api: Api) -> None:
         assert len(set(map(repr, settings.values()))) == 1, settings
         assert settings["grpo"][-1] == seed  # the sampling seed comes from the experiment's seed
         assert settings["grpo"][2] == [16, 32, 48, 64] and settings["grpo"][4] == 2
-    assert configs["grpo"].budget_prior().budgets != configs["brpo"].budget_prior().budgets  # arms differ
+    assert configs["grpo"].plan().prior.budgets != configs["brpo"].plan().prior.budgets  # arms differ

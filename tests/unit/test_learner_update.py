@@ -186,9 +186,9 @@ def test_version_mismatch_is_refused_and_a_failed_update_breaks_the_learner(
     assert learner.broken is None
 
     calls = {"n": 0}
-    import services.learner.learner as learner_module
+    import services.learner.update as update_module
 
-    real = learner_module.ppo_loss
+    real = update_module.ppo_loss
 
     def failing(*args, **kwargs):
         calls["n"] += 1
@@ -196,7 +196,7 @@ def test_version_mismatch_is_refused_and_a_failed_update_breaks_the_learner(
             raise RuntimeError("out of memory")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(learner_module, "ppo_loss", failing)
+    monkeypatch.setattr(update_module, "ppo_loss", failing)
     with pytest.raises(RuntimeError, match="out of memory"):
         learner.step(*_step_data(facts, seed=4))
     with pytest.raises(LearnerBrokenError):

@@ -81,7 +81,7 @@ def test_the_tiny_recipes_are_a_paired_brpo_grpo_comparison() -> None:
     same = ("model", "dataset", "eval_dataset", "seed", "steps", "problems_per_step", "lr", "eval_seed",
             "eval_problems", "eval_samples", "eval_temperature", "b_max", "group_size")  # fmt: skip
     assert {f: getattr(brpo, f) for f in same} == {f: getattr(grpo, f) for f in same}
-    assert brpo.budget_prior().budgets == (32, 64, 96, 128) and grpo.budget_prior().budgets == (128,)
+    assert brpo.plan().prior.budgets == (32, 64, 96, 128) and grpo.plan().prior.budgets == (128,)
 
 
 def test_readme_links_lead_to_files() -> None:

@@ -34,7 +34,7 @@ def test_rollout_config_budgets_must_increase() -> None:
         RolloutConfig(budgets=())
     with pytest.raises(ValidationError, match="extra"):
         RolloutConfig.model_validate({"budgets": [8], "groups": 2})
-    assert RolloutConfig(budgets=(8, 16)).max_thinking_tokens == 16
+    assert RolloutConfig(budgets=(8, 16)).b_max == 16
 
 
 def test_generation_request_validates() -> None:

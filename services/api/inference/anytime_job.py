@@ -81,7 +81,7 @@ class AnytimeJob:
     job_id: str
     prompt_ids: tuple[int, ...]
     budgets: tuple[int, ...]
-    answer_max_tokens: int
+    summary_max_tokens: int
     sampling: SamplingConfig
     segment_tokens: int
     facts: ModelFacts
@@ -192,7 +192,7 @@ class AnytimeJob:
             key,
             tuple(cut.summary_prompt(self.prompt_ids, self.thinking)),
             1,
-            self.answer_max_tokens,
+            self.summary_max_tokens,
             (self.facts.eos_id,),
         )
 

@@ -9,11 +9,11 @@ parameters this server does not honour (`UNSUPPORTED_PARAMETERS`) are refused as
 
 from __future__ import annotations
 
-from itertools import pairwise
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from anytime.brpo.budgets import check_budgets
 from services.api.schemas import PositiveJsonInt
 
 
@@ -147,8 +147,9 @@ class AnytimeParams(BaseModel):
         return value
 
     @property
-    def answer_max_tokens(self) -> int | None:
-        """The answer cap the request gives (None: the server's default)."""
+    def summary_max_tokens(self) -> int | None:
+        """The answer (summary) cap the request gives: `max_completion_tokens` or `max_tokens` (None: the
+        server's default)."""
         return self.max_completion_tokens or self.max_tokens
 
     @field_validator("budgets")
@@ -156,9 +157,7 @@ class AnytimeParams(BaseModel):
     def _ascending(cls, value: list[int] | None) -> list[int] | None:
         if value is None:
             return None
-        if any(a >= b for a, b in pairwise(value)):
-            raise ValueError(f"budgets must be strictly increasing, e.g. [64, 128, 256]; got {value}")
-        return value
+        return list(check_budgets(value))
 
     @model_validator(mode="after")
     def _one_of_budget_and_budgets(self) -> AnytimeParams:

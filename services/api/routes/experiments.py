@@ -235,12 +235,13 @@ def _require_pairing(configs: Mapping[str, RunConfig]) -> None:
                         f"{mine!r}: set it in base, not per arm",
                     )
                 )
-        if not errors and config.eval_budgets() != reference.eval_budgets():
+        grid, reference_grid = list(config.plan().eval_budgets), list(reference.plan().eval_budgets)
+        if not errors and grid != reference_grid:
             errors.append(
                 _error(
                     ("arms", arm, "b_max"),
                     f"every arm must be evaluated on the same budget grid (b_max / eval_num_budgets); arm "
-                    f"{first} has {reference.eval_budgets()}, arm {arm} {config.eval_budgets()}",
+                    f"{first} has {reference_grid}, arm {arm} {grid}",
                 )
             )
     if errors:

@@ -178,7 +178,7 @@ async def _start(
     except ModelUnavailable as exc:
         raise InferenceError(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc), code="model_unavailable") from exc
     prompt = prompt_of(served.tokenizer)
-    answer_max = body.answer_max_tokens or settings.inference_answer_max_tokens
+    answer_max = body.summary_max_tokens or settings.inference_answer_max_tokens
     budgets = _budgets(body, served, len(prompt), answer_max, settings)
     job_id = inference.new_job_id(prefix)
     sink, events, done = inference.bridge(job_id)
@@ -186,7 +186,7 @@ async def _start(
         job_id=job_id,
         prompt_ids=tuple(prompt),
         budgets=budgets,
-        answer_max_tokens=answer_max,
+        summary_max_tokens=answer_max,
         sampling=_sampling(body),
         segment_tokens=settings.inference_segment_tokens,
         facts=served.facts,

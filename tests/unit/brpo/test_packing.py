@@ -36,7 +36,7 @@ def test_layout_and_positions() -> None:
         91, 92, 81, 31, 41, 91, 92, 81, 51,
         81, 32, 42, 81, 52,
     ]  # fmt: skip
-    blocks = [(b.start, b.end, b.budget_index, b.sample_index, b.cut_length) for b in tree.blocks]
+    blocks = [(b.start, b.end, b.budget_index, b.sample_index, b.cut) for b in tree.blocks]
     assert blocks == [(7, 12, 0, 0, 2), (12, 16, 0, 1, 2), (16, 21, 1, 0, 4), (21, 25, 1, 1, 4),
                       (25, 28, 2, 0, 5), (28, 30, 2, 1, 5)]  # fmt: skip
     positions = tree.position_ids.tolist()
@@ -62,7 +62,7 @@ def test_first_block_token_is_predicted_from_its_prefix_and_never_trains() -> No
     source = tree.source_index.tolist()
     assert source[0] == -1 and source[1:7] == list(range(6))
     for block in tree.blocks:
-        assert source[block.start] == len(PROMPT) + block.cut_length - 1
+        assert source[block.start] == len(PROMPT) + block.cut - 1
         assert source[block.start + 1 : block.end] == list(range(block.start, block.end - 1))
         assert not tree.trainable[block.start]
 

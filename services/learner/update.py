@@ -1,0 +1,229 @@
+"""The update: one PPO step of the policy over a step's packed trees (DESIGN.md §2.5–2.6).
+
+`PPOUpdate.run(batch)` takes the `StepBatch` that `batch.build_step_batch` made (one packed tree per
+trajectory, advantages on its tokens) and:
+1. plans mini-batches of whole problem groups (`split_minibatches`), each cut into micro-batches under the
+   token budget (`plan_microbatches`) and collated on the device;
+2. old log-probs: a no-grad pass of the current model over the same micro-batches (the paper), or the
+   engine's recorded log-probs (`OldLogProbs.ROLLOUT`);
+3. per mini-batch: one normaliser for all its micro-batches, then forward + `ppo_loss` + backward per
+   micro-batch (gradients accumulate), grad-norm clipping, and one optimizer + scheduler step;
+4. returns the token-weighted PPO statistics (`UpdateStats`) and the timings.
+
+Simplifications, stated first: one PPO epoch, no shuffling, no reference-policy KL. A mini-batch in which
+every trainable token has advantage 0 carries no gradient; it is not stepped, so decoupled weight decay does
+not shrink the weights on a step without signal (`optim/skipped_steps` counts them). A non-finite gradient
+norm abandons the update (the caller marks the learner broken).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from anytime.brpo.config import LossAggregation
+from anytime.brpo.logprobs import FLEX_BLOCK_SIZE, packed_logprobs
+from anytime.brpo.loss import PPOLossConfig, ppo_loss
+from anytime.brpo.packing import PackedBatch, collate_trees
+from anytime.contracts.learn import LearnerConfig, OldLogProbs
+from services.learner.batch import StepBatch, rollout_logprobs
+from services.learner.microbatches import plan_microbatches, split_minibatches
+from services.learner.trainer_state import TrainerState
+
+# A collated micro-batch on the device and the indices (into the step's trees) of the trees it holds.
+MicroBatch = tuple[PackedBatch, list[int]]
+
+# PPO statistics averaged over trainable tokens (`ppo_loss`'s metric names, kept as they are; no
+# `policy/kl_ref`: the learner has no reference policy)
+_TOKEN_MEANS = (
+    "policy/clip_fraction",
+    "policy/clip_fraction_low",
+    "policy/clip_fraction_high",
+    "policy/approx_kl",
+    "policy/ratio_mean",
+    "policy/entropy",
+)
+
+
+@dataclass
+class UpdateStats:
+    """Accumulates micro-batch PPO metrics and optimizer-step results over one learner step."""
+
+    sums: dict[str, float] = field(default_factory=dict)
+    tokens: float = 0.0
+    minibatch_losses: list[float] = field(default_factory=list)
+    grad_norms: list[float] = field(default_factory=list)
+    optimizer_steps: int = 0
+    skipped_steps: int = 0
+    _loss: float = 0.0
+
+    def add_microbatch(self, metrics: Mapping[str, Tensor]) -> None:
+        tokens = float(metrics["policy/trainable_tokens"])
+        self.tokens += tokens
+        for name in _TOKEN_MEANS:
+            if name in metrics:
+                self.sums[name] = self.sums.get(name, 0.0) + float(metrics[name]) * tokens
+        self._loss += float(metrics["policy/loss"])
+
+    def add_entropy(self, entropy_sum: float) -> None:
+        """Entropy measured in the no-grad old-log-prob pass: a sum over trainable tokens."""
+        self.sums["policy/entropy"] = self.sums.get("policy/entropy", 0.0) + entropy_sum
+
+    def end_minibatch(self, grad_norm: float, stepped: bool) -> None:
+        self.minibatch_losses.append(self._loss)
+        self._loss = 0.0
+        self.grad_norms.append(grad_norm)
+        self.optimizer_steps += int(stepped)
+        self.skipped_steps += int(not stepped)
+
+    def as_metrics(self, lr: float) -> dict[str, float]:
+        metrics = {name: value / max(self.tokens, 1.0) for name, value in self.sums.items()}
+        metrics["loss/policy"] = sum(self.minibatch_losses) / max(len(self.minibatch_losses), 1)
+        metrics["optim/grad_norm"] = sum(self.grad_norms) / max(len(self.grad_norms), 1)
+        metrics["optim/grad_norm_max"] = max(self.grad_norms, default=0.0)
+        metrics["optim/lr"] = lr
+        metrics["optim/steps"] = float(self.optimizer_steps)
+        metrics["optim/skipped_steps"] = float(self.skipped_steps)
+        return metrics
+
+
+class PPOUpdate:
+    """The PPO step of one learner: its model, config, device placement and trainer state."""
+
+    def __init__(
+        self,
+        model: Any,
+        config: LearnerConfig,
+        trainer_state: TrainerState,
+        *,
+        pad_id: int,
+        device: torch.device,
+    ) -> None:
+        self.model = model
+        self.config = config
+        self.trainer_state = trainer_state
+        self.pad_id = pad_id
+        self.device = device
+        cuda = device.type == "cuda"
+        precision = config.precision if config.precision != "auto" else ("bf16" if cuda else "fp32")
+        self.autocast_dtype = torch.bfloat16 if precision == "bf16" else None
+        # Rows padded to FlexAttention's tile on CUDA, or to the whole budget (fixed shapes, no recompiles).
+        self.pad_multiple = FLEX_BLOCK_SIZE if cuda else 1
+        if config.pad_to_token_budget:
+            self.pad_multiple = -(-config.micro_batch_tokens // self.pad_multiple) * self.pad_multiple
+
+    def run(self, batch: StepBatch) -> tuple[UpdateStats, dict[str, float]]:
+        """Apply the update to the model in place; returns its statistics and `perf/`, `batch/` timings."""
+        stats = UpdateStats()
+        plan = self._micro_batches(batch)
+        began = time.perf_counter()
+        old = self._old_logprobs(plan, batch, stats)
+        old_seconds = time.perf_counter() - began
+        loss_config = PPOLossConfig.from_config(self.config.brpo)
+        with_entropy = self.config.old_logprobs is OldLogProbs.ROLLOUT
+        parameters = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = self.trainer_state.optimizer
+        began = time.perf_counter()
+        for index, (micro, old_logprobs) in enumerate(zip(plan, old, strict=True)):
+            normaliser = self._normaliser(micro)
+            has_signal = any(bool((m.advantages[m.trainable] != 0).any()) for m, _ in micro)
+            optimizer.zero_grad(set_to_none=True)
+            for (m, _), old_lp in zip(micro, old_logprobs, strict=True):
+                with self._autocast():
+                    out = packed_logprobs(self.model, m, self.config.temperature, with_entropy=with_entropy)
+                result = ppo_loss(
+                    out.logprobs,
+                    old_lp,
+                    m.advantages,
+                    m.trainable,
+                    loss_config,
+                    entropy=out.entropy,
+                    normaliser=normaliser,
+                )
+                result.loss.backward()
+                stats.add_microbatch(result.metrics)
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(parameters, self.config.grad_clip))
+            if not math.isfinite(grad_norm):
+                raise FloatingPointError(
+                    f"non-finite gradient norm in mini-batch {index}; the update was abandoned"
+                )
+            if has_signal:
+                optimizer.step()
+                self.trainer_state.scheduler.step()
+            stats.end_minibatch(grad_norm, has_signal)
+        optimizer.zero_grad(set_to_none=True)
+        update_seconds = time.perf_counter() - began
+        tokens = float(sum(tree.length for tree in batch.trees))
+        timings = {
+            "perf/old_logprobs_s": old_seconds,
+            "perf/update_s": update_seconds,
+            "perf/update_tokens_per_s": tokens / update_seconds if update_seconds > 0 else 0.0,
+            "batch/micro_batches": float(sum(len(mini) for mini in plan)),
+            "batch/mini_batches": float(len(plan)),
+        }
+        return stats, timings
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+
+    def _micro_batches(self, batch: StepBatch) -> list[list[MicroBatch]]:
+        """Per mini-batch: its micro-batches, collated on the device."""
+        sizes = [len(g.trajectories) for g in batch.groups]
+        plan = []
+        for mini in split_minibatches(sizes, self.config.mini_batches):
+            lengths = [batch.trees[i].length for i in mini]
+            micro = []
+            for positions in plan_microbatches(lengths, self.config.micro_batch_tokens):
+                ids = [mini[p] for p in positions]
+                collated = collate_trees(
+                    [batch.trees[i] for i in ids],
+                    self.pad_id,
+                    multiple_of=self.pad_multiple,
+                    max_row_tokens=self.config.micro_batch_tokens,
+                )
+                micro.append((collated.to(self.device), ids))
+            plan.append(micro)
+        return plan
+
+    def _old_logprobs(
+        self, plan: list[list[MicroBatch]], batch: StepBatch, stats: UpdateStats
+    ) -> list[list[Tensor]]:
+        """[N, T] old log-probs per micro-batch: recomputed without grad, or the engine's."""
+        old: list[list[Tensor]] = []
+        if self.config.old_logprobs is OldLogProbs.ROLLOUT:
+            for mini in plan:
+                old.append([])
+                for micro, ids in mini:
+                    values = torch.zeros(micro.shape, dtype=torch.float32)
+                    for tree_id, place in zip(ids, micro.placements, strict=True):
+                        tree_values = rollout_logprobs(batch.trajectories[tree_id], batch.trees[tree_id])
+                        values[place.row, place.offset : place.offset + place.length] = tree_values
+                    old[-1].append(values.to(self.device))
+            return old
+        # The model stays in train mode: the attention dropout is 0 either way, and transformers recompiles
+        # its FlexAttention kernel on every train/eval switch.
+        with torch.no_grad(), self._autocast():
+            for mini in plan:
+                old.append([])
+                for micro, _ in mini:
+                    out = packed_logprobs(self.model, micro, self.config.temperature, with_entropy=True)
+                    assert out.entropy is not None
+                    stats.add_entropy(float((out.entropy * micro.trainable).sum()))
+                    old[-1].append(out.logprobs.float())
+        return old
+
+    def _normaliser(self, micro: Sequence[MicroBatch]) -> float:
+        """One denominator for all micro-batches of a mini-batch (DESIGN.md §2.5)."""
+        if self.config.brpo.aggregation is LossAggregation.SEQ_SUM_CONST:
+            trees = sum(len(ids) for _, ids in micro)
+            return float(trees * self.config.brpo.resolved_loss_normalizer)
+        return float(max(1, sum(int(m.trainable.sum()) for m, _ in micro)))
