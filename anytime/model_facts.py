@@ -36,12 +36,17 @@ class ModelFacts:
 
         if tokenizer.eos_token_id is None:
             raise ValueError("the tokenizer has no EOS token; set eos_token in tokenizer_config.json")
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         return cls(
             think_start_id=single(fmt.think_start),
             think_end_id=single(fmt.think_end),
             eos_id=int(tokenizer.eos_token_id),
-            pad_id=int(pad),
+            pad_id=pad_id_of(tokenizer),
             ellipsis_ids=tuple(tokenizer.encode(fmt.ellipsis, add_special_tokens=False)),
             delimiter_ids=tuple(tokenizer.encode(fmt.delimiter, add_special_tokens=False)),
         )
+
+
+def pad_id_of(tokenizer: Any) -> int:
+    """The tokenizer's pad token, or its EOS when it has none (what batches are padded with)."""
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return int(pad)

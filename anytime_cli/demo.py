@@ -21,7 +21,7 @@ from anytime_cli.curves import TERMINAL, evaluation_line, overlay_png, phase, sa
 from anytime_cli.errors import CliError
 from anytime_cli.files import write_atomically
 from anytime_cli.runs import evaluations, last_step
-from anytime_cli.up import export_line, stack_failure
+from anytime_cli.up import export_line, mlflow_runs_page, stack_failure
 
 WARM_START_BATCH = 32
 WARM_START_LR = 1e-3
@@ -152,7 +152,8 @@ def look_again(stack_home: Path, run_ids: dict[str, str], png: Path) -> list[str
         f"  {export_line('http://127.0.0.1:8000', stack_home / 'api-key')}",
         *(f"  anytime runs show {rid}" for rid in run_ids.values()),
         f"  anytime runs curve {ids} --png {png}",
-        "  open http://127.0.0.1:5000 (MLflow: compare the runs, evaluation metrics per budget, curve plots)",
+        "  open the MLflow address it prints (the runs in the training view: compare them, eval metrics "
+        "per budget, curves/start_vs_end.png)",
     ]
 
 
@@ -162,7 +163,9 @@ def run_demo(workdir: Path, warm_steps: int, run_steps: int, seed: int) -> None:
 
     workdir = workdir.resolve()
     model, train, held_out = prepare_model(workdir, warm_steps, seed)
-    stack = EmbeddedStack(workdir / "stack", api_port=free_port(), mlflow_port=free_port())
+    stack = EmbeddedStack(
+        workdir / "stack", api_port=free_port(), mlflow_port=free_port(), data_roots=(workdir,)
+    )
     typer.echo(f"4/6 starting the embedded stack: redis, MLflow, workers, API (logs in {stack.home}/logs)")
     started = time.perf_counter()
     try:
@@ -171,7 +174,8 @@ def run_demo(workdir: Path, warm_steps: int, run_steps: int, seed: int) -> None:
         raise stack_failure(err, stack.home) from None
     try:
         up_s = time.perf_counter() - started
-        typer.echo(f"    API {stack.api_url}/docs, MLflow {stack.mlflow_url} (up in {up_s:.0f} s)")
+        mlflow_page = mlflow_runs_page(stack.mlflow_url, stack.mlflow_store_uri)
+        typer.echo(f"    API {stack.api_url}, MLflow {mlflow_page} (up in {up_s:.0f} s)")
         client = ApiClient(stack.api_url, stack.api_key())
         typer.echo(f"5/6 a BRPO run and a GRPO run, {run_steps} steps each, created over REST")
         run_ids = {

@@ -74,7 +74,9 @@ def run_science(workdir: Path, warm_steps: int, run_steps: int, seeds: list[int]
 
     workdir = workdir.resolve()
     model, train, held_out = prepare_model(workdir, warm_steps, seed=0, task_name=SCIENCE_TASK)
-    stack = EmbeddedStack(workdir / "stack", api_port=free_port(), mlflow_port=free_port())
+    stack = EmbeddedStack(
+        workdir / "stack", api_port=free_port(), mlflow_port=free_port(), data_roots=(workdir,)
+    )
     typer.echo(f"4/6 starting the embedded stack: redis, MLflow, workers, API (logs in {stack.home}/logs)")
     try:
         stack.start()

@@ -27,6 +27,20 @@ def stack_failure(err: Exception, home: Path) -> CliError:
     return CliError(f"the stack did not start: {reason} (logs in {home / 'logs'})")
 
 
+def mlflow_runs_page(mlflow_url: str, tracking_uri: str) -> str:
+    """The MLflow UI's page of the platform's runs in its training view (MLflow 3 opens on its GenAI pages
+    otherwise); the bare address when the experiment cannot be looked up."""
+    try:
+        from mlflow import MlflowClient
+
+        from anytime.tracking import EXPERIMENT, experiment_url
+
+        found = MlflowClient(tracking_uri=tracking_uri).get_experiment_by_name(EXPERIMENT)
+    except Exception:  # a link is a convenience; the address still works
+        return mlflow_url
+    return experiment_url(mlflow_url, found.experiment_id) if found is not None else mlflow_url
+
+
 def run_up(home: Path, api_port: int, mlflow_port: int, serve: Path | None = None) -> None:
     from services.control.stack import EmbeddedStack, StackError
 
@@ -50,8 +64,8 @@ def run_up(home: Path, api_port: int, mlflow_port: int, serve: Path | None = Non
         stack.stop()
         raise typer.Exit(130) from None
     typer.echo(
-        f"API      {stack.api_url}  (docs {stack.api_url}/docs)\n"
-        f"MLflow   {stack.mlflow_url}\n"
+        f"API      {stack.api_url}  (OpenAPI schema at /openapi.json, with the key)\n"
+        f"MLflow   {mlflow_runs_page(stack.mlflow_url, stack.mlflow_store_uri)}\n"
         f"Redis    {stack.redis_url}\n"
         f"API key  {stack.api_key_file}\n"
         f"logs     {logs}\n"

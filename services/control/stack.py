@@ -98,6 +98,7 @@ class EmbeddedStack:
     api: bool = True
     database: str | None = None  # a SQLAlchemy URL; unset: ANYTIME_DATABASE_URL, else a SQLite file in home
     serve: Path | None = None  # a model folder the API serves for inference as `model: "anytime"`
+    data_roots: tuple[Path, ...] = ()  # folders run configs may name, besides home and the repo's build/
     services: list[Service] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -160,7 +161,10 @@ class EmbeddedStack:
             "ANYTIME_MLFLOW_TRACKING_URI": self.mlflow_uri,
             "ANYTIME_API_API_KEY": self.api_key(),
             "ANYTIME_API_HOST": "127.0.0.1",  # what uvicorn binds below
-            "ANYTIME_DATA_ROOTS": os.environ.get("ANYTIME_DATA_ROOTS") or f"{self.home},{REPO / 'build'}",
+            "ANYTIME_DATA_ROOTS": ",".join(
+                [os.environ.get("ANYTIME_DATA_ROOTS") or f"{self.home},{REPO / 'build'}"]
+                + [str(root.resolve()) for root in self.data_roots]
+            ),
             # The tiny model is small: keep two runs' learners (the demo's BRPO and GRPO) loaded.
             "ANYTIME_LEARNER_MAX_LEARNERS": os.environ.get("ANYTIME_LEARNER_MAX_LEARNERS", "2"),
             "PYTHONUNBUFFERED": "1",

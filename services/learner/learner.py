@@ -33,6 +33,7 @@ from typing import Any
 import torch
 
 from anytime.contracts.learn import LearnerConfig
+from anytime.model_facts import pad_id_of
 from anytime.trajectory import Trajectory
 from services.learner.batch import BatchMismatchError, Verdicts, build_step_batch
 from services.learner.checkpoint import MODEL_DIR, TRAINER_STATE, Checkpoint, CheckpointStore
@@ -40,7 +41,6 @@ from services.learner.metrics import batch_metrics
 from services.learner.model_io import (
     folder_dtype,
     load_model,
-    pad_id_of,
     prepare_for_training,
     resolve_device,
     resolve_serve_dtype,

@@ -62,12 +62,6 @@ def load_model(model_dir: Path, device: torch.device) -> tuple[Any, Any]:
     return model.to(device), AutoTokenizer.from_pretrained(model_dir)
 
 
-def pad_id_of(tokenizer: Any) -> int:
-    """The tokenizer's pad token, or its EOS when it has none."""
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    return int(pad)
-
-
 def prepare_for_training(model: Any, config: LearnerConfig, device: torch.device) -> Any:
     """`model` on `device`, in train mode, with gradient checkpointing when the config (or, unset, CUDA)
     asks for it; a model with attention dropout is refused."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from anytime.brpo.budgets import BudgetPrior, PriorKind
+from anytime.brpo.budgets import BudgetPrior, PriorKind, check_budgets
 
 
 def test_named_priors_over_evenly_spaced_budgets() -> None:
@@ -67,3 +67,10 @@ def test_spacing_needs_whole_token_budgets_and_a_known_kind() -> None:
         BudgetPrior.spaced("cosine", 8000, 4)
     with pytest.raises(ValueError, match=">= 1"):
         BudgetPrior.spaced("uniform", 8000, 0)
+
+
+@pytest.mark.parametrize("budgets", [[], [0, 8], [8, 8], [16, 8], [-1]])
+def test_a_budget_support_is_checked_in_one_place(budgets: list[int]) -> None:
+    with pytest.raises(ValueError, match="positive and strictly increasing"):
+        check_budgets(budgets)
+    assert check_budgets([8, 16, 32]) == (8, 16, 32)
