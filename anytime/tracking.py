@@ -2,12 +2,12 @@
 
 `MlflowTracker` talks to a store or server through `MlflowClient` (no process-global active run, so several
 runs can be tracked from one process); `NullTracker` does nothing, for tests and for runs without tracking.
-Metric names are slash-namespaced and MLflow-legal (`reward/budget_64/mean`, `eval/accuracy/budget_64`).
+Metric names are slash-namespaced and MLflow-legal (`reward/budget_64/mean`, `Eval/accuracy/budget_64`).
 
 What a run shows in MLflow (the run driver logs it):
 - params: the config as it runs (`RunConfig.resolved_params`: S, A, baseline, prior, … filled in), the
   config as written in the `config.json` artifact;
-- metrics: training metrics by policy version, and the evaluations' `eval/…` metrics (named by
+- metrics: training metrics by policy version, and the evaluations' `Eval/…` metrics (named by
   `EvalResult.metrics`); `curves/eval_v<version>.png` per evaluation, and `curves/start_vs_end.png` (the
   first and last policy with their bands) from the second evaluation on;
 - the experiment is tagged a training experiment (`TRAINING_KIND`); `experiment_url` links its runs.

@@ -122,9 +122,14 @@ def wait_for(client: ApiClient, run_ids: dict[str, str], poll_s: float = 5.0) ->
                 typer.echo(f"  {name}: evaluated {evaluation_line(evaluated[-1])}")
             shown[name] = now
             step = last_step(client, run["id"]) if int(run.get("step", -1)) >= 0 else None
+            # GRPO's one budget cannot score the evaluation grid: it has no training anytime score.
             score = step["metrics"].get("anytime/score") if step else None
-            trained = f" (training anytime score {score:.3f} at step {step['step'] + 1})" if step else ""
-            typer.echo(f"  {name}: {now[0]}" + (trained if score is not None else ""))
+            trained = (
+                f" (training anytime score {score:.3f} at step {step['step'] + 1})"
+                if step is not None and score is not None
+                else ""
+            )
+            typer.echo(f"  {name}: {now[0]}{trained}")
         if all(run["status"] in TERMINAL for run in runs.values()):
             return runs
         time.sleep(poll_s)

@@ -13,6 +13,9 @@ from anytime.queues import Queue, task_name
 EVALUATE_TASK = task_name(Queue.EVAL, "anytime")
 
 
+# The evaluation's MLflow metrics sort before the training log's (MLflow sorts by character code).
+EVAL_METRIC_PREFIX = "Eval/"
+
 class EvalSampling(BaseModel):
     """How an evaluation samples. The default here is greedy, one trace per problem (the most likely
     output; what `anytime eval` prints); runs default to the authors' protocol (`RunConfig.eval_*`)."""
@@ -82,18 +85,20 @@ class EvalResult(BaseModel):
     closed_share: float
 
     def metrics(self) -> dict[str, float]:
-        """MLflow metrics (slash-namespaced, one per budget)."""
+        """MLflow metrics (slash-namespaced, one per budget), under `EVAL_METRIC_PREFIX`: MLflow's UI sorts
+        metric names by character code, so the capital puts the held-out evaluation before every training
+        metric (all lowercase) in its tables and charts."""
         metrics: dict[str, float] = {}
         for b, a, low, high in zip(
             self.budgets, self.accuracy, self.accuracy_ci_low, self.accuracy_ci_high, strict=True
         ):
-            metrics[f"eval/accuracy/budget_{b}"] = a
-            metrics[f"eval/accuracy_ci_low/budget_{b}"] = low
-            metrics[f"eval/accuracy_ci_high/budget_{b}"] = high
-        metrics["eval/anytime_score"] = self.anytime_score
-        metrics["eval/anytime_score_ci_low"] = self.anytime_score_ci_low
-        metrics["eval/anytime_score_ci_high"] = self.anytime_score_ci_high
-        metrics["eval/num_problems"] = self.num_problems
-        metrics["eval/num_samples"] = self.num_samples
-        metrics["eval/thinking_length_mean"] = self.mean_thinking_length
+            metrics[f"{EVAL_METRIC_PREFIX}accuracy/budget_{b}"] = a
+            metrics[f"{EVAL_METRIC_PREFIX}accuracy_ci_low/budget_{b}"] = low
+            metrics[f"{EVAL_METRIC_PREFIX}accuracy_ci_high/budget_{b}"] = high
+        metrics[f"{EVAL_METRIC_PREFIX}anytime_score"] = self.anytime_score
+        metrics[f"{EVAL_METRIC_PREFIX}anytime_score_ci_low"] = self.anytime_score_ci_low
+        metrics[f"{EVAL_METRIC_PREFIX}anytime_score_ci_high"] = self.anytime_score_ci_high
+        metrics[f"{EVAL_METRIC_PREFIX}num_problems"] = self.num_problems
+        metrics[f"{EVAL_METRIC_PREFIX}num_samples"] = self.num_samples
+        metrics[f"{EVAL_METRIC_PREFIX}thinking_length_mean"] = self.mean_thinking_length
         return metrics

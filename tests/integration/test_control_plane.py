@@ -164,7 +164,7 @@ def test_a_two_step_run_succeeds_with_rewards_metrics_checkpoints_and_a_curve(
     assert [m.step for m in history] == [1, 2]
     if algorithm == "grpo":
         assert "anytime/score" not in tracked.data.metrics
-    assert {"eval/accuracy/budget_64", "eval/accuracy_ci_low/budget_64", "eval/anytime_score_ci_high"} <= set(
+    assert {"Eval/accuracy/budget_64", "Eval/accuracy_ci_low/budget_64", "Eval/anytime_score_ci_high"} <= set(
         tracked.data.metrics
     )
     artifacts = {

@@ -21,7 +21,7 @@ from anytime_cli.client import ApiClient, api_message
 from anytime_cli.main import main
 from anytime_cli.up import export_line
 from tests.conftest import anytime_cli
-from tests.unit.test_api_routes import Api, api, migrated_db
+from tests.unit.api.test_api_routes import Api, api, migrated_db
 
 __all__ = ["api", "migrated_db"]  # fixtures this module uses
 

@@ -27,7 +27,7 @@ from services.api.deps import get_scheduler
 from services.api.routes import experiments as routes
 from services.api.routes.experiments import get_experiment_tracker
 from services.api.settings import ApiSettings
-from tests.unit.test_api_routes import AUTH, KEY, RecordingScheduler, migrated_db, write_inputs
+from tests.unit.api.test_api_routes import AUTH, KEY, RecordingScheduler, migrated_db, write_inputs
 
 __all__ = ["migrated_db"]  # a fixture this module uses
 

@@ -15,7 +15,7 @@ from sqlalchemy import create_engine, inspect
 from services.api.app import create_app
 from services.api.settings import ApiSettings
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 KEY = "test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 MIGRATE = "alembic upgrade head"

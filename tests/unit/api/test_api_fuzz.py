@@ -32,7 +32,7 @@ from services.api.app import create_app
 from services.api.deps import get_readiness, get_scheduler
 from services.api.readiness import Readiness
 from services.api.settings import ApiSettings
-from tests.unit.test_api_routes import AUTH, CONFIG, KEY, RecordingScheduler, migrated_db, write_inputs
+from tests.unit.api.test_api_routes import AUTH, CONFIG, KEY, RecordingScheduler, migrated_db, write_inputs
 
 __all__ = ["migrated_db"]  # a fixture this module uses
 

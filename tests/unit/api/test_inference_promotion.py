@@ -20,7 +20,7 @@ from services.api.app import create_app
 from services.api.deps import get_scheduler
 from services.api.settings import ApiSettings
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 KEY = "test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 CONFIG = {"model": "models/tiny", "dataset": "data/train.jsonl", "b_max": 64, "num_budgets": 4}

@@ -12,8 +12,8 @@ import pytest
 from anytime.db.models import RunStatus
 from anytime_cli import demo
 from anytime_cli.client import ApiClient
-from tests.unit.test_api_routes import Api, api, migrated_db
-from tests.unit.test_cli_runs import commit_step, evaluate, write_eval
+from tests.unit.api.test_api_routes import Api, api, migrated_db
+from tests.unit.cli.test_cli_runs import commit_step, evaluate, write_eval
 
 __all__ = ["api", "migrated_db"]  # fixtures this module uses
 
@@ -64,8 +64,13 @@ def test_the_commands_to_look_again_bring_the_stopped_stack_back(tmp_path: Path)
     assert "anytime runs show r1" in text and f"anytime runs curve r1 r2 --png {tmp_path / 'p.png'}" in text
 
 
+@pytest.mark.parametrize("training_score", [0.25, None], ids=["brpo", "grpo-without-a-grid-score"])
 def test_waiting_for_the_runs_announces_each_phase_and_evaluation(
-    api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    api: Api,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    training_score: float | None,
 ) -> None:
     write_eval(tmp_path)
     run_id = api.create(steps=1, eval_dataset="data/eval.jsonl", eval_problems=4)["id"]
@@ -76,25 +81,27 @@ def test_waiting_for_the_runs_announces_each_phase_and_evaluation(
         evaluate(api, run_id, 1, [0.3, 0.4, 0.5, 0.6])
         api.set_status(run_id, RunStatus.SUCCEEDED)
 
+    metrics = {"anytime/objective": 0.5} | ({"anytime/score": training_score} if training_score else {})
     moves: Iterator[Callable[[], None]] = iter(
         [
             lambda: api.set_status(run_id, RunStatus.RUNNING),
             lambda: evaluate(api, run_id, 0, [0.1, 0.2, 0.3, 0.4]),
-            lambda: commit_step(api, run_id, 0, {"anytime/score": 0.25}),
+            lambda: commit_step(api, run_id, 0, metrics),
             finish,
         ]
     )
     monkeypatch.setattr(demo.time, "sleep", lambda _s: next(moves)())
     runs = demo.wait_for(client, {"brpo": run_id})
     assert runs["brpo"]["status"] == "succeeded"
+    trained = " (training anytime score 0.250 at step 1)" if training_score else ""
     assert capsys.readouterr().out.splitlines() == [
         "  brpo: queued",
         "  brpo: evaluating the warm start…",
         "  brpo: evaluated version 0: accuracy by budget 16:0.100 32:0.200 48:0.300 64:0.400, anytime 0.250 "
         "[0.100, 0.900] (k=4, T=0.6, 4 problems)",
         "  brpo: step 1/1: rollouts, grading, update…",
-        "  brpo: final evaluation… (training anytime score 0.250 at step 1)",
+        f"  brpo: final evaluation…{trained}",
         "  brpo: evaluated version 1: accuracy by budget 16:0.300 32:0.400 48:0.500 64:0.600, anytime 0.450 "
         "[0.100, 0.900] (k=4, T=0.6, 4 problems)",
-        "  brpo: succeeded (training anytime score 0.250 at step 1)",
+        f"  brpo: succeeded{trained}",
     ]

@@ -32,7 +32,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 PROJECT_PACKAGES = ("anytime", "services")
 COMPOSE_FILE = REPO / "docker-compose.yml"
 GPU_REQUIREMENTS = REPO / "requirements" / "gpu.txt"

@@ -8,7 +8,7 @@ import yaml
 
 from anytime.run_config import RunConfig
 
-RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "paper-1.5b.yaml"
+RECIPE = Path(__file__).resolve().parents[3] / "recipes" / "paper-1.5b.yaml"
 
 
 def test_the_paper_recipe_validates_with_the_papers_settings() -> None:

@@ -28,7 +28,7 @@ from services.api.readiness import Readiness
 from services.api.scheduler import SchedulingError
 from services.api.settings import ApiSettings
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 KEY = "test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 CONFIG = {"model": "models/tiny", "dataset": "data/train.jsonl", "b_max": 64, "num_budgets": 4}

@@ -15,7 +15,7 @@ import pytest
 
 from services.api.run_inputs import outside_roots_message
 from services.api.settings import ApiSettings
-from tests.unit.test_api_routes import CONFIG, REPO, Api, api, migrated_db
+from tests.unit.api.test_api_routes import CONFIG, REPO, Api, api, migrated_db
 
 __all__ = ["api", "migrated_db"]  # fixtures this module uses
 

@@ -11,7 +11,7 @@ from anytime.problems import load_problems
 from anytime.run_config import RunConfig
 from anytime.tracking import NullTracker
 from services.control.driver import DriverDeps, RunDriver
-from tests.unit.test_api_experiments import BASE, Api, api, migrated_db
+from tests.unit.api.test_api_experiments import BASE, Api, api, migrated_db
 
 __all__ = ["api", "migrated_db"]  # fixtures this module uses
 

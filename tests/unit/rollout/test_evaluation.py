@@ -136,18 +136,18 @@ def test_the_driver_sends_the_runs_protocol_and_stores_logs_and_draws_the_interv
     assert (row.anytime_score_ci_low, row.anytime_score_ci_high) == (0.25, 0.75)
     assert row.per_problem == {"a": [0.0, 0.5], "b": [0.5, 1.0]}
     assert tracker.metrics == {
-        "eval/accuracy/budget_32": 0.25,
-        "eval/accuracy/budget_64": 0.75,
-        "eval/accuracy_ci_low/budget_32": 0.0,
-        "eval/accuracy_ci_low/budget_64": 0.5,
-        "eval/accuracy_ci_high/budget_32": 0.5,
-        "eval/accuracy_ci_high/budget_64": 1.0,
-        "eval/anytime_score": 0.5,
-        "eval/anytime_score_ci_low": 0.25,
-        "eval/anytime_score_ci_high": 0.75,
-        "eval/num_problems": 2,
-        "eval/num_samples": 4,
-        "eval/thinking_length_mean": 40.0,
+        "Eval/accuracy/budget_32": 0.25,
+        "Eval/accuracy/budget_64": 0.75,
+        "Eval/accuracy_ci_low/budget_32": 0.0,
+        "Eval/accuracy_ci_low/budget_64": 0.5,
+        "Eval/accuracy_ci_high/budget_32": 0.5,
+        "Eval/accuracy_ci_high/budget_64": 1.0,
+        "Eval/anytime_score": 0.5,
+        "Eval/anytime_score_ci_low": 0.25,
+        "Eval/anytime_score_ci_high": 0.75,
+        "Eval/num_problems": 2,
+        "Eval/num_samples": 4,
+        "Eval/thinking_length_mean": 40.0,
     }
     assert tracker.pngs == ["curves/eval_v000003.png"]
 
@@ -168,3 +168,12 @@ def test_per_problem_values_need_one_value_per_budget(sessions: sessionmaker[Ses
         )
         with pytest.raises(ValueError, match="one value per budget"):
             crud.record_evaluation(session, run_id, 1, 0, [16, 32], [0.5, 0.5], 0.5, sampled)
+
+
+
+def test_evaluation_metrics_sort_before_every_training_metric() -> None:
+    from anytime.contracts.evaluation import EVAL_METRIC_PREFIX
+
+    training = ["advantage/thinking_mean", "anytime/objective", "batch/traces", "loss/policy", "variance/v1"]
+    evaluation = f"{EVAL_METRIC_PREFIX}anytime_score"
+    assert sorted([*training, evaluation])[0] == evaluation

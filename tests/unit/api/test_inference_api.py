@@ -29,8 +29,8 @@ from services.api.inference.rounds import RoundBatcher
 from services.api.inference.schemas import ChatCompletionRequest
 from services.api.inference.service import InferenceService
 from services.api.settings import ApiSettings
-from tests.unit.test_api_routes import AUTH, CONFIG, KEY, RecordingScheduler, migrated_db
-from tests.unit.test_inference_job import FACTS, PROMPT, ScriptedEngine
+from tests.unit.api.test_api_routes import AUTH, CONFIG, KEY, RecordingScheduler, migrated_db
+from tests.unit.api.test_inference_job import FACTS, PROMPT, ScriptedEngine
 
 __all__ = ["migrated_db"]  # a fixture this module uses
 

@@ -18,7 +18,7 @@ from anytime_cli.client import ApiClient
 from anytime_cli.errors import CliError
 from anytime_cli.main import app
 from tests.conftest import anytime_cli
-from tests.unit.test_api_experiments import Api, _record, api, migrated_db
+from tests.unit.api.test_api_experiments import Api, _record, api, migrated_db
 
 __all__ = ["api", "migrated_db"]  # fixtures this module uses
 

@@ -76,7 +76,7 @@ def test_cli_help_does_not_import_torch() -> None:
     assert "model" in result.stdout and "data" in result.stdout and "sft" in result.stdout
 
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 # The one room every service may import from another: the engines the rollout, eval and inference share.
 SHARED_SERVICE_ROOMS = {"engines"}
 # The CLI drives the services (it starts the embedded stack, runs rollouts and verifications in-process),

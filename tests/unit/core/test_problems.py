@@ -9,7 +9,7 @@ import pytest
 
 from anytime.problems import ProblemSetError, load_problems
 
-SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+SHARED_DATA = Path(__file__).resolve().parents[4] / "shared" / "data"
 
 
 def test_reads_json_list_with_generated_ids(tmp_path: Path) -> None:

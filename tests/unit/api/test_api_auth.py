@@ -19,7 +19,7 @@ from anytime_cli.client import ApiClient
 from services.api.app import create_app
 from services.api.deps import get_scheduler
 from services.api.settings import ApiSettings
-from tests.unit.test_api_routes import KEY, Api, RecordingScheduler, api, migrated_db
+from tests.unit.api.test_api_routes import KEY, Api, RecordingScheduler, api, migrated_db
 
 __all__ = ["api", "migrated_db"]  # fixtures this module uses
 
