@@ -11,6 +11,13 @@ Three measurements in one run, on the same card:
 MFU = 6 · parameters · tokens / seconds / measured bf16 rate (non-padding tokens; the recompute of gradient
 checkpointing and attention FLOPs are not counted, as usual).
 
+It also prints the packing figures of this tree shape: the micro-batch fill (tree tokens / padded tokens),
+the token ratio naive / packed (a sequence per summary, `prompt + z[:c] + block`, vs one packed tree) and
+an estimated step speed-up of packing over naive re-encoding, token ratio × (learner update rate /
+reference rate): the naive sequences would train at about the reference's rate (shorter than 8k, so a
+little faster per token: an upper-end estimate). `--json PATH` writes every figure for
+`benchmarks/gpu_check.sh`.
+
 Without CUDA (or with `--cpu-check`) it runs the same code path on a tiny config with tiny trees on the CPU,
 to check shapes and plumbing; its figures mean nothing.
 """
@@ -19,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import sys
 import time
 from dataclasses import dataclass
@@ -48,6 +56,13 @@ class Shape:
         blocks = len(self.budgets) * self.num_summaries
         return self.prompt_tokens + self.budgets[-1] + blocks * (self.inserted_tokens + self.summary_tokens)
 
+    @property
+    def naive_tokens(self) -> int:
+        """Tokens of the tree re-encoded naively: a sequence `prompt + z[:c_j] + block` per summary block (the
+        thinking tokens train in the full-trace ones, as `benchmarks/packing.py`'s naive step)."""
+        block = self.prompt_tokens + self.inserted_tokens + self.summary_tokens
+        return sum(self.num_summaries * (block + budget) for budget in self.budgets)
+
 
 # DeepSeek-R1-Distill-Qwen-1.5B's shape (untied embeddings); trees as in the paper's 8k runs, scaled to 8k.
 GPU_SHAPE = Shape(1536, 8960, 28, 12, 2, 151_936, 128, (1500, 3000, 4500, 6000), 4, 118, 8, 8192)
@@ -60,6 +75,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--problems", type=int, default=4, help="problems per step (G = 4 traces each)")
     parser.add_argument("--steps", type=int, default=2, help="measured learner steps (after one warm-up)")
     parser.add_argument("--baseline-iters", type=int, default=6, help="measured reference iterations")
+    parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     return parser.parse_args()
 
 
@@ -84,9 +100,25 @@ def main() -> None:
     )
     peak = matmul_rate(device, 8192 if cuda else 256)
     print(f"bf16 matmul rate: {peak / 1e12:.1f} TFLOP/s (measured)")
+    results: dict[str, Any] = {
+        "device": torch.cuda.get_device_name() if cuda else "cpu",
+        "cuda": cuda,
+        "torch": torch.__version__,
+        "tree_tokens": shape.tree_tokens,
+        "sequence_tokens": shape.sequence_tokens,
+        "naive_tokens_per_tree": shape.naive_tokens,
+        "matmul_tflops": peak / 1e12,
+    }
+    _write(args.json, results)  # what is known so far, should a later part fail
 
     baseline = reference_rate(shape, device, args.baseline_iters if cuda else 1)
     params = baseline.params
+    results |= {
+        "params": params,
+        "reference_tokens_per_s": baseline.tokens_per_s,
+        "reference_mfu": mfu(params, baseline.tokens_per_s, peak),
+    }
+    _write(args.json, results)
     precision = "bf16 autocast" if cuda else "fp32"
     print(f"model: Qwen2, {params:,} parameters (random weights), fp32 master weights, {precision}")
     print(
@@ -97,7 +129,8 @@ def main() -> None:
     if cuda:
         torch.cuda.empty_cache()
 
-    update, step = learner_rate(shape, device, args.problems, args.steps if cuda else 1)
+    learner = learner_rate(shape, device, args.problems, args.steps if cuda else 1)
+    update, step = learner.update_tokens_per_s, learner.step_tokens_per_s
     print(
         f"learner update ({'FlexAttention' if cuda else 'block-sparse SDPA'}, tree mask, packed trees): "
         f"{update:,.0f} tokens/s, "
@@ -108,8 +141,37 @@ def main() -> None:
         f"MFU {mfu(params, step, peak):.1%} counting 6·P·T"
     )
     print(f"ratio learner update / reference: {update / baseline.tokens_per_s:.2f}")
+    fill = learner.tokens / learner.padded_tokens
+    token_ratio = shape.naive_tokens / shape.tree_tokens
+    speedup = token_ratio * update / baseline.tokens_per_s
+    print(
+        f"packing: micro-batch fill {fill:.1%} ({learner.tokens:,.0f} tree tokens in "
+        f"{learner.padded_tokens:,.0f} padded); naive / packed tokens {shape.naive_tokens:,} / "
+        f"{shape.tree_tokens:,} = {token_ratio:.2f}x; est. packed vs naive step speed-up {speedup:.2f}x"
+    )
+    results |= {
+        "learner_update_tokens_per_s": update,
+        "learner_update_mfu": mfu(params, update, peak),
+        "learner_step_tokens_per_s": step,
+        "learner_step_mfu": mfu(params, step, peak),
+        "learner_over_reference": update / baseline.tokens_per_s,
+        "learner_step_s": learner.step_seconds,
+        "micro_batch_fill": fill,
+        "packing_token_ratio": token_ratio,
+        "packing_speedup_estimate": speedup,
+        "trees_per_step": args.problems * 4,
+        "attention": "flex_attention" if cuda else _cpu_attention(device),
+        "precision": "bf16" if cuda else "fp32",
+    }
     if cuda:
         print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
+        results["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    _write(args.json, results)
+
+
+def _write(path: Path | None, results: dict[str, Any]) -> None:
+    if path is not None:
+        path.write_text(json.dumps(results, indent=2) + "\n")
 
 
 def mfu(params: int, tokens_per_s: float, peak: float) -> float:
@@ -196,8 +258,17 @@ def reference_rate(shape: Shape, device: Any, iters: int) -> Rate:
     return Rate(rate, params)
 
 
-def learner_rate(shape: Shape, device: Any, problems: int, steps: int) -> tuple[float, float]:
-    """(update-pass tokens/s, whole-step tokens/s) of `Learner.step` on synthetic packed trees."""
+@dataclass(frozen=True)
+class LearnerRate:
+    update_tokens_per_s: float
+    step_tokens_per_s: float
+    step_seconds: float  # mean wall time of a measured step
+    tokens: float  # tree tokens over the measured steps (one update pass each)
+    padded_tokens: float  # micro-batch tokens the update passes ran, padding included
+
+
+def learner_rate(shape: Shape, device: Any, problems: int, steps: int) -> LearnerRate:
+    """Update-pass and whole-step tokens/s of `Learner.step` on synthetic packed trees."""
     from anytime.brpo.config import BRPOConfig
     from anytime.contracts.learn import LearnerConfig
     from services.learner.learner import Learner
@@ -219,7 +290,7 @@ def learner_rate(shape: Shape, device: Any, problems: int, steps: int) -> tuple[
     attention = "flex_attention" if device.type == "cuda" else _cpu_attention(device)
     learner = Learner(build_model(shape, attention, device), config, pad_id=0, device=device)
     learner.step(*synthetic_data(shape, problems, 0))  # warm-up: FlexAttention compiles here
-    update_tokens = update_seconds = step_tokens = step_seconds = 0.0
+    update_tokens = update_seconds = step_tokens = step_seconds = padded_tokens = 0.0
     for step in range(1, steps + 1):
         trajectories, verdicts = synthetic_data(shape, problems, step)
         _sync(device)
@@ -230,8 +301,15 @@ def learner_rate(shape: Shape, device: Any, problems: int, steps: int) -> tuple[
         step_tokens += metrics["batch/tokens"]
         update_tokens += metrics["batch/tokens"]
         update_seconds += metrics["perf/update_s"]
+        padded_tokens += metrics["batch/micro_batches"] * shape.sequence_tokens  # padded to the budget
         assert metrics["batch/tokens"] == problems * 4 * shape.tree_tokens, "trees are not the intended size"
-    return update_tokens / update_seconds, step_tokens / step_seconds
+    return LearnerRate(
+        update_tokens_per_s=update_tokens / update_seconds,
+        step_tokens_per_s=step_tokens / step_seconds,
+        step_seconds=step_seconds / steps,
+        tokens=update_tokens,
+        padded_tokens=padded_tokens,
+    )
 
 
 def synthetic_data(shape: Shape, problems: int, step: int) -> tuple[Any, Any]:

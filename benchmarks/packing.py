@@ -5,12 +5,14 @@ runs every summary sequence `prompt + z[:c_j] + inserted + delimiter + summary` 
 re-encodings of the trace; the thinking tokens train in the first full-trace sequence). Packed runs all
 trees in one forward with the tree mask and the block-sparse SDPA kernel, the CPU default (trees back to
 back in one row, no padding); `--dense` adds dense-mask SDPA (a row per tree) for comparison. Prints the
-times, the speed-ups and the largest log-prob difference between packed and naive, all from this run.
+times, the speed-ups and the largest log-prob difference between packed and naive, all from this run;
+`--json PATH` also writes them (for `benchmarks/gpu_check.sh`).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import tempfile
 import time
@@ -111,6 +113,7 @@ def main() -> None:
     parser.add_argument("--dense", action="store_true", help="also time dense-mask SDPA (slow: ~T² per tree)")
     # One thread: ratios stay stable on a small machine shared with other work.
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -152,11 +155,28 @@ def main() -> None:
     )
     print(f"naive re-encoding, a sequence per summary: {naive_time:7.2f} s")
     diff = 0.0
+    speedups = {}
     for name, (layout, seconds, logprobs) in results.items():
+        speedups[name] = naive_time / seconds
         print(f"packed, {name}: {seconds:7.2f} s  -> {naive_time / seconds:.2f}x faster")
         for index, naive_row in enumerate(naive_rows):
             diff = max(diff, (layout.tree_values(logprobs, index) - naive_row).abs().max().item())
     print(f"max |log-prob difference| packed vs naive: {diff:.2e}")
+    if args.json is not None:
+        figures = {
+            "trees": args.trees,
+            "b_max": args.b_max,
+            "threads": args.threads,
+            "naive_tokens": naive_tokens,
+            "packed_tokens": packed_tokens,
+            "token_ratio": naive_tokens / packed_tokens,
+            "naive_s": naive_time,
+            "packed_s": results["block-sparse SDPA, trees in one row"][1],
+            "speedup": speedups["block-sparse SDPA, trees in one row"],
+            "speedups": speedups,
+            "max_logprob_diff": diff,
+        }
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
 
 
 if __name__ == "__main__":

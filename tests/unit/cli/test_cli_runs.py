@@ -109,6 +109,8 @@ def test_show_gives_status_progress_promotion_evaluation_metrics_and_config(
     assert "anytime 0.500 [0.100, 0.900] (k=4, T=0.6, 4 problems)" in out
     assert "metrics      step 1, policy version 1:" in out and "anytime/score  0.375" in out
     assert "config (resolved):" in out and "  b_max: 64" in out and "  steps: 4" in out
+    # Fields the config left unset show what the run's plan resolved them to, not null.
+    assert "  baseline: brpo" in out and "  summary_mode: brpo" in out and "loss_normalizer: null" not in out
 
 
 def test_show_of_a_new_run_says_how_to_promote(api: Api, cli: Cli) -> None:

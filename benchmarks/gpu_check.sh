@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# One prepared GPU check, run from the repository root on a CUDA box (one H100/H200: under 8 minutes):
+#   1. the learner MFU benchmark (benchmarks/learner_gpu.py): a 1.5B-shaped Qwen2 built from a config
+#      (random weights, no hub download), packed 8k-token trees, FlexAttention with the tree mask, bf16;
+#      with the packing figures of that shape (micro-batch fill, naive / packed tokens, est. speed-up);
+#   2. the packing ratio (benchmarks/packing.py): packed trees vs naive per-summary re-encoding, measured,
+#      on the box's CPU (tiny model, one thread);
+# then one table: metric, value, goal / notes. Needs only torch and transformers (plus pydantic,
+# pydantic-settings and structlog, which the core's modules import); vLLM, Redis, SQL are not used.
+#
+#   benchmarks/gpu_check.sh               # the GPU check
+#   benchmarks/gpu_check.sh --cpu-smoke   # the same path, tiny shapes on the CPU (~1 min): plumbing only
+#                                         # (or GPU_CHECK_CPU_SMOKE=1)
+#
+# Python: $GPU_CHECK_PYTHON if set, else the first of .venv/bin/python, $GPU_CHECK_VENV/bin/python and
+# python3 that imports the benchmark's modules (and, for the GPU check, sees CUDA); else it creates
+# $GPU_CHECK_VENV (default ~/.cache/anytime/gpu-check-venv, with the system's site packages, so a
+# preinstalled CUDA torch is reused) and pip-installs what is missing. Logs and JSON figures go to
+# $GPU_CHECK_OUT (default: a new temporary folder). Exit status: 0 when every part finished.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+REPO=$PWD
+began=$SECONDS
+
+smoke=${GPU_CHECK_CPU_SMOKE:-0}
+for arg in "$@"; do
+    case $arg in
+        --cpu-smoke) smoke=1 ;;
+        -h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "unknown argument: $arg (try --help)" >&2; exit 2 ;;
+    esac
+done
+
+export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"  # the repository's modules, no install needed
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1          # models come from configs: nothing to download
+export TOKENIZERS_PARALLELISM=false
+out=${GPU_CHECK_OUT:-$(mktemp -d -t gpu-check.XXXXXX)}
+mkdir -p "$out"
+
+# What the two benchmarks import, checked rather than assumed (vLLM is never imported).
+probe='
+import sys
+import torch, transformers
+import anytime.tinymodel.build, services.learner.learner, tests.fixtures.synthetic
+if sys.argv[1] == "0":
+    assert torch.cuda.is_available(), "torch sees no CUDA device"
+    from torch.nn.attention.flex_attention import flex_attention
+print(f"torch {torch.__version__}, transformers {transformers.__version__}")
+'
+versions=
+usable() {  # sets $versions when $1 runs the probe
+    { [[ -x $1 ]] || command -v "$1" >/dev/null 2>&1; } && versions=$("$1" -c "$probe" "$smoke" 2>/dev/null)
+}
+
+venv=${GPU_CHECK_VENV:-$HOME/.cache/anytime/gpu-check-venv}
+python=
+if [[ -n ${GPU_CHECK_PYTHON:-} ]]; then
+    candidates=("$GPU_CHECK_PYTHON")
+else
+    candidates=("$REPO/.venv/bin/python" "$venv/bin/python" python3)
+fi
+for candidate in "${candidates[@]}"; do
+    if usable "$candidate"; then python=$candidate; break; fi
+done
+if [[ -z $python && -z ${GPU_CHECK_PYTHON:-} ]]; then
+    base=
+    for candidate in python3.12 python3.11 python3; do
+        if command -v "$candidate" >/dev/null 2>&1 &&
+            "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+            base=$candidate
+            break
+        fi
+    done
+    [[ -n $base ]] || { echo "need Python >= 3.11 (the repository's floor)" >&2; exit 1; }
+    echo "== no ready Python: creating $venv (system site packages kept: a preinstalled torch is reused)"
+    "$base" -m venv --system-site-packages "$venv"
+    # torch from PyPI is a CUDA build on Linux x86_64; transformers >= 4.56 takes `dtype=`.
+    "$venv/bin/python" -m pip install --quiet --upgrade pip
+    "$venv/bin/python" -m pip install --quiet "torch>=2.6" "transformers>=4.56" "pydantic>=2.7" \
+        "pydantic-settings>=2.3" "structlog>=24.1"
+    if usable "$venv/bin/python"; then python=$venv/bin/python; fi
+fi
+if [[ -z $python ]]; then
+    echo "no Python that imports the benchmarks (and sees CUDA, for the GPU check); the probe says:" >&2
+    "${candidates[0]}" -c "$probe" "$smoke" >&2 || true
+    exit 1
+fi
+echo "== python: $python ($versions)"
+echo "== logs and figures: $out"
+setup_s=$((SECONDS - began))
+
+# Each part under its own timeout; a failure is reported in the table, not fatal before it.
+learner_rc=0
+packing_rc=0
+if [[ $smoke == 1 ]]; then
+    echo "== CPU smoke: tiny shapes, figures mean nothing"
+    learner_args=(--cpu-check)
+    packing_args=(--b-max 128 --trees 2)
+    learner_limit=120
+    packing_limit=60
+else
+    learner_args=(--steps 3 --baseline-iters 6)
+    packing_args=(--b-max 2048 --trees 3)  # packing.py's defaults: ~60 s on one core
+    learner_limit=300
+    packing_limit=150
+fi
+
+t0=$SECONDS
+echo "== learner MFU (limit ${learner_limit}s)"
+timeout --kill-after=10 "$learner_limit" "$python" benchmarks/learner_gpu.py "${learner_args[@]}" \
+    --json "$out/learner.json" 2>&1 | tee "$out/learner.log" || learner_rc=${PIPESTATUS[0]}
+learner_s=$((SECONDS - t0))
+
+t0=$SECONDS
+echo "== packing ratio (CPU, one thread; limit ${packing_limit}s)"
+timeout --kill-after=10 "$packing_limit" "$python" benchmarks/packing.py "${packing_args[@]}" \
+    --json "$out/packing.json" 2>&1 | grep -v -e 'Writing model shards' -e 'Loading weights' \
+    | tee "$out/packing.log" || packing_rc=${PIPESTATUS[0]}
+packing_s=$((SECONDS - t0))
+
+"$python" - "$out" "$smoke" "$learner_rc" "$packing_rc" "$setup_s" "$learner_s" "$packing_s" \
+    "$((SECONDS - began))" <<'EOF'
+import json
+import sys
+from pathlib import Path
+
+out, smoke, learner_rc, packing_rc, setup_s, learner_s, packing_s, total_s = sys.argv[1:]
+smoke = smoke == "1"
+
+
+def load(name: str) -> dict:
+    path = Path(out) / name
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def status(rc: str, seconds: str) -> str:
+    word = {"0": "ok", "124": "TIMED OUT", "137": "KILLED (timeout)"}.get(rc, f"FAILED (exit {rc})")
+    return f"{word}, {seconds} s"
+
+
+learner, packing = load("learner.json"), load("packing.json")
+rows: list[tuple[str, str, str]] = []
+
+
+def row(metric: str, data: dict, key: str, fmt: str, note: str) -> None:
+    rows.append((metric, fmt.format(data[key]) if key in data else "-", note))
+
+
+mode = "CPU smoke (tiny shapes; figures check plumbing only)" if smoke else "GPU check"
+rows.append(("mode", mode, ""))
+row("device", learner, "device", "{}", f"torch {learner.get('torch', '?')}")
+row("parameters", learner, "params", "{:,}", "expect ~1.78B: R1-Distill-Qwen-1.5B's shape, untied")
+row("bf16 matmul rate", learner, "matmul_tflops", "{:.1f} TFLOP/s", "measured 8192³ GEMMs: MFU's peak")
+row("reference tokens/s", learner, "reference_tokens_per_s", "{:,.0f}",
+    f"HF Qwen2, causal SDPA, {learner.get('sequence_tokens', '?')}-token rows")
+row("reference MFU", learner, "reference_mfu", "{:.1%}", "H100 earlier: ~26k tokens/s, 33%")
+attention = f"{learner.get('attention', '?')}, {learner.get('precision', '?')}"
+row("learner update tokens/s", learner, "learner_update_tokens_per_s", "{:,.0f}", attention)
+row("learner update MFU", learner, "learner_update_mfu", "{:.1%}", "goal: >= 45% on the packed trees")
+row("learner step tokens/s", learner, "learner_step_tokens_per_s", "{:,.0f}", "with the old-log-prob pass")
+row("learner step MFU", learner, "learner_step_mfu", "{:.1%}", "counting 6·P·T")
+row("learner step time", learner, "learner_step_s", "{:.2f} s", f"{learner.get('trees_per_step', '?')} trees")
+row("learner / reference", learner, "learner_over_reference", "{:.2f}x", "update pass / plain HF reference")
+row("peak GPU memory", learner, "peak_memory_gib", "{:.1f} GiB", "")
+row("micro-batch fill", learner, "micro_batch_fill", "{:.1%}",
+    f"{learner.get('tree_tokens', '?')}-token trees padded to {learner.get('sequence_tokens', '?')}")
+row("packing tokens naive/packed", learner, "packing_token_ratio", "{:.2f}x",
+    "this tree shape: a sequence per summary vs one tree")
+row("packing speed-up (est.)", learner, "packing_speedup_estimate", "{:.2f}x",
+    "token ratio x learner/reference rate")
+tiny = f"b_max {packing.get('b_max', '?')}, {packing.get('trees', '?')} trees, tiny model, CPU"
+row("packing tokens naive/packed", packing, "token_ratio", "{:.2f}x", tiny)
+row("packing speed-up (measured)", packing, "speedup", "{:.2f}x", "fwd+bwd, block-sparse SDPA vs naive")
+row("packing max |dlogprob|", packing, "max_logprob_diff", "{:.1e}", "packed = naive up to float error (fp32)")
+rows.append(("learner benchmark", status(learner_rc, learner_s), "benchmarks/learner_gpu.py"))
+rows.append(("packing benchmark", status(packing_rc, packing_s), "benchmarks/packing.py"))
+rows.append(("setup", f"{setup_s} s", "finding or making the Python"))
+rows.append(("elapsed", f"{total_s} s", "goal: < 480 s on one H100/H200" if not smoke else "goal: < 120 s"))
+
+header = ("metric", "value", "goal / notes")
+widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
+print()
+for cells in [header, tuple("-" * width for width in widths), *rows]:
+    print("| " + " | ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)) + " |")
+EOF
+
+[[ $learner_rc == 0 && $packing_rc == 0 ]]
