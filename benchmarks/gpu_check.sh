@@ -172,7 +172,8 @@ row("packing speed-up (est.)", learner, "packing_speedup_estimate", "{:.2f}x",
 tiny = f"b_max {packing.get('b_max', '?')}, {packing.get('trees', '?')} trees, tiny model, CPU"
 row("packing tokens naive/packed", packing, "token_ratio", "{:.2f}x", tiny)
 row("packing speed-up (measured)", packing, "speedup", "{:.2f}x", "fwd+bwd, block-sparse SDPA vs naive")
-row("packing max |dlogprob|", packing, "max_logprob_diff", "{:.1e}", "packed = naive up to float error (fp32)")
+row("packing max log-prob diff", packing, "max_logprob_diff", "{:.1e}",
+    "packed = naive up to float error (fp32)")
 rows.append(("learner benchmark", status(learner_rc, learner_s), "benchmarks/learner_gpu.py"))
 rows.append(("packing benchmark", status(packing_rc, packing_s), "benchmarks/packing.py"))
 rows.append(("setup", f"{setup_s} s", "finding or making the Python"))
