@@ -8,7 +8,6 @@ module's child process, stopped by its handle.
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -64,14 +63,17 @@ REQUIRED_METRICS = {
 }
 
 
-def hashed_verdicts(trajectory: Trajectory) -> dict[str, VerdictRecord]:
-    """Reward 0 or 1 from a stable hash of the summary id."""
+def signal_verdicts(trajectory: Trajectory) -> dict[str, VerdictRecord]:
+    """Rewards that always carry signal, whatever the sampled thoughts and run id: the first summary of every
+    cut is right, the others only for odd traces. So within each problem group the traces' returns differ
+    (thinking advantages) and trace 0's summaries of a cut differ (summary advantages): every mini-batch of
+    whole groups has an update to make."""
 
-    def reward(sid: str) -> float:
-        return float(hashlib.sha256(sid.encode()).digest()[0] % 2)
+    def reward(sample_index: int) -> float:
+        return 1.0 if sample_index == 0 else float(trajectory.trace_index % 2)
 
     return {
-        trajectory.summary_id(c, s): verdict(reward(trajectory.summary_id(c, s)))
+        trajectory.summary_id(c, s): verdict(reward(s))
         for c, cut in enumerate(trajectory.cuts)
         for s in range(len(cut.summaries))
     }
@@ -181,7 +183,7 @@ def _roll_out(
     store.put_many(trajectories)
     if verdicts:
         for t in trajectories:
-            store.put_verdicts(t.id, hashed_verdicts(t))
+            store.put_verdicts(t.id, signal_verdicts(t))
     return trajectories
 
 
@@ -237,7 +239,7 @@ def test_missing_verdicts_and_bad_requests_fail_the_task_with_the_reason(
     run_id = f"run-{uuid.uuid4().hex[:8]}"
     fresh = TransformersEngine.from_model_dir(tiny_model_dir)  # policy version 0
     trajectories = _roll_out(fresh, store, run_id, step=0, verdicts=False)
-    store.put_verdicts(trajectories[0].id, hashed_verdicts(trajectories[0]))
+    store.put_verdicts(trajectories[0].id, signal_verdicts(trajectories[0]))
     request = {
         "run_id": run_id,
         "step": 0,
