@@ -158,7 +158,7 @@ def describe_run(
         lines += [f"  {name:<{width}}  {_number(value)}" for name, value in sorted(metrics.items())]
     # What the run runs with: the config as written, its unset fields filled in from the run's plan.
     resolved = run.get("resolved") or {}
-    shown = {**config, **{k: v for k, v in resolved.items() if config.get(k) is None or k not in config}}
+    shown = {**config, **{k: v for k, v in resolved.items() if config.get(k) is None}}
     lines.append("config (resolved):" if resolved else "config (as written; this API does not resolve it):")
     lines += ["  " + line for line in yaml.safe_dump(shown, sort_keys=False).splitlines()]
     return lines

@@ -8,8 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from alembic import command
-from alembic.config import Config
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -19,21 +17,13 @@ from anytime.run_config import RunConfig
 from services.api.app import create_app
 from services.api.deps import get_scheduler
 from services.api.settings import ApiSettings
+from tests.unit.api.test_api_routes import migrated_db
 
-REPO = Path(__file__).resolve().parents[3]
+__all__ = ["migrated_db"]  # the fixture this module uses (one migration template for the API tests)
+
 KEY = "test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 CONFIG = {"model": "models/tiny", "dataset": "data/train.jsonl", "b_max": 64, "num_budgets": 4}
-
-
-@pytest.fixture(scope="module")
-def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("db") / "template.db"
-    config = Config(str(REPO / "alembic.ini"))
-    config.set_main_option("script_location", str(REPO / "migrations"))
-    config.set_main_option("sqlalchemy.url", f"sqlite:///{path}")
-    command.upgrade(config, "head")
-    return path
 
 
 @pytest.fixture
