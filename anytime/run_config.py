@@ -80,6 +80,21 @@ class RunConfig(BaseModel):
     steps: int = Field(default=4, ge=1, le=100_000, description="Policy updates (rollout → verify → learn).")
     problems_per_step: int = Field(default=8, ge=1, le=4096)
     temperature: float = Field(default=1.0, gt=0)
+    max_staleness: int = Field(
+        default=0,
+        ge=0,
+        le=8,
+        description="k: the rollouts of the next k steps run while the learner trains, on a policy at most k "
+        "versions behind (corrected by a truncated importance weight); 0: on-policy, every step waits for "
+        "the last update.",
+    )
+    rollout_shards: int | None = Field(
+        default=None,
+        ge=1,
+        le=4096,
+        description="Rollout tasks per step, each whole problem groups, shared by the rollout workers; "
+        "unset: one per live rollout worker.",
+    )
     eval_dataset: str | None = Field(default=None, description="Held-out problems; unset: no evaluation.")
     eval_interval: int = Field(
         default=0,
@@ -130,6 +145,16 @@ class RunConfig(BaseModel):
             raise ValueError(
                 f"eval_temperature 0 is greedy: its {self.eval_samples} eval_samples would be one trace "
                 "repeated; leave eval_samples unset (or 1), or sample at a temperature above 0 (e.g. 0.6)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _valid_staleness(self) -> RunConfig:
+        if self.max_staleness and self.temperature != 1.0:
+            raise ValueError(
+                f"max_staleness {self.max_staleness} needs temperature 1: stale trajectories are corrected "
+                "with the engine's recorded log-probs, which are the untempered distribution's, not the "
+                f"sampling policy's at temperature {self.temperature}; set max_staleness 0 or temperature 1"
             )
         return self
 

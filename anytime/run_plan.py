@@ -40,6 +40,8 @@ class RunPlan(BaseModel):
     learner: LearnerConfig
     eval_budgets: tuple[int, ...]
     eval_sampling: EvalSampling
+    max_staleness: int = 0
+    rollout_shards: int | None = None
 
     @classmethod
     def from_config(cls, config: RunConfig) -> RunPlan:
@@ -72,13 +74,17 @@ class RunPlan(BaseModel):
             summary_max_tokens=brpo.summary_max_tokens,
             sampling=SamplingConfig(temperature=config.temperature),
         )
+        learner_fields = knobs.learner_fields() if knobs else {}
+        # A pipelined run's learner takes trajectories up to k versions old (and corrects them).
+        lag = max(learner_fields.pop("max_policy_lag", 0), config.max_staleness)
         learner = LearnerConfig(
             brpo=brpo,
             lr=config.lr,
             temperature=config.temperature,
             seed=config.seed,
             eval_budgets=eval_budgets,
-            **(knobs.learner_fields() if knobs else {}),
+            max_policy_lag=lag,
+            **learner_fields,
         )
         if config.eval_samples is not None:
             eval_k = config.eval_samples
@@ -94,6 +100,8 @@ class RunPlan(BaseModel):
             learner=learner,
             eval_budgets=eval_budgets,
             eval_sampling=eval_sampling,
+            max_staleness=config.max_staleness,
+            rollout_shards=config.rollout_shards,
         )
 
     @property

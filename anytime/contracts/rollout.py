@@ -49,6 +49,12 @@ class RolloutJob(BaseModel):
     problems: list[Problem] = Field(min_length=1)
     config: RolloutConfig
     seed: int = 0
+    accept_newer: bool = Field(
+        default=False,
+        description="Serve a newer policy version than `policy_version` when the worker holds one, rather "
+        "than refuse: a pipelined run's rollouts may use any version within its staleness bound, and a "
+        "fresher one only shrinks the lag (the trajectories record the version that produced them).",
+    )
 
 
 class RolloutResult(BaseModel):

@@ -6,7 +6,7 @@ The result carries the step's rewards per (trace, budget, summary) (`BudgetRewar
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -66,6 +66,30 @@ class VerifyResult(BaseModel):
     rewards: list[BudgetReward] = Field(
         default_factory=list, description="Every summary's reward per budget, in trajectory order."
     )
+
+    @classmethod
+    def merged(cls, results: Sequence[VerifyResult]) -> VerifyResult:
+        """One step's result from its shards' (a sharded step is graded shard by shard): counts add up,
+        rewards keep the shards' order, the cache hit rate is weighted by what each shard graded."""
+        if not results:
+            raise ValueError("no verify results to merge")
+        statuses: dict[str, int] = {}
+        for result in results:
+            for status, count in result.statuses.items():
+                statuses[status] = statuses.get(status, 0) + count
+        graded = sum(r.graded for r in results)
+        hit_rate = sum(r.cache_hit_rate * r.graded for r in results) / graded if graded else 0.0
+        return cls(
+            trajectories=sum(r.trajectories for r in results),
+            summaries=sum(r.summaries for r in results),
+            already_verified=sum(r.already_verified for r in results),
+            graded=graded,
+            stored=sum(r.stored for r in results),
+            statuses=statuses,
+            rewarded=sum(r.rewarded for r in results),
+            cache_hit_rate=round(hit_rate, 4),
+            rewards=[reward for r in results for reward in r.rewards],
+        )
 
     def metrics(self) -> dict[str, float]:
         """MLflow metrics of the verify task (slash-namespaced)."""

@@ -1,8 +1,12 @@
 """The run driver: one run, step by step, through the Celery queues (DESIGN.md §3).
 
-Each step: `rollout` (trajectories → Redis) → `verify` (verdicts → Redis; its result carries every
-summary's reward per budget) → `learn` (a new checkpoint = the next policy version) → commit the step to
-SQL (those rewards, metrics, checkpoint, policy version) in one transaction → MLflow → the next step.
+Each step: `rollout` in shards (trajectories → Redis), each shard's `verify` as soon as it lands (verdicts →
+Redis; its result carries every summary's reward per budget) → `learn` (a new checkpoint = the next policy
+version) → commit the step to SQL (those rewards, metrics, checkpoint, policy version) in one transaction →
+MLflow → the next step. With `max_staleness` k ≥ 1 the rollouts of the next k steps are launched before the
+learner trains (on the newest policy, at most k versions behind the learner that trains on them), so
+generation overlaps training; k = 0 is the on-policy step, each rollout on the last update's policy. The
+shards and the pipeline are `services.control.step_pipeline`.
 Tasks are sent by name with their typed request and their results read as typed results, all from the
 core's `anytime.contracts`: the driver imports no service. Evaluations (anytime accuracy on the eval set at
 every budget of a uniform grid) run before the first step, every `eval_interval` steps, and at the end.
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +32,8 @@ from sqlalchemy.orm import Session
 
 from anytime.contracts.evaluation import EVALUATE_TASK, EvalJob, EvalResult
 from anytime.contracts.learn import LEARN_TASK, LearnRequest, LearnResult
-from anytime.contracts.rollout import GENERATE_TASK, RolloutJob, RolloutResult
-from anytime.contracts.verify import GRADE_TASK, BudgetReward, VerifyRequest, VerifyResult
+from anytime.contracts.rollout import RolloutJob
+from anytime.contracts.verify import BudgetReward
 from anytime.curve_plot import CurveSeries, accuracy_vs_budget_png, series_label
 from anytime.db import experiments
 from anytime.db import repository as crud
@@ -40,6 +45,13 @@ from anytime.run_lease import DEFAULT_LEASE_TTL_S, RunLease
 from anytime.run_plan import RunPlan
 from anytime.tracking import Tracker, log_start_vs_end
 from anytime.trajectory_store import TrajectoryStore
+from services.control.step_pipeline import (
+    ProducedStep,
+    StepInFlight,
+    StepPipeline,
+    shard_problems,
+    shard_seed,
+)
 
 logger = get_logger(__name__)
 
@@ -48,6 +60,15 @@ class TaskRunner(Protocol):
     """Runs a task by name on its queue and returns its result (Celery: send_task + get)."""
 
     def __call__(self, name: str, kwargs: Mapping[str, Any]) -> dict[str, Any]: ...
+
+
+def one_rollout_worker() -> int:
+    """The rollout workers a driver counts when nobody can tell it (tests, the embedded default)."""
+    return 1
+
+
+# Shards per step when sized from the live workers: a bound on the threads one run's pipeline may start.
+MAX_AUTO_SHARDS = 64
 
 
 class RunCancelled(Exception):
@@ -68,6 +89,8 @@ class DriverDeps:
     runs_root: Path
     lease_ttl_s: int = DEFAULT_LEASE_TTL_S  # a dead driver's run is free again after this
     stopping: threading.Event = field(default_factory=threading.Event)  # set: let go at the next boundary
+    rollout_workers: Callable[[], int] = one_rollout_worker  # live rollout workers: a step's shards
+    poll_s: float = 2.0  # how often a driver waiting on in-flight shards looks for a cancel
 
 
 class RunDriver:
@@ -201,34 +224,52 @@ class RunDriver:
         if start == 0 and evaluation:
             self._evaluate(run_id, config, plan, evaluation, 0, -1, config.model, mlflow_run)
         model_dir = self._model_dir(run_id, version, config)
-        for step in range(start, config.steps):
-            self._check_cancel(run_id)
-            job = self._rollout_job(run_id, step, version, model_dir, train, config, plan)
-            rollout = RolloutResult.model_validate(
-                self.deps.run_task(GENERATE_TASK, job.model_dump(mode="json"))
+        shards_cap = plan.rollout_shards or MAX_AUTO_SHARDS
+        pipeline = StepPipeline(
+            self.deps.run_task, max_parallel=shards_cap * (plan.max_staleness + 1), poll_s=self.deps.poll_s
+        )
+        in_flight: dict[int, StepInFlight] = {}
+        last_commit = time.monotonic()
+
+        def launch(step: int) -> None:
+            jobs = self._rollout_jobs(run_id, step, version, model_dir, train, config, plan)
+            in_flight[step] = pipeline.launch(jobs)
+            logger.info(
+                "rollout launched", run_id=run_id, step=step, policy_version=version, shards=len(jobs)
             )
-            grade = VerifyRequest(
-                run_id=run_id, step=step, think_end_id=rollout.think_end_id, eos_id=rollout.eos_id
-            )
-            verified = VerifyResult.model_validate(
-                self.deps.run_task(GRADE_TASK, grade.model_dump(mode="json", exclude_defaults=True))
-            )
-            self._check_cancel(run_id)
-            learn = self._learn_request(run_id, step, version, config, plan)
-            learned = LearnResult.model_validate(
-                self.deps.run_task(LEARN_TASK, learn.model_dump(mode="json"))
-            )
-            version, model_dir = learned.policy_version, learned.model_dir
-            metrics = {**learned.metrics, **verified.metrics()}
-            self._commit_step(
-                run_id, step, version, model_dir, metrics, reward_rows(run_id, step, verified.rewards)
-            )
-            self.deps.tracker.log_metrics(mlflow_run, metrics, step=version)
-            self.deps.store.delete_batch(run_id, step)
-            logger.info("step committed", run_id=run_id, step=step, policy_version=version)
-            last = step == config.steps - 1
-            if evaluation and (last or (config.eval_interval and (step + 1) % config.eval_interval == 0)):
-                self._evaluate(run_id, config, plan, evaluation, version, step, model_dir, mlflow_run)
+
+        try:
+            for step in range(start, config.steps):
+                self._check_cancel(run_id)
+                if step not in in_flight:
+                    launch(step)
+                produced = pipeline.collect(in_flight.pop(step), lambda: self._check_cancel(run_id))
+                # Pipelined: the next steps generate on this policy while the learner trains this one.
+                for ahead in range(step + 1, min(step + plan.max_staleness, config.steps - 1) + 1):
+                    if ahead not in in_flight:
+                        launch(ahead)
+                self._check_cancel(run_id)
+                learn = self._learn_request(run_id, step, version, config, plan)
+                learned = LearnResult.model_validate(
+                    self.deps.run_task(LEARN_TASK, learn.model_dump(mode="json"))
+                )
+                metrics = {
+                    **learned.metrics,
+                    **produced.verified.metrics(),
+                    **pipeline_metrics(produced, version, time.monotonic() - last_commit),
+                }
+                version, model_dir = learned.policy_version, learned.model_dir
+                rows = reward_rows(run_id, step, produced.verified.rewards)
+                self._commit_step(run_id, step, version, model_dir, metrics, rows)
+                last_commit = time.monotonic()
+                self.deps.tracker.log_metrics(mlflow_run, metrics, step=version)
+                self.deps.store.delete_batch(run_id, step)
+                logger.info("step committed", run_id=run_id, step=step, policy_version=version)
+                last = step == config.steps - 1
+                if evaluation and (last or (config.eval_interval and (step + 1) % config.eval_interval == 0)):
+                    self._evaluate(run_id, config, plan, evaluation, version, step, model_dir, mlflow_run)
+        finally:
+            pipeline.close()
 
     def _model_dir(self, run_id: str, version: int, config: RunConfig) -> str:
         if version == 0:
@@ -246,7 +287,7 @@ class RunDriver:
         rng = random.Random(f"{config.seed}:{step}")
         return rng.sample(train, min(config.problems_per_step, len(train)))
 
-    def _rollout_job(
+    def _rollout_jobs(
         self,
         run_id: str,
         step: int,
@@ -255,16 +296,25 @@ class RunDriver:
         train: list[Problem],
         config: RunConfig,
         plan: RunPlan,
-    ) -> RolloutJob:
-        return RolloutJob(
-            run_id=run_id,
-            step=step,
-            policy_version=version,
-            model_dir=Path(model_dir),
-            problems=self._problems_of_step(train, step, config),
-            config=plan.rollout,
-            seed=config.seed * 100_003 + step,
-        )
+    ) -> list[RolloutJob]:
+        """The step's rollout in shards of whole problem groups: as many as the run asks for, else one per
+        live rollout worker (never more than problems)."""
+        problems = self._problems_of_step(train, step, config)
+        shards = plan.rollout_shards or min(max(1, self.deps.rollout_workers()), MAX_AUTO_SHARDS)
+        step_seed = config.seed * 100_003 + step
+        return [
+            RolloutJob(
+                run_id=run_id,
+                step=step,
+                policy_version=version,
+                model_dir=Path(model_dir),
+                problems=shard,
+                config=plan.rollout,
+                seed=shard_seed(step_seed, index),
+                accept_newer=plan.max_staleness > 0,
+            )
+            for index, shard in enumerate(shard_problems(problems, shards))
+        ]
 
     def _learn_request(
         self, run_id: str, step: int, version: int, config: RunConfig, plan: RunPlan
@@ -351,6 +401,17 @@ class RunDriver:
             accuracy=result.accuracy,
             anytime_score=result.anytime_score,
         )
+
+
+def pipeline_metrics(produced: ProducedStep, learner_version: int, step_wall_s: float) -> dict[str, float]:
+    """The driver's view of a step: its shards, how far its policy lagged the learner that trained on it,
+    how long the driver waited for its experience and the wall time since the previous commit."""
+    return {
+        "pipeline/shards": float(len(produced.rollouts)),
+        "pipeline/policy_lag": float(learner_version - min(produced.policy_versions)),
+        "pipeline/wait_s": produced.waited_s,
+        "pipeline/step_wall_s": step_wall_s,
+    }
 
 
 def is_infrastructure_outage(err: BaseException) -> bool:

@@ -11,6 +11,7 @@ shutdown (SIGTERM) drivers let go of their runs at the next look-up; the runs st
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Mapping
@@ -26,6 +27,7 @@ from anytime.celery_app import celery_from_settings, lazy_app_attribute, route_b
 from anytime.contracts.drive import DRIVE_TASK, DriveRequest
 from anytime.db.session import make_engine, make_session_factory
 from anytime.logging import configure_logging, get_logger
+from anytime.queues import Queue
 from anytime.tracking import MlflowTracker, NullTracker, Tracker
 from anytime.trajectory_store import TrajectoryStore
 from services.control.driver import (
@@ -92,6 +94,40 @@ def build_task_runner(settings: ControlSettings, celery: Celery, stopping: threa
     return run_task
 
 
+class LiveWorkers:
+    """How many workers consume a queue, asked of the workers themselves (Celery's `active_queues`
+    broadcast) at most every `ttl_s`: what sizes a step's rollout shards when the run does not. Workers
+    that join are counted within `ttl_s`; when nobody answers (or the broker is away) the last count
+    stands, and never fewer than 1."""
+
+    def __init__(self, celery: Celery, queue: Queue, ttl_s: float = 30.0, timeout_s: float = 1.0) -> None:
+        self.celery = celery
+        self.queue = queue
+        self.ttl_s = ttl_s
+        self.timeout_s = timeout_s
+        self._lock = threading.Lock()
+        self._count = 1
+        self._asked_at = -math.inf
+
+    def __call__(self) -> int:
+        with self._lock:
+            if time.monotonic() - self._asked_at < self.ttl_s:
+                return self._count
+            self._asked_at = time.monotonic()
+            try:
+                replies = self.celery.control.inspect(timeout=self.timeout_s).active_queues() or {}
+            except Exception as err:  # the count is a hint: a failed look-up keeps the last one
+                logger.warning("could not count live workers", queue=self.queue.value, error=str(err))
+                return self._count
+            consuming = [
+                name
+                for name, queues in replies.items()
+                if any(q.get("name") == self.queue.value for q in queues or [])
+            ]
+            self._count = max(1, len(consuming))
+            return self._count
+
+
 def _state(result: Any) -> str | None:
     try:
         return str(result.state)
@@ -113,6 +149,8 @@ def build_driver(settings: ControlSettings, celery: Celery, stopping: threading.
             tracker=tracker,
             runs_root=settings.resolved_runs_root,
             stopping=stopping,
+            rollout_workers=LiveWorkers(celery, Queue.ROLLOUT),
+            poll_s=POLL_S,
         )
     )
 

@@ -33,7 +33,12 @@ class EngineHolder:
         self.settings = settings
         self.engines: OrderedDict[str, Engine] = OrderedDict()
 
-    def at_version(self, run_id: str, model_dir: Path, policy_version: int) -> Engine:
+    def at_version(
+        self, run_id: str, model_dir: Path, policy_version: int, accept_newer: bool = False
+    ) -> Engine:
+        """The run's engine serving `policy_version`, or with `accept_newer` any newer version it holds
+        already (a pipelined run's shards of two steps may ask for two versions; turning back would cost a
+        weight reload and serve an older policy than needed)."""
         engine = self.engines.get(run_id)
         if engine is None:
             while len(self.engines) >= self.settings.max_engines:
@@ -43,7 +48,7 @@ class EngineHolder:
             self.engines[run_id] = engine
         elif policy_version > engine.policy_version:
             engine.load_weights(model_dir, policy_version)
-        elif policy_version < engine.policy_version:
+        elif policy_version < engine.policy_version and not accept_newer:
             raise StalePolicyError(
                 f"run {run_id} asked for policy version {policy_version}, but version "
                 f"{engine.policy_version} is loaded; an older policy is refused rather than served under "
@@ -55,9 +60,11 @@ class EngineHolder:
 
 def run_rollout_job(job: RolloutJob, holder: EngineHolder, store: TrajectoryStore) -> dict[str, Any]:
     """The task's work as a plain function: job → trajectories in Redis → their ids."""
-    engine = holder.at_version(job.run_id, job.model_dir, job.policy_version)
+    engine = holder.at_version(job.run_id, job.model_dir, job.policy_version, job.accept_newer)
     log = logger.bind(run_id=job.run_id, step=job.step, policy_version=engine.policy_version)
-    log.info("rollout started", problems=len(job.problems), group=job.config.group_size)
+    log.info(
+        "rollout started", problems=len(job.problems), group=job.config.group_size, asked=job.policy_version
+    )
     trajectories = rollout(engine, job.problems, job.config, run_id=job.run_id, step=job.step, seed=job.seed)
     stored = store.put_many(trajectories)
     log.info("rollout stored", trajectories=len(trajectories), new=stored)

@@ -101,6 +101,9 @@ def test_engine_holder_moves_forward_and_refuses_older_versions(monkeypatch: pyt
     with pytest.raises(StalePolicyError, match="asked for policy version 4, but version 5 is loaded"):
         holder.at_version("a", Path("/ckpt/4"), 4)
     assert engine.policy_version == 5 and len(made) == 1
+    # A pipelined run's job accepts the newer version loaded: no reload, the engine says which it serves.
+    assert holder.at_version("a", Path("/ckpt/4"), 4, accept_newer=True) is engine
+    assert engine.policy_version == 5 and engine.loads == [(Path("/ckpt/5"), 5)]  # type: ignore[attr-defined]
     # Another run gets its own engine at its own version; a third evicts the least recently used.
     other = holder.at_version("b", Path("/m"), 0)
     assert other is not engine and other.policy_version == 0
