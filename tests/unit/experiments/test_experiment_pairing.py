@@ -31,8 +31,8 @@ def _stored_configs(api: Api, experiment: dict[str, Any]) -> dict[int, dict[str,
 def _rollout(driver: RunDriver, config: RunConfig, step: int) -> tuple[list[str], int]:
     """The problem ids, in order, and the sampling seed of the step's rollout job."""
     train = load_problems(Path(config.dataset))
-    job = driver._rollout_job("r", step, 0, config.model, train, config, config.plan())
-    return [p.id for p in job.problems], job.seed
+    jobs = driver._rollout_jobs("r", step, 0, config.model, train, config, config.plan())
+    return [p.id for job in jobs for p in job.problems], jobs[0].seed
 
 
 def test_the_arms_of_a_seed_train_on_the_same_problems_in_the_same_order(api: Api, tmp_path: Path) -> None:
