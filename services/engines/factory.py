@@ -1,4 +1,5 @@
-"""Start an engine by kind: the one place that picks `TransformersEngine` or `VllmEngine`.
+"""Start an engine by kind: the one place that picks `TransformersEngine`, `VllmEngine` or `LatencyEngine`
+(the benchmarks' stand-in for a GPU: it computes nothing and sleeps as a batched engine would take).
 
 Torch-free at import: the engine modules are imported only when an engine of their kind is asked for.
 """
@@ -11,7 +12,7 @@ from typing import Literal, Protocol
 
 from services.engines.seam import Engine
 
-EngineKind = Literal["transformers", "vllm"]
+EngineKind = Literal["transformers", "vllm", "latency"]
 
 
 class EngineSettings(Protocol):
@@ -33,12 +34,16 @@ class EngineSettings(Protocol):
     def vllm_cpu_kvcache_space_gib(self) -> int: ...
     @property
     def seed(self) -> int: ...
+    @property
+    def latency_decode_step_s(self) -> float: ...
+    @property
+    def latency_prefill_token_s(self) -> float: ...
 
 
 def make_engine(
     kind: EngineKind, model_dir: Path, settings: EngineSettings, policy_version: int = 0
 ) -> Engine:
-    """Start the engine `kind` on `model_dir` (vLLM is imported only when asked for)."""
+    """Start the engine `kind` on `model_dir` (each engine's module is imported only when asked for)."""
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"{model_dir} is not a Hugging Face model folder (no config.json)")
     if kind == "transformers":
@@ -47,6 +52,15 @@ def make_engine(
         return TransformersEngine.from_model_dir(
             model_dir, policy_version=policy_version, max_rows=settings.max_rows
         )
+    if kind == "latency":
+        from services.engines.latency_engine import LatencyEngine, LatencyModel
+
+        model = LatencyModel(
+            decode_step_s=settings.latency_decode_step_s,
+            prefill_token_s=settings.latency_prefill_token_s,
+            max_rows=settings.max_rows,
+        )
+        return LatencyEngine.from_model_dir(model_dir, model, policy_version=policy_version)
     # vLLM reads its CPU KV-cache size from the environment only; this is the one place we hand it over.
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(settings.vllm_cpu_kvcache_space_gib))
     from services.engines.vllm_engine import VllmEngine, VllmOptions
