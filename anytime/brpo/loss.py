@@ -3,6 +3,11 @@
 Per token: `max(-A * ρ, -A * clip(ρ, 1 - clip_low, 1 + clip_high))` with `ρ = exp(logπ - logπ_old)`,
 plus `kl_coef * KL(π || π_ref)` (k3 estimator) when a reference is given. No entropy bonus.
 
+Decoupled PPO (Hilton et al. 2021; AReaL) for tokens sampled by an older policy: `logπ_old` is then the
+proximal policy's (the learner's weights before the update) and the surrogate is multiplied by a behaviour
+weight `w = min(π_prox / π_behav, cap)`, without gradient (`behaviour_weights`). The caller passes the
+weights only where some token is stale; without them the loss is the plain PPO loss, bit for bit.
+
 Aggregation (`LossAggregation`):
 - `seq_sum_const` (the paper, Dr.GRPO style): sum over trainable tokens / a constant — by default rows ×
   padded length; the learner passes `normaliser = trees in the mini-batch × BRPOConfig.loss_normalizer`,
@@ -64,6 +69,33 @@ def k3_kl(logprobs: Tensor, ref_logprobs: Tensor) -> Tensor:
     return torch.expm1(log_ratio) - log_ratio
 
 
+@dataclass(frozen=True)
+class BehaviourWeights:
+    """weights: [N, T] `min(π_prox / π_behav, cap)` where the mask held, exactly 1 elsewhere (no grad);
+    truncated: [N, T] bool, where the cap bit."""
+
+    weights: Tensor
+    truncated: Tensor
+
+
+def behaviour_weights(
+    proximal_logprobs: Tensor, behaviour_logprobs: Tensor, mask: Tensor, cap: float
+) -> BehaviourWeights:
+    """Truncated importance weights of the proximal policy over the behaviour policy (decoupled PPO).
+
+    proximal_logprobs, behaviour_logprobs: [N, T] (the learner's before the update; the engine's recorded
+    ones); mask: [N, T] bool, the tokens to weigh (trainable tokens of stale trajectories). `cap` bounds
+    the variance a token sampled unusually rarely by the behaviour policy can add.
+    """
+    if cap <= 1:
+        raise ValueError(f"the behaviour weight cap must be > 1 (truncated IS commonly uses 2); got {cap}")
+    with torch.no_grad():
+        mask = mask.bool()
+        raw = torch.exp(proximal_logprobs.float() - behaviour_logprobs.float())
+        weights = torch.where(mask, raw.clamp(max=cap), torch.ones_like(raw))
+        return BehaviourWeights(weights, mask & (raw > cap))
+
+
 def ppo_loss(
     logprobs: Tensor,
     old_logprobs: Tensor,
@@ -74,6 +106,7 @@ def ppo_loss(
     ref_logprobs: Tensor | None = None,
     entropy: Tensor | None = None,
     normaliser: float | Tensor | None = None,
+    behaviour_weights: Tensor | None = None,
 ) -> PolicyLoss:
     """The policy loss over a batch of token sequences.
 
@@ -82,6 +115,8 @@ def ppo_loss(
     normaliser: the denominator. Default: N × T for `seq_sum_const`, the trainable-token count for
     `token_mean`. For the paper's constant across micro-batches (or with several trees per row), pass
     `trees in the mini-batch × BRPOConfig.resolved_loss_normalizer`.
+    behaviour_weights: [N, T], optional: each token's surrogate (not the KL term) is multiplied by it, no
+    gradient through it (`behaviour_weights(...).weights`; old_logprobs are then the proximal policy's).
     """
     config = config or PPOLossConfig()
     if not logprobs.shape == old_logprobs.shape == advantages.shape == mask.shape:
@@ -96,6 +131,13 @@ def ppo_loss(
     unclipped = -advantages * ratio
     clipped = -advantages * ratio.clamp(1.0 - config.clip_low, 1.0 + config.clip_high)
     per_token = torch.maximum(unclipped, clipped)
+    if behaviour_weights is not None:
+        if behaviour_weights.shape != per_token.shape:
+            raise ValueError(
+                f"behaviour_weights must have the log-probs' shape {list(per_token.shape)}; "
+                f"got {list(behaviour_weights.shape)}"
+            )
+        per_token = per_token * behaviour_weights.detach().to(per_token.dtype)
     metrics: dict[str, Tensor] = {}
     if config.kl_coef > 0:
         if ref_logprobs is None:

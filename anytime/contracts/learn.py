@@ -56,6 +56,13 @@ class LearnerConfig(BaseModel):
     max_policy_lag: int = Field(
         default=0, ge=0, description="accept trajectories this many policy versions older than the learner"
     )
+    behaviour_weight_cap: float = Field(
+        default=2.0,
+        gt=1,
+        description="truncation of the decoupled-PPO behaviour weight π_learner/π_rollout on the tokens of "
+        "stale trajectories (max_policy_lag >= 1); 2 as truncated importance sampling (TIS) uses for the "
+        "engine/learner mismatch: a token's weight stays within 2x a fresh token's",
+    )
     precision: Precision = Field(default="auto", description="auto: bf16 autocast on CUDA, fp32 on CPU")
     gradient_checkpointing: bool | None = Field(default=None, description="unset: on for CUDA, off on CPU")
     save_dtype: SaveDtype = Field(
@@ -107,6 +114,7 @@ class LearnerKnobs(BaseModel):
     pad_to_token_budget: bool | None = None
     old_logprobs: OldLogProbs | None = None
     max_policy_lag: int | None = None
+    behaviour_weight_cap: float | None = None
     precision: Precision | None = None
     gradient_checkpointing: bool | None = None
     save_dtype: SaveDtype | None = None

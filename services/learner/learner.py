@@ -37,7 +37,7 @@ from anytime.model_facts import pad_id_of
 from anytime.trajectory import Trajectory
 from services.learner.batch import BatchMismatchError, Verdicts, build_step_batch
 from services.learner.checkpoint import MODEL_DIR, TRAINER_STATE, Checkpoint, CheckpointStore
-from services.learner.metrics import batch_metrics
+from services.learner.metrics import batch_metrics, staleness_metrics
 from services.learner.model_io import (
     folder_dtype,
     load_model,
@@ -156,8 +156,9 @@ class Learner:
         batch = build_step_batch(trajectories, verdicts, self.config.brpo)
         self._check_versions(batch.trajectories)
         metrics = batch_metrics(batch, self.config.brpo, self.config.eval_budgets)
+        metrics.update(staleness_metrics(batch.trajectories, self.policy_version))
         try:
-            stats, timings = self.ppo.run(batch)
+            stats, timings = self.ppo.run(batch, self.policy_version)
         except BaseException as error:
             self.broken = f"{type(error).__name__}: {error}"
             raise
@@ -178,4 +179,12 @@ class Learner:
                 f"the trajectories come from policy versions {versions}, but the learner holds version "
                 f"{self.policy_version} and accepts a lag of {self.config.max_policy_lag}; roll out with the "
                 "learner's newest version (or raise max_policy_lag)"
+            )
+        if versions[0] < self.policy_version and self.config.temperature != 1.0:
+            raise BatchMismatchError(
+                f"the trajectories of policy versions {versions} are stale (the learner holds version "
+                f"{self.policy_version}): their off-policy correction weighs tokens by π_learner/π_rollout "
+                "with the engine's recorded log-probs, which are the untempered (temperature 1) "
+                f"distribution's, not those of the sampling policy at temperature {self.config.temperature}; "
+                "roll out at temperature 1, or train on-policy (max_staleness 0)"
             )

@@ -19,7 +19,9 @@ Batch metrics (from rewards and trajectories, before any update):
   `variance/budget_{b}/traces`: that mask's size; `variance/{brpo|v1|v2}`: the mask-count-weighted mean
   of the defined per-budget ratios. A ratio is left out where it is undefined (fewer than 2 masked traces,
   or every masked trace earned the same return), rather than reported as a number it is not;
-- `advantage/…`, `verdict/{status}`, `batch/…`.
+- `advantage/…`, `verdict/{status}`, `batch/…`;
+- `staleness/mean`, `staleness/max`: the learner's policy version minus each trajectory's (0 on-policy;
+  up to `max_policy_lag` when the rollout runs ahead of the learner).
 The update's own metrics (`policy/…`, `loss/…`, `optim/…`) are `update.UpdateStats`'.
 """
 
@@ -168,3 +170,9 @@ def batch_metrics(
         sum(int((tree.roles == TokenRole.THINKING).sum()) for tree in batch.trees)
     )
     return metrics
+
+
+def staleness_metrics(trajectories: Sequence[Trajectory], policy_version: int) -> dict[str, float]:
+    """How many policy versions behind the learner (at `policy_version`) the trajectories were sampled."""
+    lags = [policy_version - t.policy_version for t in trajectories]
+    return {"staleness/mean": sum(lags) / max(len(lags), 1), "staleness/max": float(max(lags, default=0))}

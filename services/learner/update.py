@@ -14,6 +14,26 @@ Simplifications, stated first: one PPO epoch, no shuffling, no reference-policy 
 every trainable token has advantage 0 carries no gradient; it is not stepped, so decoupled weight decay does
 not shrink the weights on a step without signal (`optim/skipped_steps` counts them). A non-finite gradient
 norm abandons the update (the caller marks the learner broken).
+
+Stale trajectories (`LearnerConfig.max_policy_lag` >= 1: the next step's rollout ran while this learner
+trained, so it sampled with an older policy version) get the decoupled PPO objective (Hilton et al. 2021,
+"Batch size-invariance for policy optimization"; AReaL): the ratio and its clip are taken against the
+proximal policy π_prox, the learner's weights before this update (the recomputed old log-probs, exactly as
+for fresh data), and each token's surrogate is multiplied by the behaviour weight
+`w = min(π_prox(token) / π_behav(token), behaviour_weight_cap)`, no gradient through w, where π_behav is the
+engine's recorded log-prob of the sampled token. Why not the plain PPO ratio against π_behav: after k
+updates the learner has moved from π_behav, so many stale tokens start outside the clip range
+[1 - clip_low, 1 + clip_high] and the clipped branch takes their gradient to 0 (the clip also tightens or
+loosens by how far the behaviour policy happens to lag): most of the stale data's signal is thrown away.
+Decoupled, the trust region is about the update itself (π_θ vs π_prox, as for fresh data), while w corrects
+the sampling distribution; truncating w bounds the variance a token the behaviour policy rarely sampled can
+add (truncated importance sampling, as TIS uses for the engine/learner mismatch, cap 2 by default).
+Only tokens of trajectories older than the learner's version are weighed: tokens of current-version
+trajectories keep weight exactly 1, and a micro-batch without stale trees takes today's code path (no
+weights passed at all), so `max_policy_lag = 0` is bit-identical to the on-policy update. With
+`OldLogProbs.ROLLOUT` the engine's log-probs already are the ratio's denominator (π_prox = π_behav): no
+extra weight is applied. The recorded log-probs are untempered, so the learner refuses stale trajectories
+at a temperature other than 1 (`Learner._check_versions`).
 """
 
 from __future__ import annotations
@@ -30,7 +50,7 @@ from torch import Tensor
 
 from anytime.brpo.config import LossAggregation
 from anytime.brpo.logprobs import FLEX_BLOCK_SIZE, packed_logprobs
-from anytime.brpo.loss import PPOLossConfig, ppo_loss
+from anytime.brpo.loss import PPOLossConfig, behaviour_weights, ppo_loss
 from anytime.brpo.packing import PackedBatch, collate_trees
 from anytime.contracts.learn import LearnerConfig, OldLogProbs
 from services.learner.batch import StepBatch, rollout_logprobs
@@ -62,6 +82,10 @@ class UpdateStats:
     grad_norms: list[float] = field(default_factory=list)
     optimizer_steps: int = 0
     skipped_steps: int = 0
+    # behaviour weights over the trainable tokens of stale trajectories: count, sum, truncated count
+    stale_tokens: float = 0.0
+    behaviour_weight_sum: float = 0.0
+    behaviour_truncated: float = 0.0
     _loss: float = 0.0
 
     def add_microbatch(self, metrics: Mapping[str, Tensor]) -> None:
@@ -75,6 +99,12 @@ class UpdateStats:
     def add_entropy(self, entropy_sum: float) -> None:
         """Entropy measured in the no-grad old-log-prob pass: a sum over trainable tokens."""
         self.sums["policy/entropy"] = self.sums.get("policy/entropy", 0.0) + entropy_sum
+
+    def add_behaviour_weights(self, weights: Tensor, truncated: Tensor, stale: Tensor) -> None:
+        """One micro-batch's behaviour weights [N, T] over its stale trainable tokens (`stale`, bool)."""
+        self.stale_tokens += float(stale.sum())
+        self.behaviour_weight_sum += float(weights[stale].sum())
+        self.behaviour_truncated += float(truncated[stale].sum())
 
     def end_minibatch(self, grad_norm: float, stepped: bool) -> None:
         self.minibatch_losses.append(self._loss)
@@ -91,6 +121,11 @@ class UpdateStats:
         metrics["optim/lr"] = lr
         metrics["optim/steps"] = float(self.optimizer_steps)
         metrics["optim/skipped_steps"] = float(self.skipped_steps)
+        if self.stale_tokens > 0:
+            metrics["policy/behaviour_weight_mean"] = self.behaviour_weight_sum / self.stale_tokens
+            metrics["policy/behaviour_weight_truncated_fraction"] = (
+                self.behaviour_truncated / self.stale_tokens
+            )
         return metrics
 
 
@@ -119,23 +154,25 @@ class PPOUpdate:
         if config.pad_to_token_budget:
             self.pad_multiple = -(-config.micro_batch_tokens // self.pad_multiple) * self.pad_multiple
 
-    def run(self, batch: StepBatch) -> tuple[UpdateStats, dict[str, float]]:
-        """Apply the update to the model in place; returns its statistics and `perf/`, `batch/` timings."""
+    def run(self, batch: StepBatch, policy_version: int) -> tuple[UpdateStats, dict[str, float]]:
+        """Apply the update to the model (at `policy_version`) in place; returns its statistics and
+        `perf/`, `batch/` timings. Trees of trajectories older than `policy_version` are stale."""
         stats = UpdateStats()
         plan = self._micro_batches(batch)
+        stale = [t.policy_version < policy_version for t in batch.trajectories]
         began = time.perf_counter()
-        old = self._old_logprobs(plan, batch, stats)
+        old, weights = self._old_logprobs(plan, batch, stale, stats)
         old_seconds = time.perf_counter() - began
         loss_config = PPOLossConfig.from_config(self.config.brpo)
         with_entropy = self.config.old_logprobs is OldLogProbs.ROLLOUT
         parameters = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = self.trainer_state.optimizer
         began = time.perf_counter()
-        for index, (micro, old_logprobs) in enumerate(zip(plan, old, strict=True)):
+        for index, (micro, old_logprobs, micro_weights) in enumerate(zip(plan, old, weights, strict=True)):
             normaliser = self._normaliser(micro)
             has_signal = any(bool((m.advantages[m.trainable] != 0).any()) for m, _ in micro)
             optimizer.zero_grad(set_to_none=True)
-            for (m, _), old_lp in zip(micro, old_logprobs, strict=True):
+            for (m, _), old_lp, weight in zip(micro, old_logprobs, micro_weights, strict=True):
                 with self._autocast():
                     out = packed_logprobs(self.model, m, self.config.temperature, with_entropy=with_entropy)
                 result = ppo_loss(
@@ -146,6 +183,7 @@ class PPOUpdate:
                     loss_config,
                     entropy=out.entropy,
                     normaliser=normaliser,
+                    behaviour_weights=weight,
                 )
                 result.loss.backward()
                 stats.add_microbatch(result.metrics)
@@ -195,31 +233,64 @@ class PPOUpdate:
         return plan
 
     def _old_logprobs(
-        self, plan: list[list[MicroBatch]], batch: StepBatch, stats: UpdateStats
-    ) -> list[list[Tensor]]:
-        """[N, T] old log-probs per micro-batch: recomputed without grad, or the engine's."""
+        self, plan: list[list[MicroBatch]], batch: StepBatch, stale: Sequence[bool], stats: UpdateStats
+    ) -> tuple[list[list[Tensor]], list[list[Tensor | None]]]:
+        """Per micro-batch: [N, T] old log-probs (recomputed without grad, or the engine's), and the
+        behaviour weights [N, T] of decoupled PPO where the micro-batch holds a stale tree (else None)."""
         old: list[list[Tensor]] = []
+        weights: list[list[Tensor | None]] = [[None] * len(mini) for mini in plan]
         if self.config.old_logprobs is OldLogProbs.ROLLOUT:
+            # π_behav is the ratio's denominator already: stale or not, no extra weight.
             for mini in plan:
-                old.append([])
-                for micro, ids in mini:
-                    values = torch.zeros(micro.shape, dtype=torch.float32)
-                    for tree_id, place in zip(ids, micro.placements, strict=True):
-                        tree_values = rollout_logprobs(batch.trajectories[tree_id], batch.trees[tree_id])
-                        values[place.row, place.offset : place.offset + place.length] = tree_values
-                    old[-1].append(values.to(self.device))
-            return old
+                old.append([self._rollout_values(micro, ids, batch).to(self.device) for micro, ids in mini])
+            return old, weights
         # The model stays in train mode: the attention dropout is 0 either way, and transformers recompiles
         # its FlexAttention kernel on every train/eval switch.
         with torch.no_grad(), self._autocast():
-            for mini in plan:
+            for m, mini in enumerate(plan):
                 old.append([])
-                for micro, _ in mini:
+                for n, (micro, ids) in enumerate(mini):
                     out = packed_logprobs(self.model, micro, self.config.temperature, with_entropy=True)
                     assert out.entropy is not None
                     stats.add_entropy(float((out.entropy * micro.trainable).sum()))
-                    old[-1].append(out.logprobs.float())
-        return old
+                    proximal = out.logprobs.float()
+                    old[-1].append(proximal)
+                    if any(stale[i] for i in ids):
+                        weights[m][n] = self._behaviour_weights(micro, ids, batch, stale, proximal, stats)
+        return old, weights
+
+    def _behaviour_weights(
+        self,
+        micro: PackedBatch,
+        ids: Sequence[int],
+        batch: StepBatch,
+        stale: Sequence[bool],
+        proximal: Tensor,
+        stats: UpdateStats,
+    ) -> Tensor:
+        """[N, T] `min(π_prox / π_behav, cap)` on the trainable tokens of the stale trees, 1 elsewhere."""
+        stale_ids = [i for i in ids if stale[i]]
+        behaviour = self._rollout_values(micro, ids, batch, only=stale_ids).to(self.device)
+        in_stale_tree = torch.zeros(micro.shape, dtype=torch.bool)
+        for tree_id, place in zip(ids, micro.placements, strict=True):
+            if stale[tree_id]:
+                in_stale_tree[place.row, place.offset : place.offset + place.length] = True
+        mask = in_stale_tree.to(self.device) & micro.trainable
+        result = behaviour_weights(proximal, behaviour, mask, self.config.behaviour_weight_cap)
+        stats.add_behaviour_weights(result.weights, result.truncated, mask)
+        return result.weights
+
+    @staticmethod
+    def _rollout_values(
+        micro: PackedBatch, ids: Sequence[int], batch: StepBatch, only: Sequence[int] | None = None
+    ) -> Tensor:
+        """[N, T] on the CPU: the engine's log-probs of the trees `ids` (or those in `only`), 0 elsewhere."""
+        values = torch.zeros(micro.shape, dtype=torch.float32)
+        for tree_id, place in zip(ids, micro.placements, strict=True):
+            if only is None or tree_id in only:
+                tree_values = rollout_logprobs(batch.trajectories[tree_id], batch.trees[tree_id])
+                values[place.row, place.offset : place.offset + place.length] = tree_values
+        return values
 
     def _normaliser(self, micro: Sequence[MicroBatch]) -> float:
         """One denominator for all micro-batches of a mini-batch (DESIGN.md §2.5)."""

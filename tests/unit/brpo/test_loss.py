@@ -1,4 +1,5 @@
-"""PPO clipped surrogate: hand-computed values, gradients, clipping, aggregation, KL and metrics."""
+"""PPO clipped surrogate: hand-computed values, gradients, clipping, aggregation, KL and metrics; the
+decoupled-PPO behaviour weights of stale tokens."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 import torch
 
 from anytime.brpo.config import BRPOConfig, LossAggregation
-from anytime.brpo.loss import PPOLossConfig, ppo_loss
+from anytime.brpo.loss import PPOLossConfig, behaviour_weights, ppo_loss
 
 
 def _leaf(values: list[list[float]]) -> torch.Tensor:
@@ -102,3 +103,54 @@ def test_config_checks_and_from_run_config() -> None:
     assert (config.clip_low, config.clip_high, config.aggregation) == (0.2, 0.28, LossAggregation.TOKEN_MEAN)
     with pytest.raises(ValueError, match="one shape"):
         ppo_loss(torch.zeros(1, 2), torch.zeros(1, 3), torch.zeros(1, 2), torch.ones(1, 2, dtype=torch.bool))
+
+
+def test_behaviour_weights_truncate_only_the_masked_tokens_and_weigh_the_surrogate() -> None:
+    # Five tokens against the proximal policy (old log-probs 0): ratios 1.1, 1.5, 1, 1, 1.
+    logprobs = _leaf([[math.log(1.1), math.log(1.5), 0.0, 0.0, 0.0]])
+    proximal = torch.zeros(1, 5, requires_grad=True)  # no gradient may flow into the weights
+    behaviour = torch.tensor([[math.log(2.0), math.log(1 / 3), 0.0, -5.0, -5.0]])
+    advantages = torch.tensor([[1.0, 1.0, -1.0, 2.0, 5.0]])
+    trainable = torch.tensor([[True, True, True, True, False]])
+    stale = torch.tensor([[True, True, True, False, False]])  # token 3 is a fresh tree's: weight 1
+    weighed = behaviour_weights(proximal, behaviour, stale & trainable, cap=2.0)
+    assert not weighed.weights.requires_grad
+    torch.testing.assert_close(weighed.weights, torch.tensor([[0.5, 2.0, 1.0, 1.0, 1.0]]))
+    assert weighed.truncated.tolist() == [[False, True, False, False, False]]  # raw weight 3 > cap 2
+
+    out = ppo_loss(
+        logprobs,
+        proximal.detach(),
+        advantages,
+        trainable,
+        normaliser=10.0,
+        behaviour_weights=weighed.weights,
+    )
+    # 0.5 · (-1.1)  +  2 · (-1.2, clipped)  +  1 · 1  +  1 · (-2)  = -3.95, over 10
+    assert out.loss.item() == pytest.approx(-0.395, rel=1e-6)
+    out.loss.backward()
+    assert logprobs.grad is not None
+    # d/dlogπ of -w·A·ρ is -w·A·ρ where unclipped; the clipped token and the untrainable one give 0.
+    torch.testing.assert_close(logprobs.grad, torch.tensor([[-0.055, 0.0, 0.1, -0.2, 0.0]]))
+    assert proximal.grad is None
+    assert out.metrics["policy/clip_fraction"].item() == pytest.approx(0.25)
+
+
+def test_unit_behaviour_weights_change_nothing_and_the_cap_must_exceed_one() -> None:
+    logprobs = _leaf([[-1.0, -0.2, -3.0]])
+    old = torch.tensor([[-1.1, -0.9, -2.5]])
+    advantages = torch.tensor([[1.0, -1.0, 0.5]])
+    mask = torch.tensor([[True, True, False]])
+    plain = ppo_loss(logprobs, old, advantages, mask)
+    plain.loss.backward()
+    assert logprobs.grad is not None
+    plain_grad = logprobs.grad.clone()
+    logprobs.grad = None
+    weighed = ppo_loss(logprobs, old, advantages, mask, behaviour_weights=torch.ones(1, 3))
+    weighed.loss.backward()
+    assert logprobs.grad is not None
+    assert torch.equal(weighed.loss, plain.loss) and torch.equal(logprobs.grad, plain_grad)
+    with pytest.raises(ValueError, match="cap must be > 1"):
+        behaviour_weights(old, old, mask, cap=1.0)
+    with pytest.raises(ValueError, match="shape"):
+        ppo_loss(logprobs, old, advantages, mask, behaviour_weights=torch.ones(1, 2))
