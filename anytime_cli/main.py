@@ -241,13 +241,17 @@ def up(
         Path | None,
         typer.Option(help='A model folder to serve as model "anytime" (e.g. build/demo/tiny-sft).'),
     ] = None,
+    rollout_workers: Annotated[
+        int,
+        typer.Option(min=1, max=64, help="Rollout worker processes; a step's rollout is shared among them."),
+    ] = 1,
 ) -> None:
     """Start the whole platform locally (redis-server, workers, API, MLflow UI) until Ctrl-C; prints the
     export line that points the CLI at it."""
     from anytime.settings import get_common_settings
     from anytime_cli.up import run_up
 
-    run_up(home or get_common_settings().home, api_port, mlflow_port, serve)
+    run_up(home or get_common_settings().home, api_port, mlflow_port, serve, rollout_workers)
 
 
 def one_line(message: str) -> str:

@@ -41,14 +41,18 @@ def mlflow_runs_page(mlflow_url: str, tracking_uri: str) -> str:
     return experiment_url(mlflow_url, found.experiment_id) if found is not None else mlflow_url
 
 
-def run_up(home: Path, api_port: int, mlflow_port: int, serve: Path | None = None) -> None:
+def run_up(
+    home: Path, api_port: int, mlflow_port: int, serve: Path | None = None, rollout_workers: int = 1
+) -> None:
     from services.control.stack import EmbeddedStack, StackError
 
     if serve is not None and not (serve / "config.json").is_file():
         raise CliError(
             f"--serve {serve}: not a model folder (no config.json), e.g. build/demo/tiny-sft"
         )
-    stack = EmbeddedStack(home, api_port=api_port, mlflow_port=mlflow_port, serve=serve)
+    stack = EmbeddedStack(
+        home, api_port=api_port, mlflow_port=mlflow_port, serve=serve, rollout_workers=rollout_workers
+    )
     logs = stack.home / "logs"
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -63,13 +67,14 @@ def run_up(home: Path, api_port: int, mlflow_port: int, serve: Path | None = Non
     except KeyboardInterrupt:
         stack.stop()
         raise typer.Exit(130) from None
+    rollouts = f"rollout ×{rollout_workers}" if rollout_workers > 1 else "rollout"
     typer.echo(
         f"API      {stack.api_url}  (OpenAPI schema at /openapi.json, with the key)\n"
         f"MLflow   {mlflow_runs_page(stack.mlflow_url, stack.mlflow_store_uri)}\n"
         f"Redis    {stack.redis_url}\n"
         f"API key  {stack.api_key_file}\n"
         f"logs     {logs}\n"
-        "workers  rollout, eval, verify, learn, control\n"
+        f"workers  {rollouts}, eval, verify, learn, control\n"
         + (f'serves   {serve} as model "anytime" at {stack.api_url}/v1/chat/completions\n' if serve else "")
         + "In another terminal, point the CLI at this stack (paste):\n"
         f"  {export_line(stack.api_url, stack.api_key_file)}\n"

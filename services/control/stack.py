@@ -99,6 +99,7 @@ class EmbeddedStack:
     database: str | None = None  # a SQLAlchemy URL; unset: ANYTIME_DATABASE_URL, else a SQLite file in home
     serve: Path | None = None  # a model folder the API serves for inference as `model: "anytime"`
     data_roots: tuple[Path, ...] = ()  # folders run configs may name, besides home and the repo's build/
+    rollout_workers: int = 1  # rollout worker processes (`rollout`, `rollout-2`, …): a step's shards
     services: list[Service] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -189,7 +190,10 @@ class EmbeddedStack:
         redis.ready = lambda: redis.proc is not None and redis_answers(port, redis.proc.pid)
         services = [
             redis,
-            worker("rollout", "services.rollout.worker", "rollout", ["-P", "solo"]),
+            *[
+                worker(name, "services.rollout.worker", "rollout", ["-P", "solo"])
+                for name in ["rollout", *[f"rollout-{i}" for i in range(2, self.rollout_workers + 1)]]
+            ],
             worker("eval", "services.rollout.worker", "eval", ["-P", "solo"]),
             worker("verify", "services.verifier.worker", "verify", ["-P", "prefork", "-c", "1"]),
             worker("learn", "services.learner.worker", "learn", ["-P", "solo"]),

@@ -64,12 +64,12 @@ class Up:
             assert not [pid for pid in family if running(pid)], "anytime up left processes behind"
 
 
-def _start(home: Path, roots: Path) -> Up:
+def _start(home: Path, roots: Path, *options: str, env: dict[str, str] | None = None) -> Up:
     api_port, mlflow_port = free_port(), free_port()
-    env = {**os.environ, "ANYTIME_HOME": str(home), "ANYTIME_DATA_ROOTS": str(roots)}
+    env = {**os.environ, "ANYTIME_HOME": str(home), "ANYTIME_DATA_ROOTS": str(roots), **(env or {})}
     proc = subprocess.Popen(
         [sys.executable, "-m", "anytime_cli.main", "up", "--api-port", str(api_port),
-         "--mlflow-port", str(mlflow_port), "--home", str(home)],
+         "--mlflow-port", str(mlflow_port), "--home", str(home), *options],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     assert proc.stdout is not None
@@ -223,3 +223,54 @@ def test_a_stack_stopped_mid_run_finishes_the_run_when_started_again(
     finally:
         up.stop()
     print(f"\nSIGTERM the stack at step {run['step']}, up again: next step {took:.0f} s later; {rows} rows")
+
+
+def _rollouts_started(log: Path) -> list[str]:
+    """The `rollout started` lines of a rollout worker's log."""
+    return [line for line in log.read_text(errors="replace").splitlines() if "rollout started" in line]
+
+
+def test_a_killed_rollout_worker_re_runs_only_its_shard_of_a_pipelined_run(
+    workspace: Path, stack_home: Path, tiny_model_dir: Path
+) -> None:
+    """Two rollout workers share every step (shards sized from the live workers), the next step generates
+    while the learner trains (max_staleness 1); one worker is SIGKILLed mid-shard: only that shard runs
+    again, and the run ends with exact counts."""
+    steps = 4
+    # A short visibility timeout so the killed shard comes back quickly (longer than any tiny shard).
+    up = _start(
+        stack_home, workspace.parent, "--rollout-workers", "2", env={"ANYTIME_VISIBILITY_TIMEOUT_S": "20"}
+    )
+    logs = stack_home / "logs"
+    try:
+        with up.client() as client:
+            config = {**_config(workspace, tiny_model_dir, steps), "problems_per_step": 4, "max_staleness": 1}
+            created = client.post("/v1/runs", json=config)
+            assert created.status_code == 201, created.text
+            run_id = created.json()["id"]
+            _wait(client, run_id, lambda r: r["step"] >= 0)
+            # SIGKILL the second worker while it generates a shard (a start without its `rollout stored`).
+            deadline = time.monotonic() + RUN_TIMEOUT_S
+            victim = logs / "rollout-2.log"
+            while time.monotonic() < deadline:
+                text = victim.read_text(errors="replace")
+                if text.count("rollout started") > text.count("rollout stored"):
+                    os.kill(up.pid_of("rollout-2@"), signal.SIGKILL)
+                    break
+                time.sleep(0.02)
+            else:
+                raise AssertionError("the second rollout worker never started a shard")
+            killed_at = time.monotonic()
+            _wait(client, run_id, lambda r: r["status"] == "succeeded")
+            took = time.monotonic() - killed_at
+            rows = _check_counts(client, run_id, steps)
+            metrics = client.get(f"/v1/runs/{run_id}/metrics").json()["items"]
+    finally:
+        up.stop()
+    started = _rollouts_started(logs / "rollout.log") + _rollouts_started(logs / "rollout-2.log")
+    shards = [int(m["metrics"]["pipeline/shards"]) for m in metrics]
+    assert shards[0] == 2, shards  # sized from the live workers (later steps may count one while it restarts)
+    # Each shard started once, and the killed one once more.
+    assert len(started) == sum(shards) + 1, (shards, started)
+    assert [m["metrics"]["pipeline/policy_lag"] for m in metrics] == [0.0] + [1.0] * (steps - 1)
+    print(f"\nSIGKILL 1 of 2 rollout workers mid-shard, k 1: {took:.0f} s to the end, {rows} rows")
