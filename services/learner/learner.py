@@ -1,8 +1,9 @@
 """The learner: one policy and its trainer state, kept for a whole run, updated once per rollout step.
 
-Simplifications, stated first: one process (no data parallelism; docs/architecture.md "Several GPUs"
-sketches torchrun + FSDP2), one PPO epoch, no reference-policy KL (the paper has none; the config has no
-knob for it), no shuffling.
+Simplifications, stated first: one PPO epoch, no reference-policy KL (the paper has none; the config has
+no knob for it), no shuffling; several processes only as replicated data parallelism (`distributed`: each
+rank the whole model and a share of every mini-batch; no sharded FSDP2 yet, docs/architecture.md "Several
+GPUs").
 
 `Learner` is the facade the `learn` worker drives: build it (`from_model_dir` for version 0,
 `from_checkpoint` to resume), call `step(trajectories, verdicts)` once per rollout step, then `save` the new
@@ -21,6 +22,8 @@ module. Reading order for a newcomer:
 5. `model_io`: the policy from a Hugging Face folder (float32, tree attention, device), the folder vLLM
    serves (in the serving dtype).
 6. `checkpoint` (policy versions on disk), `metrics` (what the data alone says), `worker` (the task).
+7. `distributed` (a data-parallel learner: every rank builds a `Learner` with the same `DataParallel`
+   group and calls `step` with the same data; rank 0 saves), `group` (the worker's ranks as processes).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from anytime.model_facts import pad_id_of
 from anytime.trajectory import Trajectory
 from services.learner.batch import BatchMismatchError, Verdicts, build_step_batch
 from services.learner.checkpoint import MODEL_DIR, TRAINER_STATE, Checkpoint, CheckpointStore
+from services.learner.distributed import DataParallel
 from services.learner.metrics import batch_metrics, staleness_metrics
 from services.learner.model_io import (
     folder_dtype,
@@ -68,8 +72,10 @@ class Learner:
         device: str | torch.device = "cpu",
         policy_version: int = 0,
         initial_dtype: torch.dtype = torch.float32,
+        parallel: DataParallel | None = None,
     ) -> None:
         self.config = config
+        self.parallel = parallel
         self.device = resolve_device(device)
         self.model = prepare_for_training(model, config, self.device)
         self.tokenizer = tokenizer
@@ -82,7 +88,9 @@ class Learner:
         self.trainer_state = TrainerState(
             self.model, config, self.device, master_weights=self.serve_dtype != torch.float32
         )
-        self.ppo = PPOUpdate(self.model, config, self.trainer_state, pad_id=pad_id, device=self.device)
+        self.ppo = PPOUpdate(
+            self.model, config, self.trainer_state, pad_id=pad_id, device=self.device, parallel=parallel
+        )
 
     @property
     def optimizer(self) -> torch.optim.AdamW:
@@ -100,8 +108,12 @@ class Learner:
         config: LearnerConfig,
         device: str | torch.device = "auto",
         policy_version: int = 0,
+        parallel: DataParallel | None = None,
     ) -> Learner:
+        """The learner of `model_dir`'s weights; in a data-parallel group on the rank's own device."""
         resolved = resolve_device(device)
+        if parallel is not None:
+            resolved = parallel.local_device(resolved)
         model, tokenizer = load_model(model_dir, resolved)
         return cls(
             model,
@@ -111,13 +123,20 @@ class Learner:
             device=resolved,
             policy_version=policy_version,
             initial_dtype=folder_dtype(model_dir),
+            parallel=parallel,
         )
 
     @classmethod
     def from_checkpoint(
-        cls, checkpoint: Checkpoint, config: LearnerConfig, device: str | torch.device = "auto"
+        cls,
+        checkpoint: Checkpoint,
+        config: LearnerConfig,
+        device: str | torch.device = "auto",
+        parallel: DataParallel | None = None,
     ) -> Learner:
-        learner = cls.from_model_dir(checkpoint.model_dir, config, device, checkpoint.policy_version)
+        learner = cls.from_model_dir(
+            checkpoint.model_dir, config, device, checkpoint.policy_version, parallel
+        )
         learner.trainer_state.load(checkpoint.trainer_state, learner.policy_version)
         return learner
 
@@ -128,6 +147,10 @@ class Learner:
         """The current policy version as a checkpoint (atomic; kept as is if it already exists)."""
         if self.broken:
             raise LearnerBrokenError(f"refusing to save a half-updated model: {self.broken}")
+        if self.parallel is not None and not self.parallel.is_main:
+            raise ValueError(
+                f"rank {self.parallel.rank} of a data-parallel learner saves nothing: rank 0 does"
+            )
         if self.tokenizer is None:
             raise ValueError("saving a checkpoint needs the tokenizer (use from_model_dir)")
 
@@ -157,6 +180,8 @@ class Learner:
         self._check_versions(batch.trajectories)
         metrics = batch_metrics(batch, self.config.brpo, self.config.eval_budgets)
         metrics.update(staleness_metrics(batch.trajectories, self.policy_version))
+        if self.parallel is not None:  # every rank must train the same step of the same version
+            self.parallel.check_same("the step", (self.policy_version, [t.id for t in batch.trajectories]))
         try:
             stats, timings = self.ppo.run(batch, self.policy_version)
         except BaseException as error:

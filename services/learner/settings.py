@@ -23,3 +23,15 @@ class LearnerSettings(CommonSettings):
     checkpoint_verify: Literal["size", "sha256"] = Field(
         default="sha256", description="How a checkpoint is checked before the learner loads it."
     )
+    world_size: int = Field(
+        default=1,
+        ge=1,
+        description="Data-parallel learner processes: the worker is rank 0 and starts the others as its "
+        "children (services.learner.group); on CUDA rank r trains on the device's index + r. 1: one process.",
+    )
+    group_timeout_s: float = Field(
+        default=1800.0,
+        gt=0,
+        description="How long a rank of the learner group waits in a collective, or rank 0 for a "
+        "follower's report, before the group is declared failed (and restarted by the next task).",
+    )

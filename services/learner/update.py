@@ -10,6 +10,11 @@ trajectory, advantages on its tokens) and:
    micro-batch (gradients accumulate), grad-norm clipping, and one optimizer + scheduler step;
 4. returns the token-weighted PPO statistics (`UpdateStats`) and the timings.
 
+With a data-parallel group (`distributed.DataParallel`) each rank takes a share of every mini-batch's
+trees and plans its own micro-batches; the normaliser and the "has signal" test stay the whole mini-batch's,
+the gradients are summed over the ranks before clipping, and the statistics are merged (the module
+docstring of `distributed` says why this equals one process). Without one it is the single-process update.
+
 Simplifications, stated first: one PPO epoch, no shuffling, no reference-policy KL. A mini-batch in which
 every trainable token has advantage 0 carries no gradient; it is not stepped, so decoupled weight decay does
 not shrink the weights on a step without signal (`optim/skipped_steps` counts them). A non-finite gradient
@@ -54,11 +59,21 @@ from anytime.brpo.loss import PPOLossConfig, behaviour_weights, ppo_loss
 from anytime.brpo.packing import PackedBatch, collate_trees
 from anytime.contracts.learn import LearnerConfig, OldLogProbs
 from services.learner.batch import StepBatch, rollout_logprobs
+from services.learner.distributed import DataParallel
 from services.learner.microbatches import plan_microbatches, split_minibatches
 from services.learner.trainer_state import TrainerState
 
 # A collated micro-batch on the device and the indices (into the step's trees) of the trees it holds.
 MicroBatch = tuple[PackedBatch, list[int]]
+
+
+@dataclass(frozen=True)
+class MiniBatch:
+    """One optimizer step's trees (indices into the step's, all ranks') and this rank's micro-batches."""
+
+    trees: list[int]
+    micro: list[MicroBatch]
+
 
 # PPO statistics averaged over trainable tokens (`ppo_loss`'s metric names, kept as they are; no
 # `policy/kl_ref`: the learner has no reference policy)
@@ -82,6 +97,7 @@ class UpdateStats:
     grad_norms: list[float] = field(default_factory=list)
     optimizer_steps: int = 0
     skipped_steps: int = 0
+    micro_batches: int = 0
     # behaviour weights over the trainable tokens of stale trajectories: count, sum, truncated count
     stale_tokens: float = 0.0
     behaviour_weight_sum: float = 0.0
@@ -90,6 +106,7 @@ class UpdateStats:
 
     def add_microbatch(self, metrics: Mapping[str, Tensor]) -> None:
         tokens = float(metrics["policy/trainable_tokens"])
+        self.micro_batches += 1
         self.tokens += tokens
         for name in _TOKEN_MEANS:
             if name in metrics:
@@ -112,6 +129,28 @@ class UpdateStats:
         self.grad_norms.append(grad_norm)
         self.optimizer_steps += int(stepped)
         self.skipped_steps += int(not stepped)
+
+    @classmethod
+    def merged(cls, parts: Sequence[UpdateStats]) -> UpdateStats:
+        """The statistics of one update from the ranks' shares of it (the same optimizer steps)."""
+        first = parts[0]
+        merged = cls(
+            grad_norms=list(first.grad_norms),
+            optimizer_steps=first.optimizer_steps,
+            skipped_steps=first.skipped_steps,
+        )
+        merged.minibatch_losses = [
+            sum(losses) for losses in zip(*(p.minibatch_losses for p in parts), strict=True)
+        ]
+        for part in parts:
+            for name, value in part.sums.items():
+                merged.sums[name] = merged.sums.get(name, 0.0) + value
+            merged.tokens += part.tokens
+            merged.micro_batches += part.micro_batches
+            merged.stale_tokens += part.stale_tokens
+            merged.behaviour_weight_sum += part.behaviour_weight_sum
+            merged.behaviour_truncated += part.behaviour_truncated
+        return merged
 
     def as_metrics(self, lr: float) -> dict[str, float]:
         metrics = {name: value / max(self.tokens, 1.0) for name, value in self.sums.items()}
@@ -140,8 +179,10 @@ class PPOUpdate:
         *,
         pad_id: int,
         device: torch.device,
+        parallel: DataParallel | None = None,
     ) -> None:
         self.model = model
+        self.parallel = parallel
         self.config = config
         self.trainer_state = trainer_state
         self.pad_id = pad_id
@@ -168,11 +209,13 @@ class PPOUpdate:
         parameters = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = self.trainer_state.optimizer
         began = time.perf_counter()
-        for index, (micro, old_logprobs, micro_weights) in enumerate(zip(plan, old, weights, strict=True)):
-            normaliser = self._normaliser(micro)
-            has_signal = any(bool((m.advantages[m.trainable] != 0).any()) for m, _ in micro)
+        for index, (mini, old_logprobs, micro_weights) in enumerate(zip(plan, old, weights, strict=True)):
+            normaliser = self._normaliser(batch, mini.trees)
+            has_signal = any(
+                bool((batch.trees[i].advantages[batch.trees[i].trainable] != 0).any()) for i in mini.trees
+            )
             optimizer.zero_grad(set_to_none=True)
-            for (m, _), old_lp, weight in zip(micro, old_logprobs, micro_weights, strict=True):
+            for (m, _), old_lp, weight in zip(mini.micro, old_logprobs, micro_weights, strict=True):
                 with self._autocast():
                     out = packed_logprobs(self.model, m, self.config.temperature, with_entropy=with_entropy)
                 result = ppo_loss(
@@ -187,6 +230,8 @@ class PPOUpdate:
                 )
                 result.loss.backward()
                 stats.add_microbatch(result.metrics)
+            if self.parallel is not None:
+                self.parallel.reduce_gradients(parameters)
             grad_norm = float(torch.nn.utils.clip_grad_norm_(parameters, self.config.grad_clip))
             if not math.isfinite(grad_norm):
                 raise FloatingPointError(
@@ -197,13 +242,15 @@ class PPOUpdate:
                 self.trainer_state.scheduler.step()
             stats.end_minibatch(grad_norm, has_signal)
         optimizer.zero_grad(set_to_none=True)
+        if self.parallel is not None:
+            stats = UpdateStats.merged(self.parallel.gather(stats))
         update_seconds = time.perf_counter() - began
         tokens = float(sum(tree.length for tree in batch.trees))
         timings = {
             "perf/old_logprobs_s": old_seconds,
             "perf/update_s": update_seconds,
             "perf/update_tokens_per_s": tokens / update_seconds if update_seconds > 0 else 0.0,
-            "batch/micro_batches": float(sum(len(mini) for mini in plan)),
+            "batch/micro_batches": float(stats.micro_batches),
             "batch/mini_batches": float(len(plan)),
         }
         return stats, timings
@@ -213,15 +260,19 @@ class PPOUpdate:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
 
-    def _micro_batches(self, batch: StepBatch) -> list[list[MicroBatch]]:
-        """Per mini-batch: its micro-batches, collated on the device."""
+    def _micro_batches(self, batch: StepBatch) -> list[MiniBatch]:
+        """The mini-batches, each with this rank's micro-batches (all of them in one process), collated on
+        the device."""
         sizes = [len(g.trajectories) for g in batch.groups]
         plan = []
-        for mini in split_minibatches(sizes, self.config.mini_batches):
-            lengths = [batch.trees[i].length for i in mini]
+        for trees in split_minibatches(sizes, self.config.mini_batches):
+            mine = trees
+            if self.parallel is not None:
+                mine = self.parallel.share(trees, [batch.trees[i].length for i in trees])
+            lengths = [batch.trees[i].length for i in mine]
             micro = []
             for positions in plan_microbatches(lengths, self.config.micro_batch_tokens):
-                ids = [mini[p] for p in positions]
+                ids = [mine[p] for p in positions]
                 collated = collate_trees(
                     [batch.trees[i] for i in ids],
                     self.pad_id,
@@ -229,27 +280,27 @@ class PPOUpdate:
                     max_row_tokens=self.config.micro_batch_tokens,
                 )
                 micro.append((collated.to(self.device), ids))
-            plan.append(micro)
+            plan.append(MiniBatch(trees, micro))
         return plan
 
     def _old_logprobs(
-        self, plan: list[list[MicroBatch]], batch: StepBatch, stale: Sequence[bool], stats: UpdateStats
+        self, plan: list[MiniBatch], batch: StepBatch, stale: Sequence[bool], stats: UpdateStats
     ) -> tuple[list[list[Tensor]], list[list[Tensor | None]]]:
         """Per micro-batch: [N, T] old log-probs (recomputed without grad, or the engine's), and the
         behaviour weights [N, T] of decoupled PPO where the micro-batch holds a stale tree (else None)."""
         old: list[list[Tensor]] = []
-        weights: list[list[Tensor | None]] = [[None] * len(mini) for mini in plan]
+        weights: list[list[Tensor | None]] = [[None] * len(mini.micro) for mini in plan]
         if self.config.old_logprobs is OldLogProbs.ROLLOUT:
             # π_behav is the ratio's denominator already: stale or not, no extra weight.
             for mini in plan:
-                old.append([self._rollout_values(micro, ids, batch).to(self.device) for micro, ids in mini])
+                old.append([self._rollout_values(m, ids, batch).to(self.device) for m, ids in mini.micro])
             return old, weights
         # The model stays in train mode: the attention dropout is 0 either way, and transformers recompiles
         # its FlexAttention kernel on every train/eval switch.
         with torch.no_grad(), self._autocast():
             for m, mini in enumerate(plan):
                 old.append([])
-                for n, (micro, ids) in enumerate(mini):
+                for n, (micro, ids) in enumerate(mini.micro):
                     out = packed_logprobs(self.model, micro, self.config.temperature, with_entropy=True)
                     assert out.entropy is not None
                     stats.add_entropy(float((out.entropy * micro.trainable).sum()))
@@ -292,9 +343,8 @@ class PPOUpdate:
                 values[place.row, place.offset : place.offset + place.length] = tree_values
         return values
 
-    def _normaliser(self, micro: Sequence[MicroBatch]) -> float:
-        """One denominator for all micro-batches of a mini-batch (DESIGN.md §2.5)."""
+    def _normaliser(self, batch: StepBatch, trees: Sequence[int]) -> float:
+        """One denominator for all micro-batches of a mini-batch, on every rank (DESIGN.md §2.5)."""
         if self.config.brpo.aggregation is LossAggregation.SEQ_SUM_CONST:
-            trees = sum(len(ids) for _, ids in micro)
-            return float(trees * self.config.brpo.resolved_loss_normalizer)
-        return float(max(1, sum(int(m.trainable.sum()) for m, _ in micro)))
+            return float(len(trees) * self.config.brpo.resolved_loss_normalizer)
+        return float(max(1, sum(int(batch.trees[i].trainable.sum()) for i in trees)))

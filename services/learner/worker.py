@@ -16,6 +16,9 @@ in it without touching the model. Otherwise the holder brings the learner to ver
 trajectories and verdicts in Redis, and saves the checkpoint atomically. A task that dies part-way is
 re-delivered and redone from the last checkpoint; a learner whose update failed is dropped, never reused.
 
+With `ANYTIME_LEARNER_WORLD_SIZE=N` (N > 1) the learner is data-parallel over N processes: this worker is
+rank 0 and starts the other ranks as its children (`services.learner.group`); the task is the same.
+
 The task's contract (`LEARN_TASK`, `LearnRequest`, `LearnResult`) is the core's `anytime.contracts.learn`.
 """
 
@@ -37,6 +40,10 @@ from services.learner.settings import LearnerSettings
 if TYPE_CHECKING:
     from celery import Celery
 
+    from anytime.trajectory import Trajectory
+    from services.learner.batch import Verdicts
+    from services.learner.distributed import DataParallel
+    from services.learner.group import LearnerGroup
     from services.learner.learner import Learner
 
 logger = get_logger(__name__)
@@ -52,10 +59,15 @@ class LearnerHolder:
     At most `settings.max_learners` stay loaded (least recently used dropped first): with two runs
     interleaving on one worker, each keeps its model and optimizer instead of reloading them from its
     checkpoint every step. A learner is replaced when a task needs another version of its run.
+
+    In a data-parallel group every rank keeps such a holder (`parallel`: its place in the group), and rank
+    0's also owns the group (`group`, started by the first `group_step`).
     """
 
-    def __init__(self, settings: LearnerSettings) -> None:
+    def __init__(self, settings: LearnerSettings, parallel: DataParallel | None = None) -> None:
         self.settings = settings
+        self.parallel = parallel
+        self.group: LearnerGroup | None = None
         self.learners: OrderedDict[tuple[str, str], Learner] = OrderedDict()
 
     def drop(self, key: tuple[str, str] | None = None) -> None:
@@ -93,13 +105,34 @@ class LearnerHolder:
             torch.set_num_threads(self.settings.threads)
         device = self.settings.device
         if base == 0:
-            learner = Learner.from_model_dir(request.model_dir, request.config, device)
+            learner = Learner.from_model_dir(
+                request.model_dir, request.config, device, parallel=self.parallel
+            )
         else:
             checkpoint = checkpoints.require(base, verify=self.settings.checkpoint_verify)
-            learner = Learner.from_checkpoint(checkpoint, request.config, device)
+            learner = Learner.from_checkpoint(checkpoint, request.config, device, self.parallel)
         logger.info("learner loaded", run_id=request.run_id, policy_version=base, device=str(learner.device))
         self.learners[key] = learner
         return learner
+
+    def group_step(
+        self, request: LearnRequest, trajectories: list[Trajectory], verdicts: Verdicts
+    ) -> tuple[Learner, dict[str, float]]:
+        """Rank 0 of a data-parallel group: the step on every rank (the group started, or restarted after a
+        failure, first); returns rank 0's learner and the metrics."""
+        from services.learner.group import LearnerGroup, StepOrder
+
+        if self.group is None or self.group.closed:
+            self.drop()  # learners of an earlier group hold its dead process group
+            self.group = LearnerGroup(self.settings)
+            self.parallel = self.group.parallel
+        return self.group.step(self, StepOrder(request, trajectories, verdicts))
+
+    def close(self) -> None:
+        """Drop the learners and stop the group's other ranks (if any)."""
+        if self.group is not None:
+            self.group.close(self)
+        self.drop()
 
 
 def run_learn_step(request: LearnRequest, holder: LearnerHolder, store: TrajectoryStore) -> LearnResult:
@@ -116,15 +149,21 @@ def run_learn_step(request: LearnRequest, holder: LearnerHolder, store: Trajecto
             )
         log.info("policy version exists; returning its recorded metrics", checkpoint=str(done.path))
         return _result(request, done.path, done.model_dir, applied=False, metrics=done.metrics)
-    learner = holder.at_version(request, checkpoints)
-    trajectories = store.batch(request.run_id, request.step)
-    verdicts = {t.id: store.verdicts(t.id) for t in trajectories}
-    log.info("learner step started", trajectories=len(trajectories))
-    try:
-        metrics = learner.step(trajectories, verdicts)
-    finally:
-        if learner.broken:
-            holder.drop(holder.key(request))
+    if holder.settings.world_size > 1:  # data-parallel: every rank trains, rank 0 saves
+        trajectories = store.batch(request.run_id, request.step)
+        verdicts = {t.id: store.verdicts(t.id) for t in trajectories}
+        log.info("learner step started", trajectories=len(trajectories), world=holder.settings.world_size)
+        learner, metrics = holder.group_step(request, trajectories, verdicts)
+    else:
+        learner = holder.at_version(request, checkpoints)
+        trajectories = store.batch(request.run_id, request.step)
+        verdicts = {t.id: store.verdicts(t.id) for t in trajectories}
+        log.info("learner step started", trajectories=len(trajectories))
+        try:
+            metrics = learner.step(trajectories, verdicts)
+        finally:
+            if learner.broken:
+                holder.drop(holder.key(request))
     checkpoint = learner.save(checkpoints, run_id=request.run_id, step=request.step, metrics=metrics)
     log.info(
         "learner step done",

@@ -99,7 +99,7 @@ def test_learner_holder_keeps_one_learner_per_run_up_to_its_limit(
 
     loads: list[str] = []
 
-    def from_model_dir(model_dir: Path, config: LearnerConfig, device: str) -> _FakeLearner:
+    def from_model_dir(model_dir: Path, config: LearnerConfig, device: str, parallel: None) -> _FakeLearner:
         loads.append(str(model_dir))
         return _FakeLearner(0)
 
