@@ -200,7 +200,7 @@ class LearnerGroup:
         for channel in [*self.commands, self.reports]:
             channel.cancel_join_thread()  # nobody reads them any more
             channel.close()
-        self.commands = []
+        self.commands, self.reports = [], None  # their semaphores are freed with them
 
     def _collect(self, step: int, outcome: Outcome | None) -> list[StepReport]:
         """One report per follower for `step` (of `outcome`, when given), failing fast on a dead follower."""
