@@ -5,7 +5,8 @@ on (seed, request key, sample index) — or on the prompt alone when sampling gr
 reproducible and independent of batching and scheduling. Time is a latency model of an engine with
 continuous batching (vLLM's scheduler, roughly): every step admits waiting requests first come, first
 served while their rows fit in `max_rows`, prefills their prompts (`prefill_token_s` per prompt token not
-already in the prefix cache), then decodes one token for every running row (`decode_step_s`, whatever the
+already in the prefix cache, which holds the prompts and, for requests with follow-ups, the finished
+sequences of this call), then decodes one token for every running row (`decode_step_s`, whatever the
 batch size up to `max_rows`). A request's `follow_up` runs as soon as its last sample is done, and what it
 returns joins the batch at the next step, as the seam asks.
 
@@ -16,7 +17,7 @@ What a sample looks like, from the request's stop ids (the model facts come from
   first stop id, and an `answer_share` of those write `\\boxed{d}` (a random digit, tokenized by the
   tokenizer) before it, so some summaries parse and a few are right; the rest is unparseable.
 Every other token is an ordinary vocabulary token (never a special token or a think marker), and each
-carries a random log-prob in (-inf, 0].
+carries a random log-prob in (-6.3, 0).
 
 Pacing (`Pacer`): each step ends its modelled time after the previous one, so the engine's own Python work
 (sampling, follow-ups) runs inside a step's modelled time, as a GPU engine's host work overlaps its
@@ -30,6 +31,7 @@ import heapq
 import math
 import random
 import time
+from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -146,9 +148,12 @@ class LatencyEngine:
         self._sleep = sleep
         markers = {facts.think_start_id, facts.think_end_id, facts.eos_id, facts.pad_id}
         special = set(tokenizer.all_special_ids) | markers
-        self._ordinary = [i for i in range(len(tokenizer)) if i not in special]
-        if not self._ordinary:
+        ordinary = [i for i in range(len(tokenizer)) if i not in special]
+        if not ordinary:
             raise ValueError("the tokenizer has no ordinary (non-special) tokens to write")
+        # Indexed by 16 random bits: drawing k tokens is two C calls (the engine should cost the host as
+        # little CPU as a GPU engine would). Past 65,536 ordinary tokens only the first are drawn.
+        self._ordinary = [ordinary[i % len(ordinary)] for i in range(1 << 16)]
         digits = [tokenizer.encode(f"\\boxed{{{d}}}", add_special_tokens=False) for d in range(10)]
         self._answers = [tuple(ids) for ids in digits]
         self.modelled_s = 0.0  # the modelled time of everything generated so far
@@ -223,13 +228,13 @@ class LatencyEngine:
                 if entry.left:
                     continue
                 del running[key]
-                for sample in entry.samples:
-                    cache.add((*entry.request.prompt_ids, *sample.ids))
                 results[key] = entry.samples
-                if follow_up is not None:
-                    more = list(follow_up(entry.request, entry.samples))
-                    check_unique_keys(more, seen)
-                    waiting.extend(more)  # behind every request already waiting
+                more = list(follow_up(entry.request, entry.samples)) if follow_up is not None else []
+                check_unique_keys(more, seen)
+                if more:  # follow-ups extend their request's sequences (a summary prompt is prompt + thought)
+                    for sample in entry.samples:
+                        cache.add((*entry.request.prompt_ids, *sample.ids))
+                waiting.extend(more)  # behind every request already waiting
         return results
 
     def _sample(self, request: GenerationRequest, index: int, sampling: SamplingConfig, seed: int) -> Sample:
@@ -263,14 +268,21 @@ class LatencyEngine:
 
     def _body(self, rng: random.Random, k: int, stops: set[int]) -> tuple[int, ...]:
         """`k` ordinary tokens, none of them a stop id (markers and special tokens are never drawn)."""
-        ids = rng.choices(self._ordinary, k=k)
-        for i, token in enumerate(ids):
+        ids = tuple(map(self._ordinary.__getitem__, array("H", rng.randbytes(2 * k))))
+        if stops.isdisjoint(ids):
+            return ids
+        redrawn = list(ids)
+        for i, token in enumerate(redrawn):
             while token in stops:
                 token = rng.choice(self._ordinary)
-            ids[i] = token
-        return tuple(ids)
+            redrawn[i] = token
+        return tuple(redrawn)
+
+
+# log((b + 1/2) / 256) for a random byte b: log-probs in (-6.3, 0), as a uniform's log, at byte resolution.
+LOGPROB_OF_BYTE = tuple(math.log((b + 0.5) / 256) for b in range(256))
 
 
 def _logprobs(rng: random.Random, n: int) -> tuple[float, ...]:
-    """Random log-probs in (-inf, 0]: log of a uniform in (0, 1]."""
-    return tuple(math.log(1.0 - rng.random()) for _ in range(n))
+    """`n` random log-probs in (-inf, 0)."""
+    return tuple(map(LOGPROB_OF_BYTE.__getitem__, rng.randbytes(n)))

