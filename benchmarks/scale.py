@@ -340,11 +340,21 @@ def main(argv: Sequence[str] | None = None) -> None:
                 seconds = ", ".join(f"{s:.2f}" for s in measured.seconds)
                 print(f"{workers} worker(s): {seconds} s", file=sys.stderr)
     if args.json:
+        first = measurements[0]
         rows = [
-            {**asdict(m), "best_tokens_per_s": m.best_rate, "median_tokens_per_s": m.median_rate}
+            {
+                **asdict(m),
+                "best_tokens_per_s": m.best_rate,
+                "median_tokens_per_s": m.median_rate,
+                "speedup_best": m.best_rate / first.best_rate,
+                "speedup_median": m.median_rate / first.median_rate,
+                "goal": GOALS.get(m.workers),
+                "goal_met": m.best_rate / first.best_rate >= GOALS[m.workers] if m.workers in GOALS else None,
+            }
             for m in measurements
         ]
-        print(json.dumps({"config": vars(args) | {"model": str(model)}, "measurements": rows}, indent=2))
+        config_json = {k: v for k, v in vars(args).items() if k != "json"} | {"model": str(model)}
+        print(json.dumps({"config": config_json, "measurements": rows}, indent=2))
         return
     print(
         f"{args.problems} problems x G={args.group_size}, budgets {config.budgets}, A={args.num_summaries}, "
