@@ -25,6 +25,7 @@ TORCH_FREE_MODULES = [
     # The engine seam and factory: the engines themselves are imported only when one is started.
     "services.engines.seam",
     "services.engines.factory",
+    "services.engines.latency_engine",  # benchmarks start many of them: no torch in each
     "anytime_cli.main",
     "services.api.app",
     "services.api.settings",
@@ -34,6 +35,7 @@ TORCH_FREE_MODULES = [
     "services.verifier.worker",
     # The run driver, its worker and the embedded stack wait on other queues: they never need torch.
     "services.control.driver",
+    "services.control.step_pipeline",
     "services.control.worker",
     "services.control.stack",
     "anytime_cli.runs",
