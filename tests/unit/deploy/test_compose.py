@@ -218,3 +218,28 @@ def test_env_example_lists_every_variable_the_file_reads() -> None:
     used = set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)", text))
     listed = set(re.findall(r"^([A-Z_][A-Z0-9_]*)=", (REPO / ".env.example").read_text(), re.MULTILINE))
     assert used - listed == set(), f"add to .env.example: {sorted(used - listed)}"
+
+
+def test_the_8_gpu_layout_gives_each_rollout_worker_a_gpu_and_the_learner_two() -> None:
+    result = compose(
+        "-f", str(REPO / "compose.8gpu.yaml"), "--profile", "inference", "config", "--format", "json",
+        ANYTIME_API_API_KEY="test-key",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    services: dict[str, Any] = json.loads(result.stdout)["services"]
+
+    def gpus(name: str) -> list[str]:
+        (device,) = services[name]["deploy"]["resources"]["reservations"]["devices"]  # replaced, not appended
+        return list(device["device_ids"])
+
+    rollouts = sorted(name for name, s in services.items() if "rollout" in (s.get("command") or []))
+    assert rollouts == ["rollout", "rollout-2", "rollout-3", "rollout-4", "rollout-5"]
+    assert [gpus(name) for name in rollouts] == [["0"], ["1"], ["2"], ["3"], ["4"]]
+    # Distinct Celery node names: each worker counts for the shard sizing.
+    nodes = [services[name]["command"][services[name]["command"].index("-n") + 1] for name in rollouts]
+    assert nodes == [f"{name}@%h" for name in rollouts]
+    assert gpus("eval") == gpus("inference") == ["5"]
+    assert gpus("learner") == ["6", "7"]
+    assert services["learner"]["environment"]["ANYTIME_LEARNER_WORLD_SIZE"] == "2"
+    used = [gpu for name in [*rollouts, "eval", "learner"] for gpu in gpus(name)]
+    assert sorted(used) == [str(i) for i in range(8)]  # every GPU used, none twice (inference shares eval's)
