@@ -133,6 +133,10 @@ def main() -> None:
         "k1_over_max": round(pipelined / bound, 3),
         "k0_over_k1": round(sequential / pipelined, 3),
         "k1_policy_lag": _mean(results[1], "pipeline/policy_lag"),
+        # The learner's own step (the learn task's compute): slower at k=1 when the overlapped rollout and
+        # grading compete with it for the same CPU cores.
+        "learner_step_k0_s": round(_mean(results[0], "perf/step_s"), 3),
+        "learner_step_k1_s": round(_mean(results[1], "perf/step_s"), 3),
         "goal_met": pipelined <= 1.1 * bound,
     }
     if args.json:
