@@ -92,7 +92,10 @@ def main() -> None:
         "--repeats", type=int, default=2, help="runs per k, alternated (k=0, k=1, k=0, …) so drift hits both"
     )
     parser.add_argument(
-        "--learner-threads", type=int, default=1, help="torch threads of the learn worker (ANYTIME_LEARNER_THREADS)"
+        "--learner-threads",
+        type=int,
+        default=1,
+        help="torch threads of the learn worker (ANYTIME_LEARNER_THREADS)",
     )
     parser.add_argument("--timeout-s", type=float, default=900)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
@@ -157,7 +160,8 @@ def main() -> None:
         return
     print(
         f"steps timed: {args.repeats} runs × {args.steps - 1} per k "
-        f"(latency model: {args.decode_step_s} s per decode step; learner: {args.learner_threads} torch thread(s))"
+        f"(latency model: {args.decode_step_s} s per decode step; "
+        f"learner: {args.learner_threads} torch thread(s))"
     )
     print(f"rollout + verify (k=0 wait)   {rollout:7.2f} s")
     print(f"learn + commit (k=0)          {learn:7.2f} s")
@@ -169,7 +173,8 @@ def main() -> None:
     )
     print(f"speed-up of pipelining: {report['k0_over_k1']:.2f}x")
     print(
-        f"learner's own step: k=0 {report['learner_step_k0_s']:.2f} s, k=1 {report['learner_step_k1_s']:.2f} s "
+        f"learner's own step: k=0 {report['learner_step_k0_s']:.2f} s, "
+        f"k=1 {report['learner_step_k1_s']:.2f} s "
         "(slower at k=1 = what the overlapped work takes from it)"
     )
 
