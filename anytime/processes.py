@@ -1,5 +1,5 @@
 """Local server processes, supervised: the one set of helpers behind the embedded stack (`anytime up`,
-`services.control.stack`) and the test fixtures (`tests/fixtures/servers.py`, `tests/fixtures/workers.py`).
+`anytime_cli.stack`) and the test fixtures (`tests/fixtures/servers.py`, `tests/fixtures/workers.py`).
 
 A process is started as our direct child in its own session (stopped by its handle or its whole process
 group, never by name), with a parent-death signal so that it does not outlive a killed parent, its output

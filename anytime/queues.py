@@ -1,4 +1,4 @@
-"""Celery queue names: one queue per kind of work (DESIGN.md §3)."""
+"""Celery queue names: one queue per kind of work (docs/method.md §3.2)."""
 
 from enum import StrEnum
 

@@ -1,36 +1,32 @@
 """A run's plan: everything the run's jobs need, resolved once from its validated `RunConfig`.
 
-The driver builds one `RunPlan` per run (`RunPlan.from_config`) and builds every job from it: the rollout
-job carries `rollout` (the budgets, G, A, summary cap, sampling), the learn request carries `learner` (the
-algorithm with its prior, the optimiser and PPO knobs, the evaluation grid for the training log), each
-evaluation job carries `eval_budgets` and `eval_sampling`. This is the one place a run's budgets are derived
-from `b_max` and `num_budgets`, and the one place algorithm defaults are filled in (S, A, prior, baseline,
-loss normaliser, eval k); `GET /v1/runs/{id}` and MLflow params show it (`RunPlan.resolved`).
+The API builds the plan when it creates the run (`RunPlan.from_config`) and stores it on the run's row; the
+driver reads the stored plan and builds every job from it: the rollout job carries `rollout` (the budgets,
+G, A, summary cap, sampling), the learn request carries `learner` (the algorithm with its resolved prior,
+the optimiser and PPO knobs, the evaluation grid for the training log), each evaluation job carries
+`eval_budgets` and `eval_sampling`. This is the one place a run's budgets are derived from `b_max` and
+`num_budgets`, and the one place algorithm defaults are filled in (S, A, prior, baseline, loss normaliser,
+eval k); `GET /v1/runs/{id}` shows the stored plan and MLflow params its `resolved()` view.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from anytime.brpo.budgets import BudgetPrior, PriorKind
+from anytime.brpo.budgets import BudgetPrior, PriorKind, spaced_budgets
 from anytime.brpo.config import BRPOConfig
 from anytime.contracts.evaluation import EvalSampling
 from anytime.contracts.learn import LearnerConfig
 from anytime.contracts.rollout import RolloutConfig
 from anytime.contracts.sampling import SamplingConfig
-
-if TYPE_CHECKING:
-    from anytime.run_config import RunConfig
-
-# k when `eval_samples` is unset and the evaluation samples (temperature above 0); greedy is one trace.
-DEFAULT_EVAL_SAMPLES = 4
+from anytime.run_config import RunConfig
 
 
 class RunPlan(BaseModel):
-    """The run's resolved settings. `prior` is `learner.brpo.budget_prior()`, kept so nothing re-derives it;
-    `rollout.budgets` are its budgets."""
+    """The run's resolved settings. `prior` is the algorithm's prior, resolved once: `rollout.budgets` are
+    its budgets and `learner.prior` is it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -45,63 +41,40 @@ class RunPlan(BaseModel):
 
     @classmethod
     def from_config(cls, config: RunConfig) -> RunPlan:
-        """Resolve `config` (validated already: its validators call this)."""
-        knobs = config.learner
-        brpo = BRPOConfig(
-            algorithm=config.algorithm,
-            b_max=config.b_max,
-            num_budgets=config.num_budgets,
-            num_summaries=config.num_summaries,
-            prior=config.prior,
-            probs=config.probs,
-            baseline=config.baseline,
-            summary_mode=config.summary_mode,
-            group_size=config.group_size,
-            summary_max_tokens=config.summary_max_tokens,
-            aggregation=config.aggregation,
-            loss_normalizer=config.loss_normalizer,
-            **(knobs.brpo_fields() if knobs else {}),
-        )
+        """Resolve a validated `config`."""
+        brpo = config.method
         prior = brpo.budget_prior()
-        # The uniform evaluation grid `b_max * j / S_eval`, j = 1..S_eval.
-        eval_budgets = tuple(
-            config.b_max * j // config.eval_num_budgets for j in range(1, config.eval_num_budgets + 1)
-        )
+        evaluation = config.evaluation
+        eval_budgets = spaced_budgets(brpo.b_max, evaluation.num_budgets)
+        sampling = SamplingConfig(temperature=config.rollout.temperature)
         rollout = RolloutConfig(
             budgets=prior.budgets,
             group_size=brpo.group_size,
             num_summaries=brpo.resolved_num_summaries,
             summary_max_tokens=brpo.summary_max_tokens,
-            sampling=SamplingConfig(temperature=config.temperature),
+            sampling=sampling,
         )
-        learner_fields = knobs.learner_fields() if knobs else {}
-        # A pipelined run's learner takes trajectories up to k versions old (and corrects them).
-        lag = max(learner_fields.pop("max_policy_lag", 0), config.max_staleness)
         learner = LearnerConfig(
+            **config.learner.model_dump(),
             brpo=brpo,
-            lr=config.lr,
-            temperature=config.temperature,
-            seed=config.seed,
+            prior=prior,
+            temperature=config.rollout.temperature,
+            max_staleness=config.rollout.max_staleness,
             eval_budgets=eval_budgets,
-            max_policy_lag=lag,
-            **learner_fields,
+            seed=config.seed,
         )
-        if config.eval_samples is not None:
-            eval_k = config.eval_samples
-        else:
-            eval_k = 1 if config.eval_temperature == 0 else DEFAULT_EVAL_SAMPLES
         eval_sampling = EvalSampling(
-            num_samples=eval_k, temperature=config.eval_temperature, seed=config.eval_seed
+            num_samples=evaluation.resolved_samples, temperature=evaluation.temperature, seed=evaluation.seed
         )
         return cls(
             prior=prior,
-            prior_name=_prior_name(config, prior),
+            prior_name=_prior_name(brpo, prior),
             rollout=rollout,
             learner=learner,
             eval_budgets=eval_budgets,
             eval_sampling=eval_sampling,
-            max_staleness=config.max_staleness,
-            rollout_shards=config.rollout_shards,
+            max_staleness=config.rollout.max_staleness,
+            rollout_shards=config.rollout.shards,
         )
 
     @property
@@ -125,7 +98,9 @@ class RunPlan(BaseModel):
         # The learner's knobs; what the run's flat fields set already (lr, temperature, seed) is not repeated,
         # and knobs left to the device (gradient checkpointing) or off (keep_every) are left out.
         learner = self.learner.model_dump(
-            mode="json", exclude={"brpo", "eval_budgets", "lr", "temperature", "seed"}, exclude_none=True
+            mode="json",
+            exclude={"brpo", "prior", "eval_budgets", "lr", "temperature", "seed", "max_staleness"},
+            exclude_none=True,
         )
         return {
             "num_budgets": brpo.resolved_num_budgets,
@@ -138,21 +113,34 @@ class RunPlan(BaseModel):
             "loss_normalizer": brpo.resolved_loss_normalizer,
             "eval_budgets": list(self.eval_budgets),
             "eval_samples": self.eval_sampling.num_samples,
-            "learner": {
-                **learner,
-                "clip_low": brpo.clip_low,
-                "clip_high": brpo.clip_high,
-                "discount": brpo.discount,
-            },
+            "learner": {**learner, **{knob: getattr(brpo, knob) for knob in _LEARNER_LOGGED}},
         }
 
 
-def _prior_name(config: RunConfig, prior: BudgetPrior) -> str:
+# The algorithm's PPO knobs, shown among the learner's in `RunPlan.resolved`.
+_LEARNER_LOGGED = ("clip_low", "clip_high", "discount")
+
+
+def resolved_params(config: RunConfig, plan: RunPlan) -> dict[str, object]:
+    """The config as it runs, for MLflow params: the config's flat fields (`RunConfig.flat`), with every field
+    left unset (None) for the algorithm to fill in carrying the value the run uses (S, A, baseline, summary
+    mode, prior, loss normalizer, eval k), the training and evaluation budgets and the learner's knobs
+    (`RunPlan.resolved`); fields that stay unset (no name, no eval set) are left out. `prior` names the prior
+    (`explicit` for given probabilities; on one budget every named prior is all mass on b_max, written
+    `base`); `probs` are its probabilities. What the user wrote is the run's `config.json` artifact."""
+    flat = config.flat()
+    for knob in _LEARNER_LOGGED:  # logged once, with the learner's knobs (`learner.clip_high`, …)
+        flat.pop(knob)
+    resolved: dict[str, object] = {**flat, **plan.resolved()}
+    return {name: value for name, value in resolved.items() if value is not None}
+
+
+def _prior_name(brpo: BRPOConfig, prior: BudgetPrior) -> str:
     """The prior's name: the one set, `explicit` for given probabilities, or when left to the algorithm the
     named prior with these probabilities (on one budget every named prior is all mass on b_max: `base`)."""
-    if config.prior is not None:
-        return config.prior.value
-    if config.probs is None:
+    if brpo.prior is not None:
+        return brpo.prior.value
+    if brpo.probs is None:
         for kind in (PriorKind.BASE, PriorKind.UNIFORM, PriorKind.LINEAR):
             if BudgetPrior.spaced(kind, prior.b_max, prior.num_budgets).probs == prior.probs:
                 return kind.value

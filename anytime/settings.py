@@ -7,6 +7,7 @@ Nothing else in the code reads `os.environ`.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -88,3 +89,9 @@ class CommonSettings(BaseSettings):
 def get_common_settings() -> CommonSettings:
     """The process's settings, built once (tests call `get_common_settings.cache_clear()`)."""
     return CommonSettings()
+
+
+def inherited_environment() -> dict[str, str]:
+    """This process's environment as a process it starts inherits it (PATH, CUDA_VISIBLE_DEVICES, HF_HOME,
+    … pass through unread), for the caller to write its settings over."""
+    return dict(os.environ)

@@ -1,101 +1,206 @@
-"""Bootstrap confidence intervals over problems (standard library only: torch- and numpy-free).
+"""Intervals and tests for evaluations and experiments: one percentile bootstrap (seeds, then problems), a
+t-interval over seeds, and an exact two-sided sign test. Pure numerics; numpy is imported on first use, so
+the modules that import this one stay numpy-free at import.
 
-Simplifications first: a percentile bootstrap of a mean; the interval is the (α/2, 1 − α/2) quantiles of
-the resampled means, interpolated linearly between order statistics (numpy's default quantile).
-
-What is resampled is the *problem*: an evaluation draws k samples per problem, and those k share their
-problem, so they are not k independent draws of the evaluation set. Pass one value per problem (its mean
-over its k samples) and the problems are resampled with replacement with each problem's samples kept
-together. A paired comparison of two policies on the same problems passes the per-problem differences.
-
-The seed is fixed by default: the same values always give the same interval.
+Simplifications first:
+- the bootstrap is a percentile bootstrap of a mean: the interval is the (α/2, 1 − α/2) quantiles of the
+  resampled statistic, linear between order statistics (numpy's default quantile);
+- what is resampled is the *problem*: an evaluation draws k samples per problem, and those k share their
+  problem, so they are not k independent draws of the evaluation set. Pass one value per problem (its mean
+  over its k samples) and the problems are resampled with replacement, each problem's samples together;
+- with several seeds (an experiment's runs of one arm) it resamples seeds with replacement, then, inside
+  each drawn seed, that seed's problems with replacement; the statistic is the mean over the drawn seeds of
+  the mean over their drawn problems, which is the mean over all drawn (seed, problem) values when every
+  seed has the same number of problems (the paired design evaluates every seed on an equally large
+  held-out set). One seed (one evaluation) is the bootstrap over its problems;
+- the t-interval (the fallback when rows carry no per-problem values) treats the seeds' values as a normal
+  sample: `mean ± t(1 − α/2, n − 1) · sd / √n`, sd with n − 1; no interval from a single seed;
+- the sign test counts seeds whose value is above 0 and below 0; ties (|value| ≤ `TIE_TOLERANCE`, which
+  absorbs the rounding of a mean of differences) are dropped; p = min(1, 2 · P(X ≤ min(above, below))),
+  X ~ Binomial(above + below, 1/2); p = 1 when every seed ties.
+The bootstrap's seed is fixed by default: the same values always give the same interval.
 """
 
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
 
 DEFAULT_LEVEL = 0.95
 DEFAULT_RESAMPLES = 2000
 DEFAULT_SEED = 0
+TIE_TOLERANCE = 1e-12
 
 
 @dataclass(frozen=True)
 class Interval:
-    """A mean over problems and its bootstrap confidence interval `[low, high]`."""
+    """A mean and its bootstrap confidence interval `[low, high]`."""
 
     mean: float
     low: float
     high: float
 
-    def contains(self, value: float) -> bool:
-        return self.low <= value <= self.high
 
-    def overlaps(self, other: Interval) -> bool:
-        return self.low <= other.high and other.low <= self.high
+@dataclass(frozen=True)
+class SeedInterval:
+    """A mean over seeds and its t-interval; `low`/`high` are None where no interval exists (one seed)."""
+
+    mean: float
+    low: float | None
+    high: float | None
 
 
-def bootstrap_mean_cis(
-    columns: Sequence[Sequence[float]],
+@dataclass(frozen=True)
+class SignCount:
+    """Seeds above 0, below 0 and tied, and the exact two-sided sign-test p-value."""
+
+    above: int
+    below: int
+    ties: int
+    p_value: float
+
+
+def _check(level: float, resamples: int) -> None:
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level is a probability in (0, 1), e.g. 0.95; got {level}")
+    if resamples < 1:
+        raise ValueError(f"resamples must be >= 1 (e.g. 2000); got {resamples}")
+
+
+def seed_problem_draws(
+    problem_counts: Sequence[int], resamples: int, seed: int
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """The bootstrap's index draws from `numpy.random.default_rng(seed)`, in this order:
+    seeds `[R, n]` = `integers(0, n, (R, n))`, then problems `[R, n, P_max]` =
+    `integers(0, P[seeds][..., None], (R, n, P_max))` (only the first `P[seed]` of a row are used)."""
+    import numpy as np
+
+    counts = np.asarray(problem_counts, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    seeds = rng.integers(0, len(counts), size=(resamples, len(counts)))
+    # Equal counts draw with a scalar bound: the same numbers as the array bound, several times faster.
+    bound = int(counts[0]) if (counts == counts[0]).all() else counts[seeds][..., None]
+    problems = rng.integers(0, bound, size=(*seeds.shape, int(counts.max())))
+    return seeds, problems
+
+
+def bootstrap_seeds_problems(
+    values: Sequence[Sequence[Sequence[float]]],
     *,
     level: float = DEFAULT_LEVEL,
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = DEFAULT_SEED,
 ) -> list[Interval]:
-    """One interval per column; every column holds one value per problem (the same problems, in the same
-    order), and all columns are resampled with the same problem draws, so the intervals of different
-    budgets (and of their mean, the anytime score) come from the same resampled evaluation sets.
-    Shapes: columns [C][n] → C intervals."""
-    if not columns:
-        return []
-    n = len(columns[0])
-    if n == 0 or any(len(column) != n for column in columns):
+    """One interval per column of the mean over seeds of the mean over problems.
+
+    values: [n seeds][P_s problems][C columns] (one seed: an evaluation's [P][C] rows); every column is
+    resampled with the same draws (`seed_problem_draws`), so the budgets' intervals and the anytime score's
+    come from the same resampled seeds and problems. The point estimate is the mean over seeds of each
+    seed's mean over its problems.
+    """
+    import numpy as np
+
+    _check(level, resamples)
+    if not values or any(len(rows) == 0 for rows in values):
+        raise ValueError("every seed needs at least one problem; got an empty seed or no seeds")
+    arrays = [np.asarray(rows, dtype=np.float64) for rows in values]
+    widths = {a.shape[1] if a.ndim == 2 else -1 for a in arrays}
+    if len(widths) != 1 or -1 in widths:
         raise ValueError(
-            f"every column needs one value per problem, at least one; got lengths {[len(c) for c in columns]}"
+            f"every problem needs the same number of columns; got shapes {[a.shape for a in arrays]}"
         )
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level is a probability in (0, 1), e.g. 0.95; got {level}")
-    if resamples < 1:
-        raise ValueError(f"resamples must be >= 1 (e.g. 2000); got {resamples}")
-    rng = random.Random(seed)
-    problems = range(n)
-    means: list[list[float]] = [[] for _ in columns]
-    for _ in range(resamples):
-        draw = rng.choices(problems, k=n)
-        for column, out in zip(columns, means, strict=True):
-            out.append(math.fsum(map(column.__getitem__, draw)) / n)  # fsum: a constant column is exact
+    counts = np.array([len(a) for a in arrays], dtype=np.int64)
+    p_max, columns = int(counts.max()), widths.pop()
+    padded = np.zeros((len(arrays), p_max, columns))
+    for i, a in enumerate(arrays):
+        padded[i, : len(a)] = a
+    seeds, problems = seed_problem_draws(counts.tolist(), resamples, seed)
+    # How often each drawn (resample, seed slot) drew each problem, then the drawn sums as one matrix
+    # product per original seed: [R·n, P_max] @ [P_max, C] (no [R, n, P_max, C] gather in memory).
+    slots = seeds.size
+    used = np.arange(p_max) < counts[seeds][..., None]  # [R, n, P_max]
+    flat = (np.arange(slots).reshape(seeds.shape)[..., None] * p_max + problems)[used]
+    weights = np.bincount(flat, minlength=slots * p_max).reshape(slots, p_max).astype(np.float64)
+    sums = np.empty((slots, columns))
+    drawn = seeds.ravel()
+    for i, rows in enumerate(padded):
+        sums[drawn == i] = weights[drawn == i] @ rows
+    statistic = (sums / counts[drawn][:, None]).reshape(*seeds.shape, columns).mean(1)  # [R, C]
     tail = (1.0 - level) / 2.0
-    intervals = []
-    for column, resampled in zip(columns, means, strict=True):
-        resampled.sort()
-        intervals.append(
-            Interval(
-                mean=math.fsum(column) / n,
-                low=_quantile(resampled, tail),
-                high=_quantile(resampled, 1.0 - tail),
-            )
-        )
-    return intervals
+    lows, highs = np.quantile(statistic, [tail, 1.0 - tail], axis=0)
+    return [
+        Interval(mean=float(np.mean([a[:, c].mean() for a in arrays])), low=float(low), high=float(high))
+        for c, (low, high) in enumerate(zip(lows, highs, strict=True))
+    ]
 
 
-def bootstrap_mean_ci(
-    per_problem_values: Sequence[float],
-    *,
-    level: float = DEFAULT_LEVEL,
-    resamples: int = DEFAULT_RESAMPLES,
-    seed: int = DEFAULT_SEED,
-) -> Interval:
-    """The mean of one value per problem and its percentile-bootstrap interval (problems resampled with
-    replacement, `resamples` times, from `random.Random(seed)`)."""
-    return bootstrap_mean_cis([per_problem_values], level=level, resamples=resamples, seed=seed)[0]
+def t_interval(values: Sequence[float], *, level: float = DEFAULT_LEVEL) -> SeedInterval:
+    """The mean of one value per seed and its Student-t interval (none from a single seed)."""
+    if not values:
+        raise ValueError("a t-interval needs at least one seed's value; got none")
+    _check(level, 1)
+    n = len(values)
+    mean = math.fsum(values) / n
+    if n == 1:
+        return SeedInterval(mean=mean, low=None, high=None)
+    sd = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
+    half = student_t_quantile(1.0 - (1.0 - level) / 2.0, n - 1) * sd / math.sqrt(n)
+    return SeedInterval(mean=mean, low=mean - half, high=mean + half)
 
 
-def _quantile(ordered: Sequence[float], q: float) -> float:
-    """The q-quantile of sorted values, linear between order statistics."""
-    position = q * (len(ordered) - 1)
-    below = math.floor(position)
-    above = min(below + 1, len(ordered) - 1)
-    return ordered[below] + (ordered[above] - ordered[below]) * (position - below)
+def student_t_cdf(t: float, df: int) -> float:
+    """P(T ≤ t) for Student's t with integer `df` ≥ 1, from the closed-form finite series in θ = atan(t/√df)
+    (Abramowitz & Stegun 26.7.3–4): A(t|df) = P(|T| < |t|)."""
+    if df < 1:
+        raise ValueError(f"degrees of freedom must be >= 1; got {df}")
+    theta = math.atan(abs(t) / math.sqrt(df))
+    c2 = math.cos(theta) ** 2
+    term, series = 1.0, 1.0
+    if df % 2 == 1:
+        for k in range(1, (df - 1) // 2):  # 1 + 2/3 c² + (2·4)/(3·5) c⁴ + …
+            term *= c2 * (2 * k) / (2 * k + 1)
+            series += term
+        inside = (2 / math.pi) * (theta + (math.sin(theta) * math.cos(theta) * series if df > 1 else 0.0))
+    else:
+        for k in range(1, df // 2):  # 1 + 1/2 c² + (1·3)/(2·4) c⁴ + …
+            term *= c2 * (2 * k - 1) / (2 * k)
+            series += term
+        inside = math.sin(theta) * series
+    return 0.5 + math.copysign(inside / 2, t)
+
+
+def student_t_quantile(q: float, df: int) -> float:
+    """The q-quantile of Student's t with integer `df` (bisection on `student_t_cdf`, to 1e-12)."""
+    if not 0.0 < q < 1.0:
+        raise ValueError(f"a quantile needs q in (0, 1); got {q}")
+    low, high = -1.0, 1.0
+    while student_t_cdf(low, df) > q:
+        low *= 2
+    while student_t_cdf(high, df) < q:
+        high *= 2
+    while high - low > 1e-12 * max(1.0, abs(high)):
+        middle = (low + high) / 2
+        low, high = (middle, high) if student_t_cdf(middle, df) < q else (low, middle)
+    return (low + high) / 2
+
+
+def sign_test(differences: Sequence[float]) -> SignCount:
+    """Exact two-sided sign test of per-seed differences against 0 (see the module docstring)."""
+    above = sum(d > TIE_TOLERANCE for d in differences)
+    below = sum(d < -TIE_TOLERANCE for d in differences)
+    return SignCount(above, below, len(differences) - above - below, binomial_two_sided_p(above, below))
+
+
+def binomial_two_sided_p(successes: int, failures: int) -> float:
+    """min(1, 2 · P(X ≤ min(successes, failures))) for X ~ Binomial(successes + failures, 1/2)."""
+    n = successes + failures
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(successes, failures) + 1))
+    return min(1.0, 2 * tail / 2**n)

@@ -1,4 +1,4 @@
-"""The strings that turn a (possibly cut) thought into a summary prompt (DESIGN.md §2.1).
+"""The strings that turn a (possibly cut) thought into a summary prompt (docs/method.md §2.3).
 
 `prompt + thinking[:cut] + inserted + delimiter`, where `inserted` closes a thought that was cut or never
 closed. Each string is tokenized on its own and appended to sampled ids; the sampled prefix is never

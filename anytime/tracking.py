@@ -1,11 +1,12 @@
 """Experiment tracking: one MLflow run per training run, metrics by policy version, plots as artifacts.
 
 `MlflowTracker` talks to a store or server through `MlflowClient` (no process-global active run, so several
-runs can be tracked from one process); `NullTracker` does nothing, for tests and for runs without tracking.
+runs can be tracked from one process); `LazyMlflowTracker` makes one on first use (the API's, which starts
+without MLflow); `NullTracker` does nothing, for tests and for runs without tracking.
 Metric names are slash-namespaced and MLflow-legal (`reward/budget_64/mean`, `Eval/accuracy/budget_64`).
 
 What a run shows in MLflow (the run driver logs it):
-- params: the config as it runs (`RunConfig.resolved_params`: S, A, baseline, prior, … filled in), the
+- params: the config as it runs (`anytime.run_plan.resolved_params`: S, A, baseline, prior, … filled in), the
   config as written in the `config.json` artifact;
 - metrics: training metrics by policy version, and the evaluations' `Eval/…` metrics (named by
   `EvalResult.metrics`); `curves/eval_v<version>.png` per evaluation, and `curves/start_vs_end.png` (the
@@ -24,6 +25,7 @@ sorts first belongs where the names are made, `EvalResult.metrics`.
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
@@ -145,6 +147,36 @@ class MlflowTracker:
     def end_run(self, run: str | None, status: str) -> None:
         if run is not None:
             self.client.set_terminated(run, status=status)
+
+
+class LazyMlflowTracker:
+    """An `MlflowTracker` made on first use, so a process starts (the API serves runs) without MLflow."""
+
+    def __init__(self, tracking_uri: str) -> None:
+        self.tracking_uri = tracking_uri
+        self._tracker: Tracker | None = None
+        self._lock = threading.Lock()
+
+    def _get(self) -> Tracker:
+        with self._lock:
+            if self._tracker is None:
+                self._tracker = MlflowTracker(self.tracking_uri)
+            return self._tracker
+
+    def start_run(self, name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str | None:
+        return self._get().start_run(name, params, tags)
+
+    def log_metrics(self, run: str | None, metrics: Mapping[str, float], step: int) -> None:
+        self._get().log_metrics(run, metrics, step)
+
+    def log_dict(self, run: str | None, data: Mapping[str, Any], artifact_file: str) -> None:
+        self._get().log_dict(run, data, artifact_file)
+
+    def log_png(self, run: str | None, png: bytes, artifact_file: str) -> None:
+        self._get().log_png(run, png, artifact_file)
+
+    def end_run(self, run: str | None, status: str) -> None:
+        self._get().end_run(run, status)
 
 
 def log_start_vs_end(

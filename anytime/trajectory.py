@@ -1,6 +1,6 @@
 """The trajectory record: one thinking trace of one problem with every summary sampled from its cuts.
 
-Written by the rollout, read by the verifier and the learner (DESIGN.md §2.1, §3). Torch-free and
+Written by the rollout, read by the verifier and the learner (docs/method.md §2.3, §3). Torch-free and
 versioned: `schema_version` changes whenever a reader would misread an older record; readers refuse a
 version they do not know instead of guessing.
 
@@ -104,7 +104,7 @@ def cuts_of(trajectory: Trajectory) -> list[Cut]:
     """The core library's cuts from a trajectory's cut records."""
     return [
         Cut(
-            length=record.cut,
+            cut=record.cut,
             budget_indices=tuple(record.budget_indices),
             inserted_ids=tuple(record.inserted_ids),
             delimiter_ids=tuple(record.delimiter_ids),

@@ -1,4 +1,4 @@
-"""Trajectories and verdicts in Redis by stable id (DESIGN.md §3: at-least-once, idempotent).
+"""Trajectories and verdicts in Redis by stable id (docs/method.md §3.2: at-least-once, idempotent).
 
 Keys (all under one prefix, all with a TTL so an abandoned step does not fill Redis):
 - `{prefix}:traj:{trajectory id}` → the trajectory JSON, written with SET NX: a second write of the same id

@@ -23,7 +23,7 @@ class Status(StrEnum):
 
 
 class VerdictRecord(BaseModel):
-    """What the verifier found for one summary (DESIGN.md §2.2), stored by summary id.
+    """What the verifier found for one summary (docs/method.md §2.4), stored by summary id.
 
     `reward` is 1 only for a correct, formatted answer whose thinking prefix did not end in EOS; a status
     other than `correct` carries a `message` saying why."""

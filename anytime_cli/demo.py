@@ -164,7 +164,7 @@ def look_again(stack_home: Path, run_ids: dict[str, str], png: Path) -> list[str
 
 def run_demo(workdir: Path, warm_steps: int, run_steps: int, seed: int) -> None:
     from anytime.processes import free_port
-    from services.control.stack import EmbeddedStack, StackError
+    from anytime_cli.stack import EmbeddedStack, StackError
 
     workdir = workdir.resolve()
     model, train, held_out = prepare_model(workdir, warm_steps, seed)

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from anytime.metric_names import reward_metric_budget
 from anytime_cli.client import ApiClient, ApiOption, KeyOption
 from anytime_cli.curves import (
     TERMINAL,
@@ -171,10 +172,9 @@ def _number(value: Any) -> str:
 def _budget_rewards(metrics: dict[str, Any]) -> str:
     parts = []
     for name, value in metrics.items():
-        if name.startswith("reward/budget_") and name.endswith("/mean") and value is not None:
-            budget = name.removeprefix("reward/budget_").removesuffix("/mean")
-            if budget.isdigit():
-                parts.append((int(budget), f"{budget}:{value:.2f}"))
+        budget = reward_metric_budget(name)
+        if budget is not None and value is not None:
+            parts.append((budget, f"{budget}:{value:.2f}"))
     return " ".join(text for _, text in sorted(parts))
 
 

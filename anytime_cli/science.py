@@ -70,7 +70,7 @@ def _progress(experiment: dict[str, Any]) -> str:
 
 def run_science(workdir: Path, warm_steps: int, run_steps: int, seeds: list[int], eval_problems: int) -> None:
     from anytime.processes import free_port
-    from services.control.stack import EmbeddedStack, StackError
+    from anytime_cli.stack import EmbeddedStack, StackError
 
     workdir = workdir.resolve()
     model, train, held_out = prepare_model(workdir, warm_steps, seed=0, task_name=SCIENCE_TASK)

@@ -32,10 +32,11 @@ study_app = typer.Typer(
     help="Measure a policy outside training (the paper's analyses).", no_args_is_help=True
 )
 
-# Figure 3 of the paper (PAPER.md §6.3): R1-Distill-Qwen-1.5B, untrained, AMC, at t = 8000.
+# Figure 3 of the paper (docs/method.md §5.5): R1-Distill-Qwen-1.5B, untrained, AMC, at t = 8000.
 PAPER_FIGURE_3 = {"v2": 0.61, "v1": 0.36, "brpo": 0.34}
 PAPER_SOURCE = "paper, AMC, R1-Distill-Qwen-1.5B, t = 8000"
-_RUN_DEFAULTS = RunConfig.model_fields
+# The run defaults of the embedded CPU default (the `tiny-cpu` preset).
+_RUN_DEFAULTS = RunConfig(model="-", dataset="-").method
 _PAPER_DEFAULTS = BRPOConfig()  # the paper's G, S and A
 
 
@@ -55,14 +56,14 @@ def variance(
     ),
     b_max: Annotated[
         int, typer.Option(min=1, help="The largest budget b_S (thinking tokens).")
-    ] = _RUN_DEFAULTS["b_max"].default,
+    ] = _RUN_DEFAULTS.b_max,
     num_budgets: Annotated[int, typer.Option(min=1, help="S: budgets b_max * j / S.")] = (
         _PAPER_DEFAULTS.resolved_num_budgets
     ),
     prior: Annotated[PriorKind, typer.Option(help="The prior of the returns Q.")] = PriorKind.UNIFORM,
-    summary_tokens: Annotated[int, typer.Option(min=1, help="Most tokens per summary.")] = _RUN_DEFAULTS[
-        "summary_max_tokens"
-    ].default,
+    summary_tokens: Annotated[int, typer.Option(min=1, help="Most tokens per summary.")] = (
+        _RUN_DEFAULTS.summary_max_tokens
+    ),
     temperature: Annotated[
         float, typer.Option(min=0.0, help="Sampling temperature (the authors': 0.6).")
     ] = 0.6,
@@ -131,7 +132,8 @@ def run_variance_study(
         problems = load_problems(data)[:limit]
     except ProblemSetError as err:
         raise CliError(str(err)) from None
-    budgets = config.budget_prior().budgets
+    prior = config.budget_prior()
+    budgets = prior.budgets
     rollout_config = RolloutConfig(
         budgets=budgets,
         group_size=config.group_size,
@@ -155,7 +157,7 @@ def run_variance_study(
     groups = group_by_problem(trajectories)
     rewards = [torch.tensor([trajectory_rewards(t, verdicts[t.id]) for t in g]) for g in groups]  # [G, S, A]
     per_problem = [
-        problem_returns(r, [len(t.thinking_ids) for t in g], config)
+        problem_returns(r, [len(t.thinking_ids) for t in g], config, prior)
         for r, g in zip(rewards, groups, strict=True)
     ]
     study = bootstrap_study(per_problem, resamples=resamples, seed=seed)

@@ -44,12 +44,10 @@ def mlflow_runs_page(mlflow_url: str, tracking_uri: str) -> str:
 def run_up(
     home: Path, api_port: int, mlflow_port: int, serve: Path | None = None, rollout_workers: int = 1
 ) -> None:
-    from services.control.stack import EmbeddedStack, StackError
+    from anytime_cli.stack import EmbeddedStack, StackError
 
     if serve is not None and not (serve / "config.json").is_file():
-        raise CliError(
-            f"--serve {serve}: not a model folder (no config.json), e.g. build/demo/tiny-sft"
-        )
+        raise CliError(f"--serve {serve}: not a model folder (no config.json), e.g. build/demo/tiny-sft")
     stack = EmbeddedStack(
         home, api_port=api_port, mlflow_port=mlflow_port, serve=serve, rollout_workers=rollout_workers
     )

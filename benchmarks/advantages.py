@@ -1,4 +1,4 @@
-"""Vectorised advantages vs the loop implementation (PAPER.md §3) at B = 64, G = 8, S = 8, A = 4.
+"""Vectorised advantages vs the loop implementation (docs/method.md §2.5–2.6) at B = 64, G = 8, S = 8, A = 4.
 
 Both compute the BRPO thinking advantages and the decoupled summary advantages from the same random
 0/1 rewards; the loop version is `anytime.brpo.reference` (plain Python, one formula at a time). Prints

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from anytime.run_config import RunConfig
+from anytime.run_plan import RunPlan
 
 STEPS = 5
 
@@ -41,7 +42,7 @@ def through_services(cfg: RunConfig, home: Path) -> float:
     from anytime.celery_app import make_celery
     from anytime.db import repository
     from anytime.db.session import make_engine, make_session_factory, session_scope
-    from services.control.stack import EmbeddedStack
+    from anytime_cli.stack import EmbeddedStack
 
     os.environ["ANYTIME_CONTROL_TRACKING"] = "false"
     stack = EmbeddedStack(home, api=False, ui=False)
@@ -68,10 +69,11 @@ def in_one_process(cfg: RunConfig, home: Path) -> float:
     from anytime.trajectory_store import TrajectoryStore
     from anytime.verification.settings import VerifierSettings
     from anytime.verification.verifier import Verifier
+    from anytime_cli.stack import EmbeddedStack
     from services.control.driver import DriverDeps, RunDriver
-    from services.control.stack import EmbeddedStack
+    from services.learner.holder import LearnerHolder
     from services.learner.settings import LearnerSettings
-    from services.learner.worker import LearnerHolder, run_learn_step
+    from services.learner.worker import run_learn_step
     from services.rollout.jobs import EngineHolder, run_rollout_job
     from services.rollout.settings import RolloutSettings
     from services.verifier.worker import verify_trajectories
@@ -87,6 +89,7 @@ def in_one_process(cfg: RunConfig, home: Path) -> float:
         # The driver's own job builders, so both sides run exactly the same jobs.
         driver = RunDriver(DriverDeps(lambda: None, lambda n, k: {}, store, None, home / "runs"))  # type: ignore[arg-type]
         train = load_problems(Path(cfg.dataset))
+        plan = RunPlan.from_config(cfg)  # what the API stores with a run
         engines = EngineHolder(RolloutSettings())
         learners = LearnerHolder(LearnerSettings())
         with Verifier.from_settings(VerifierSettings()) as verifier:
@@ -94,13 +97,15 @@ def in_one_process(cfg: RunConfig, home: Path) -> float:
             version = 0
             model_dir = cfg.model
             for step in range(cfg.steps):
-                job = driver._rollout_job("bench", step, version, model_dir, train, cfg)
-                rolled = run_rollout_job(job, engines, store)
+                for job in driver._rollout_jobs("bench", step, version, model_dir, train, cfg, plan):
+                    rolled = run_rollout_job(job, engines, store)
                 request = VerifyRequest(
                     run_id="bench", step=step, think_end_id=rolled["think_end_id"], eos_id=rolled["eos_id"]
                 )
                 verify_trajectories(store, verifier, request)
-                learned = run_learn_step(driver._learn_request("bench", step, version, cfg), learners, store)
+                learned = run_learn_step(
+                    driver._learn_request("bench", step, version, cfg, plan), learners, store
+                )
                 version, model_dir = learned.policy_version, learned.model_dir
                 store.delete_batch("bench", step)
                 ends.append(time.perf_counter())

@@ -39,7 +39,7 @@ import httpx
 
 from anytime.processes import free_port
 from anytime.tinymodel.build import build_tiny_model
-from services.control.stack import EmbeddedStack
+from anytime_cli.stack import EmbeddedStack
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -10,10 +10,10 @@ from alembic import context
 from sqlalchemy import engine_from_config, pool
 from sqlalchemy.engine import Connection
 
+from anytime.db import experiments, models  # noqa: F401  (every table onto Base.metadata)
 from anytime.db.base import Base
 from anytime.db.session import ensure_sqlite_folder
 from anytime.settings import CommonSettings
-from anytime.storage import Base as _registered  # noqa: F401  (imports the models onto Base.metadata)
 
 config = context.config
 if not config.get_main_option("sqlalchemy.url"):

@@ -1,4 +1,4 @@
-"""The BRPO algorithm (DESIGN.md §2): budgets, cuts and summary prompts, advantages, loss, packing.
+"""The BRPO algorithm (docs/method.md §2): budgets, cuts and summary prompts, advantages, loss, packing.
 
 `budgets`, `cuts` and `config` are torch-free (the API and the rollout import them). The tensor code
 (`advantages`, `tokens`, `loss`, `packing`, `logprobs`) needs torch; its names are exported

@@ -1,12 +1,12 @@
-"""Advantages (DESIGN.md §2.3–2.4): thinking returns minus a baseline, and decoupled summary advantages.
+"""Advantages (docs/method.md §2.5–2.6): thinking returns minus a baseline, and decoupled summary advantages.
 
 Pure tensor functions, vectorised over problems B, traces G, budgets S and summaries A (no Python loops
 over them). Estimators are registered by name behind `ThinkingBaseline` / `SummaryMode`; each takes one
 typed input, so adding one is a function and a registry entry, never another branch.
 
 No standard-deviation normalisation anywhere (the paper's Dr.GRPO correction). Summary baselines are
-the authors' (PAPER.md §3.3): the mean over the summaries of one prompt, a collapsed cut's k·A pooled, or
-with A = 1 the mean over the G traces at the budget; callers pass which budgets share a prompt.
+the authors' (docs/method.md §2.6): the mean over the summaries of one prompt, a collapsed cut's k·A
+pooled, or with A = 1 the mean over the G traces at the budget; callers pass which budgets share a prompt.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from types import MappingProxyType
 import torch
 from torch import Tensor
 
+from anytime.brpo.budgets import BudgetPrior
 from anytime.brpo.config import BRPOConfig, SummaryMode, ThinkingBaseline
 
 
@@ -25,7 +26,7 @@ from anytime.brpo.config import BRPOConfig, SummaryMode, ThinkingBaseline
 class ThinkingInput:
     """What every thinking baseline sees.
 
-    scores:  [B, G, S] mean summary reward of trace g at budget j (`R` in DESIGN.md)
+    scores:  [B, G, S] mean summary reward of trace g at budget j (`R` in docs/method.md §2.4)
     probs:   [S] the thinking prior
     returns: [B, G, S] `Q[g, j] = sum_{k>=j} p_k R[g, k]`
     discount: V1 weighs earlier budget k by `discount**k` (newest weighted most)
@@ -159,8 +160,8 @@ def pooled_summary_advantages(x: SummaryInput) -> Tensor:
 
 
 def per_budget_summary_advantages(x: SummaryInput) -> Tensor:
-    """DESIGN.md's variant: [B, G, S, A] reward minus the mean of its budget's A summaries (collapsed
-    budgets not pooled). A = 1: the group mean, as the authors'."""
+    """The per-budget variant (docs/method.md §2.6): [B, G, S, A] reward minus the mean of its budget's A
+    summaries (collapsed budgets not pooled). A = 1: the group mean, as the authors'."""
     r = x.rewards
     if x.num_summaries == 1:
         return group_mean_summary_advantages(r)
@@ -198,7 +199,7 @@ def distinct_prefixes(rewards: Tensor) -> Tensor:
 def summary_advantages(
     rewards: Tensor, mode: SummaryMode | str = SummaryMode.BRPO, *, prefix_groups: Tensor
 ) -> Tensor:
-    """Advantage of every summary (DESIGN.md §2.4, PAPER.md §3.3); all its tokens receive its entry.
+    """Advantage of every summary (docs/method.md §2.6); all its tokens receive its entry.
 
     rewards: [B, G, S, A]; prefix_groups: [B, G, S], equal ids within a trace for budgets summarised from
     one prompt (the index of each budget's distinct cut; `distinct_prefixes` when none collapsed).
@@ -217,12 +218,15 @@ def summary_advantages(
     return SUMMARY_ESTIMATORS[SummaryMode(mode)](SummaryInput(rewards, prefix_groups.to(rewards.device)))
 
 
-def brpo_advantages(rewards: Tensor, config: BRPOConfig, prefix_groups: Tensor) -> tuple[Tensor, Tensor]:
+def brpo_advantages(
+    rewards: Tensor, config: BRPOConfig, prefix_groups: Tensor, prior: BudgetPrior
+) -> tuple[Tensor, Tensor]:
     """Both advantages from summary rewards [B, G, S, A] under one config: ([B, G, S], [B, G, S, A]).
 
-    prefix_groups: [B, G, S] which budgets of a trace share a cut (see `summary_advantages`). The thinking
-    prior is the config's. With `BRPOConfig(algorithm="grpo")` (S = 1, A = 1, base prior, v2, grpo
-    summaries) this is GRPO's mean-centring: every token of a trace gets `r - mean_G r` (G > 1).
+    prefix_groups: [B, G, S] which budgets of a trace share a cut (see `summary_advantages`). prior: the
+    thinking prior the run's plan resolved `config` to (`BRPOConfig.budget_prior`). With
+    `BRPOConfig(algorithm="grpo")` (S = 1, A = 1, base prior, v2, grpo summaries) this is GRPO's
+    mean-centring: every token of a trace gets `r - mean_G r` (G > 1).
     """
     expected = (config.resolved_num_budgets, config.resolved_num_summaries)
     if rewards.ndim != 4 or tuple(rewards.shape[2:]) != expected:
@@ -230,6 +234,6 @@ def brpo_advantages(rewards: Tensor, config: BRPOConfig, prefix_groups: Tensor) 
             f"rewards must be [B, G, S, A] with S, A = {expected} for this config; got {list(rewards.shape)}"
         )
     scores = rewards.float().mean(-1)
-    probs = config.budget_prior().probs
+    probs = prior.probs
     thinking = thinking_advantages(scores, probs, config.resolved_baseline, config.discount)
     return thinking, summary_advantages(rewards, config.resolved_summary_mode, prefix_groups=prefix_groups)

@@ -1,4 +1,4 @@
-"""Budget support and prior (DESIGN.md §2.7): the S budgets `b_1 < … < b_S` and a probability over them.
+"""Budget support and prior (docs/method.md §2.1): the S budgets `b_1 < … < b_S` and a probability over them.
 
 Torch-free, so the API can validate a run's budgets before anything heavy is imported. Probabilities are
 kept as given (after checking they sum to 1); the advantage code turns them into a tensor.
@@ -26,6 +26,11 @@ def check_budgets(budgets: Sequence[int]) -> tuple[int, ...]:
             f"got {list(budgets)}"
         )
     return tuple(budgets)
+
+
+def spaced_budgets(b_max: int, num_budgets: int) -> tuple[int, ...]:
+    """The evenly spaced support `b_j = j * b_max / S`, j = 1..S (whole tokens when S divides b_max)."""
+    return tuple(j * b_max // num_budgets for j in range(1, num_budgets + 1))
 
 
 class PriorKind(StrEnum):
@@ -81,7 +86,7 @@ class BudgetPrior(BaseModel):
                 "b_max must be a positive multiple of the number of budgets so budgets are whole tokens; "
                 f"got b_max={b_max}, S={num_budgets}; try b_max={nearest}"
             )
-        budgets = tuple(j * b_max // num_budgets for j in range(1, num_budgets + 1))
+        budgets = spaced_budgets(b_max, num_budgets)
         if kind is PriorKind.UNIFORM:
             probs = tuple(1.0 / num_budgets for _ in budgets)
         elif kind is PriorKind.LINEAR:

@@ -1,13 +1,13 @@
-"""The algorithm's knobs as one validated, torch-free config (DESIGN.md §2), with GRPO as a switch.
+"""The algorithm's knobs as one validated, torch-free config (docs/method.md §2), with GRPO as a switch.
 
 Estimators are named by enums; the tensor code looks them up in registries keyed by the same enums,
 so a typo fails here, at validation, not deep inside a training step.
 
-Defaults are the authors' rules (PAPER.md §3, §4.2): collapsed budgets pool their summaries into one
+Defaults are the authors' rules (docs/method.md §2.6–2.8): collapsed budgets pool their summaries into one
 baseline, A = 1 summaries are centred on the mean over the G traces, GRPO is S = 1, A = 1, and the loss
 divides by one constant that does not depend on the arm. GRPO (the paper's baseline) is the same pipeline
 with S = 1, A = 1, the `base` prior, the `v2` baseline and `grpo` summaries: `BRPOConfig(algorithm="grpo")`.
-The paper's ablations (PAPER.md §3.4) are the `brpo` algorithm with some fields set: `PAPER_ARMS`.
+The paper's ablations (docs/method.md §5.4) are the `brpo` algorithm with some fields set: `PAPER_ARMS`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from anytime.brpo.budgets import BudgetPrior, PriorKind
 # BRPO's S and A when unset (the paper's AR runs: 4 budgets × 4 summaries); GRPO's are 1 and 1.
 BRPO_NUM_BUDGETS = 4
 BRPO_NUM_SUMMARIES = 4
+# b_max becomes budget rows (SQL INTEGER, so no larger); the other token counts share its bound.
+_MAX_SQL_INT = 2**31 - 1
 
 
 class Algorithm(StrEnum):
@@ -31,7 +33,7 @@ class Algorithm(StrEnum):
 
 
 class ThinkingBaseline(StrEnum):
-    """Baseline subtracted from the thinking return `Q[g, j]` (DESIGN.md §2.3)."""
+    """Baseline subtracted from the thinking return `Q[g, j]` (docs/method.md §2.5)."""
 
     BRPO = "brpo"  # (j * V1 + (S - j) * V2) / S
     V1 = "v1"  # the trace's own discounted earlier scores
@@ -40,7 +42,7 @@ class ThinkingBaseline(StrEnum):
 
 
 class SummaryMode(StrEnum):
-    """Which summaries are trained, and against which baseline (DESIGN.md §2.4, PAPER.md §3.3).
+    """Which summaries are trained, and against which baseline (docs/method.md §2.6).
 
     With A = 1 every mode centres a summary on the mean over the G traces at its budget (the authors'
     rule; a group of one trace gives advantage 0).
@@ -49,14 +51,14 @@ class SummaryMode(StrEnum):
     # The authors' decoupled summaries: every summary, minus the mean of all summaries written from its
     # prompt; budgets that collapse onto one cut (the trace ended before them) share one pool of k·A.
     BRPO = "brpo"
-    # DESIGN.md's variant: as `brpo`, but each budget's A summaries form their own pool, collapsed or not.
+    # A variant (docs/method.md §2.6): as `brpo`, but each budget's A summaries pool alone, collapsed or not.
     BRPO_PER_BUDGET = "brpo_per_budget"
     # The authors' GRPO summaries: only the last budget's one summary (A = 1) is trained; the rest get 0.
     GRPO = "grpo"
 
 
 class LossAggregation(StrEnum):
-    """How per-token PPO losses become one number (DESIGN.md §2.5)."""
+    """How per-token PPO losses become one number (docs/method.md §2.8)."""
 
     SEQ_SUM_CONST = "seq_sum_const"  # sum over trainable tokens / (trees × loss_normalizer): the paper
     TOKEN_MEAN = "token_mean"  # mean over trainable tokens
@@ -72,26 +74,33 @@ class BRPOConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     algorithm: Algorithm = Algorithm.BRPO
-    b_max: int = Field(default=8000, gt=0, description="largest thinking budget b_S (tokens)")
-    num_budgets: int | None = Field(default=None, ge=1, description="S")
-    num_summaries: int | None = Field(default=None, ge=1, description="A: summaries per (trace, budget)")
+    b_max: int = Field(
+        default=8000, gt=0, le=_MAX_SQL_INT, description="largest thinking budget b_S (tokens)"
+    )
+    num_budgets: int | None = Field(default=None, ge=1, le=64, description="S; unset: the algorithm's")
+    num_summaries: int | None = Field(
+        default=None, ge=1, le=64, description="A: summaries per (trace, budget); unset: the algorithm's"
+    )
     prior: PriorKind | None = None
-    probs: tuple[float, ...] | None = Field(default=None, description="explicit prior; overrides `prior`")
+    probs: tuple[float, ...] | None = Field(
+        default=None, min_length=1, description="explicit prior over the budgets; overrides `prior`"
+    )
     baseline: ThinkingBaseline | None = None
     summary_mode: SummaryMode | None = Field(
         default=None,
-        description="brpo (the authors': collapsed budgets pool) | brpo_per_budget (DESIGN's variant) | "
+        description="brpo (the authors': collapsed budgets pool) | brpo_per_budget (per-budget pools) | "
         "grpo (only the last budget's summary, A = 1); unset: the algorithm's",
     )
     discount: float = Field(default=2.0, gt=0, description="V1 weights discount**k over earlier budgets")
-    group_size: int = Field(default=8, ge=1, description="G: traces per problem")
-    summary_max_tokens: int = Field(default=128, gt=0)
+    group_size: int = Field(default=8, ge=1, le=64, description="G: traces per problem")
+    summary_max_tokens: int = Field(default=128, gt=0, le=_MAX_SQL_INT)
     clip_low: float = Field(default=0.2, ge=0, lt=1)
     clip_high: float = Field(default=0.2, ge=0)
     aggregation: LossAggregation = LossAggregation.SEQ_SUM_CONST
     loss_normalizer: int | None = Field(
         default=None,
         gt=0,
+        le=_MAX_SQL_INT,
         description=(
             "seq_sum_const divides the summed token losses by trees × this many tokens, one constant for "
             f"every arm (the authors use their max response length). Unset: b_max + {BRPO_NUM_BUDGETS}·"
@@ -152,7 +161,7 @@ class BRPOConfig(BaseModel):
 
     @property
     def resolved_loss_normalizer(self) -> int:
-        """Tokens per tree in the `seq_sum_const` denominator (PAPER.md §4.2's max response length)."""
+        """Tokens per tree in the `seq_sum_const` denominator (docs/method.md §2.8; the authors' is 10176)."""
         if self.loss_normalizer is not None:
             return self.loss_normalizer
         return self.b_max + BRPO_NUM_BUDGETS * BRPO_NUM_SUMMARIES * self.summary_max_tokens
@@ -168,7 +177,7 @@ class BRPOConfig(BaseModel):
 
 
 def _brpo_arm(num_summaries: int, summary_mode: str, prior: str, baseline: str) -> Mapping[str, str | int]:
-    """One row of PAPER.md §3.4's table on the four training budgets, its columns in the table's order."""
+    """One row of docs/method.md §5.4's table on the four training budgets, columns in the table's order."""
     return MappingProxyType(
         {
             "algorithm": "brpo",
@@ -181,7 +190,7 @@ def _brpo_arm(num_summaries: int, summary_mode: str, prior: str, baseline: str) 
     )
 
 
-# The paper's experiment matrix (PAPER.md §3.4, the authors' run_experiments.sh):
+# The paper's experiment matrix (docs/method.md §5.4, the authors' run_experiments.sh):
 # `RunConfig(model=…, dataset=…, **PAPER_ARMS[arm])` launches one arm. GRPO is one budget b_max with A = 1,
 # the base prior, the v2 baseline and grpo summaries; GRPO+vr+decouple is the same configuration as AR-base.
 PAPER_ARMS: Mapping[str, Mapping[str, str | int]] = MappingProxyType(

@@ -1,4 +1,4 @@
-"""Cutting a thinking trace at budgets and building summary prompts at the token level (DESIGN.md §2.1).
+"""Cutting a thinking trace at budgets and building summary prompts at the token level (docs/method.md §2.3).
 
 Torch-free: pure lists of token ids, so the rollout, the verifier and the learner all share it.
 Inserted strings (ellipsis, delimiter) arrive as ids tokenized on their own (`ModelFacts`); the sampled
@@ -33,19 +33,20 @@ class Markers(Protocol):
 
 @dataclass(frozen=True)
 class Cut:
-    """One distinct cut of a trace: `length` thinking tokens kept, serving `num_budgets` budgets.
+    """One distinct cut of a trace: `cut = min(b_j, len(z))` thinking tokens kept, serving `budgets_served`
+    budgets.
 
     Budgets past the end of a finished trace collapse onto one cut (the whole trace); that cut is
-    sampled `num_budgets * A` times and the samples are split in order, A per budget.
+    sampled `budgets_served * A` times and the samples are split in order, A per budget.
     """
 
-    length: int
+    cut: int
     budget_indices: tuple[int, ...]
     inserted_ids: tuple[int, ...]
     delimiter_ids: tuple[int, ...]
 
     @property
-    def num_budgets(self) -> int:
+    def budgets_served(self) -> int:
         return len(self.budget_indices)
 
     @property
@@ -54,12 +55,12 @@ class Cut:
         return (*self.inserted_ids, *self.delimiter_ids)
 
     def summary_prompt(self, prompt_ids: Sequence[int], thinking_ids: Sequence[int]) -> list[int]:
-        """`prompt + thinking[:length] + inserted + delimiter`; the sampled ids are used as they are."""
-        return [*prompt_ids, *thinking_ids[: self.length], *self.inserted_ids, *self.delimiter_ids]
+        """`prompt + thinking[:cut] + inserted + delimiter`; the sampled ids are used as they are."""
+        return [*prompt_ids, *thinking_ids[: self.cut], *self.inserted_ids, *self.delimiter_ids]
 
     def num_samples(self, num_summaries: int) -> int:
         """Summaries to sample from this cut's prompt: A for each budget it serves."""
-        return self.num_budgets * num_summaries
+        return self.budgets_served * num_summaries
 
     @property
     def thought_closed_in_prefix(self) -> bool:
@@ -96,11 +97,11 @@ def cut_trace(
     for index, budget in enumerate(budgets):
         served.setdefault(min(budget, thinking_len), []).append(index)
     cuts = []
-    for length, indices in served.items():
-        whole_closed = length == thinking_len and finish_reason == "think_end"
+    for cut, indices in served.items():
+        whole_closed = cut == thinking_len and finish_reason == "think_end"
         cuts.append(
             Cut(
-                length=length,
+                cut=cut,
                 budget_indices=tuple(indices),
                 inserted_ids=() if whole_closed else tuple(ellipsis_ids),
                 delimiter_ids=tuple(delimiter_ids),
@@ -127,7 +128,7 @@ def split_by_budget(cuts: Sequence[Cut], per_cut: Sequence[Sequence[T]], num_sum
     """Per-cut samples → per-budget groups of A (`[S][A]`), in order.
 
     A collapsed cut serving k budgets carries `k * A` samples; they are split into consecutive chunks of A,
-    one per budget (PAPER.md §2.5), so each budget's score is its own estimate of the full-trace score.
+    one per budget (docs/method.md §2.4), so each budget's score is its own estimate of the full-trace score.
     """
     if len(per_cut) != len(cuts):
         raise ValueError(f"need one list of samples per cut ({len(cuts)}); got {len(per_cut)}")
@@ -135,7 +136,7 @@ def split_by_budget(cuts: Sequence[Cut], per_cut: Sequence[Sequence[T]], num_sum
     for cut, samples in zip(cuts, per_cut, strict=True):
         if len(samples) != cut.num_samples(num_summaries):
             raise ValueError(
-                f"the cut at {cut.length} serves {cut.num_budgets} budget(s) and needs "
+                f"the cut at {cut.cut} serves {cut.budgets_served} budget(s) and needs "
                 f"{cut.num_samples(num_summaries)} samples (A={num_summaries} each); got {len(samples)}"
             )
         for chunk, index in enumerate(cut.budget_indices):

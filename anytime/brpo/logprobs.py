@@ -1,4 +1,4 @@
-"""Per-token log-probs of a Hugging Face causal LM on packed trees (DESIGN.md §2.6).
+"""Per-token log-probs of a Hugging Face causal LM on packed trees (docs/method.md §2.10).
 
 Several trees go through one forward as rows of a `PackedBatch`. The tree mask reaches the model as a
 prepared 4-D attention mask, which transformers passes to the attention kernel untouched:

@@ -1,4 +1,4 @@
-"""PPO clipped surrogate on token log-prob ratios (DESIGN.md §2.5).
+"""PPO clipped surrogate on token log-prob ratios (docs/method.md §2.8).
 
 Per token: `max(-A * ρ, -A * clip(ρ, 1 - clip_low, 1 + clip_high))` with `ρ = exp(logπ - logπ_old)`,
 plus `kl_coef * KL(π || π_ref)` (k3 estimator) when a reference is given. No entropy bonus.
@@ -12,7 +12,7 @@ Aggregation (`LossAggregation`):
 - `seq_sum_const` (the paper, Dr.GRPO style): sum over trainable tokens / a constant — by default rows ×
   padded length; the learner passes `normaliser = trees in the mini-batch × BRPOConfig.loss_normalizer`,
   so every micro-batch shares one constant, long trees keep their weight, and every arm of a comparison
-  divides by the same number (PAPER.md §4.2: the authors' max response length for all arms);
+  divides by the same number (docs/method.md §2.8: the authors' max response length for all arms);
 - `token_mean`: sum / number of trainable tokens (pass the mini-batch's count when accumulating).
 Metrics are true masked means over trainable tokens, for logging only.
 """

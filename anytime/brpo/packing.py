@@ -1,4 +1,4 @@
-"""Tree packing (DESIGN.md §2.6): one trace and all its summary blocks in one sequence.
+"""Tree packing (docs/method.md §2.10): one trace and all its summary blocks in one sequence.
 
 Layout, blocks ordered by cut, then sample:
 
@@ -108,7 +108,7 @@ def pack_tree(
         counts = [len(g) for g in summaries]
         raise ValueError(f"every budget needs the same number A of summaries; got {counts}")
     prompt_len, thinking_len = len(prompt_ids), len(thinking_ids)
-    cut_ends = [cut.length for cut in by_budget]
+    cut_ends = [cut.cut for cut in by_budget]
     if cut_ends[-1] != thinking_len:
         raise ValueError(
             f"the last cut ({cut_ends[-1]}) must be the whole thought ({thinking_len} tokens); "
@@ -130,7 +130,7 @@ def pack_tree(
         if not head:
             raise ValueError("a summary block must open with inserted or delimiter ids (never trainable)")
         for a, summary in enumerate(summaries[j]):
-            start, visible, body = len(ids), prompt_len + cut.length, [*head, *summary]
+            start, visible, body = len(ids), prompt_len + cut.cut, [*head, *summary]
             ids += body
             position += range(visible, visible + len(body))
             prefix_end += [visible] * len(body)
@@ -140,7 +140,7 @@ def pack_tree(
             roles += [TokenRole.INSERTED] * len(head) + [TokenRole.SUMMARY] * len(summary)
             budget_index += [j] * len(body)
             sample_index += [a] * len(body)
-            blocks.append(BlockSpan(start, len(ids), j, a, cut.length, len(head)))
+            blocks.append(BlockSpan(start, len(ids), j, a, cut.cut, len(head)))
 
     roles_t = torch.tensor([int(r) for r in roles], dtype=torch.long)
     budget_t = torch.tensor(budget_index, dtype=torch.long)

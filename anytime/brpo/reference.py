@@ -1,4 +1,4 @@
-"""Straight-from-the-paper loop implementations of the advantages (PAPER.md §3), on plain Python floats.
+"""Straight-from-the-paper loops for the advantages (docs/method.md §2.5–2.6), on plain Python floats.
 
 Slow on purpose: one explicit loop per index, written to read like the formulas. They are the oracle the
 vectorised code in `advantages.py` is tested against and the baseline `benchmarks/advantages.py` times.
@@ -49,7 +49,7 @@ def summary_advantages_loop(
     mode: str,
     prefix_groups: Sequence[Sequence[Sequence[int]]] | None = None,
 ) -> Nested4:
-    """[B][G][S][A] rewards → advantages, the authors' `compute_summary_advantage` (PAPER.md §3.3).
+    """[B][G][S][A] rewards → advantages, the authors' `compute_summary_advantage` (docs/method.md §2.6).
 
     A = 1: reward minus the mean over the G traces at the same budget. A > 1 (`brpo`): minus the mean of
     every summary from the same prompt (`prefix_groups[b][g][j]`, equal ids pool; None: none collapsed);

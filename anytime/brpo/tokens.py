@@ -1,4 +1,4 @@
-"""Token-level credit (DESIGN.md §2.3–2.5): which tokens train, and with which advantage.
+"""Token-level credit (docs/method.md §2.5, §2.6, §2.8): which tokens train, and with which advantage.
 
 Every token of a packed tree carries a role, a budget index and a sample index. The advantage of a token
 is then a gather, vectorised over any leading batch shape:

@@ -1,4 +1,4 @@
-"""The paper's variance ratios (Figure 3, DESIGN.md §2.7): how much of the thinking return's variance a
+"""The paper's variance ratios (Figure 3, docs/method.md §2.11): how much of the thinking return's variance a
 baseline leaves in the advantage, per budget, over the traces that still think there.
 
 Definitions (the authors' `compute_cot_advantage` mask and `ray_trainer` metrics):

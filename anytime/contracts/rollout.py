@@ -15,12 +15,15 @@ GENERATE_TASK = task_name(Queue.ROLLOUT, "generate")
 
 
 class RolloutConfig(BaseModel):
+    """The rollout's part of a run's plan (`anytime.run_plan.RunPlan.rollout`): resolved values, so no
+    defaults of its own for what the run config declares (G, A, the summary cap: `BRPOConfig`'s)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     budgets: tuple[int, ...] = Field(description="The budget support b_1 < … < b_S (thinking tokens).")
-    group_size: int = Field(default=4, ge=1, description="G: thinking traces per problem.")
-    num_summaries: int = Field(default=4, ge=1, description="A: summaries per (trace, budget).")
-    summary_max_tokens: int = Field(default=32, ge=1)
+    group_size: int = Field(ge=1, description="G: thinking traces per problem.")
+    num_summaries: int = Field(ge=1, description="A: summaries per (trace, budget).")
+    summary_max_tokens: int = Field(ge=1)
     sampling: SamplingConfig = SamplingConfig()
     summary_sampling: SamplingConfig | None = Field(
         default=None, description="Sampling for summaries; unset uses `sampling`."

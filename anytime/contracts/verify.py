@@ -38,7 +38,8 @@ class VerifyRequest(BaseModel):
 
 
 class BudgetReward(BaseModel):
-    """What one summary earned at one budget: the SQL reward row of a step, less its run and step."""
+    """What one summary earned at one budget: the one record of a reward. The driver stores it as it is
+    (`repository.record_rewards`, with its run and step); the API serves it (`RewardOut`, with its step)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -47,10 +48,10 @@ class BudgetReward(BaseModel):
     budget_index: int
     summary_index: int = Field(description="a: the summary's index among its budget's A.")
     cut: int = Field(description="Thinking tokens kept for this budget.")
-    inserted_start: int = Field(description="Where the inserted ids start in the packed sequence.")
-    inserted_end: int
-    answer: str | None = Field(description="The answer extracted from the summary, if any.")
-    status: Status
+    inserted_start: int = Field(description="Start of the inserted tokens in the summary prompt's ids.")
+    inserted_end: int = Field(description="End (exclusive) of the inserted tokens.")
+    answer: str | None = Field(description="The extracted answer (none found: null).")
+    status: Status = Field(description="Verdict: correct, incorrect, unparseable, timeout or error.")
     reward: float
 
 
@@ -109,7 +110,7 @@ def budget_rewards(trajectory: Trajectory, verdicts: Mapping[str, VerdictRecord]
     by_budget = split_by_budget(cuts, per_cut, trajectory.num_summaries)
     records: list[BudgetReward] = []
     for j, (cut, sids) in enumerate(zip(cut_of_budget(cuts), by_budget, strict=True)):
-        inserted_start = len(trajectory.prompt_ids) + cut.length
+        inserted_start = len(trajectory.prompt_ids) + cut.cut
         for a, sid in enumerate(sids):
             verdict = verdicts.get(sid)
             if verdict is None:
@@ -120,7 +121,7 @@ def budget_rewards(trajectory: Trajectory, verdicts: Mapping[str, VerdictRecord]
                     trace_index=trajectory.trace_index,
                     budget_index=j,
                     summary_index=a,
-                    cut=cut.length,
+                    cut=cut.cut,
                     inserted_start=inserted_start,
                     inserted_end=inserted_start + len(cut.inserted_ids),
                     answer=verdict.extracted,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from anytime.db.base import Base
 from anytime.db.models import Budget, Checkpoint, Evaluation, Reward, Run, RunStatus, Step
-from anytime.db.repository import InvalidTransition, RewardRow, RunNotFound
+from anytime.db.repository import InvalidTransition, RunNotFound
 from anytime.db.session import make_engine, make_session_factory, session_scope
 
 __all__ = [
@@ -15,7 +15,6 @@ __all__ = [
     "Evaluation",
     "InvalidTransition",
     "Reward",
-    "RewardRow",
     "Run",
     "RunNotFound",
     "RunStatus",

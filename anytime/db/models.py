@@ -35,6 +35,7 @@ from sqlalchemy.types import TypeDecorator
 
 from anytime.db.base import Base
 from anytime.run_config import RunConfig
+from anytime.run_plan import RunPlan
 
 RUN_ID_LENGTH = 16  # hex digits of a uuid4: 64 random bits, short enough to type
 
@@ -88,6 +89,9 @@ class Run(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_run_id)
     name: Mapped[str | None] = mapped_column(String(200))
     config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # The run's plan (`RunPlan` as JSON), resolved once when the run is created; every job is built from it.
+    # NULL only on runs created before plans were stored: `run_plan()` resolves theirs from the config.
+    plan: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     status: Mapped[RunStatus] = mapped_column(
         Enum(
             RunStatus,
@@ -119,6 +123,12 @@ class Run(Base):
     def run_config(self) -> RunConfig:
         return RunConfig.model_validate(self.config)
 
+    def run_plan(self) -> RunPlan:
+        """The stored plan (a run created before plans were stored: its config's, resolved now)."""
+        if self.plan is None:
+            return RunPlan.from_config(self.run_config())
+        return RunPlan.model_validate(self.plan)
+
 
 class Budget(Base):
     """The run's budget support and prior: `index` j (0-based), `tokens` b_j, `probability` p_j."""
@@ -146,8 +156,9 @@ class Step(Base):
 class Reward(Base):
     """The verdict on one summary: (step, problem, trace, budget, summary) names it.
 
-    `cut_length` is the thinking tokens kept for the budget; `inserted_start:inserted_end` is the span of
-    the inserted tokens (the forced think-end text) in the summary prompt's token ids, i.e.
+    `cut` is the thinking tokens kept for the budget (column `cut_length`, the name the REST response
+    shows too); `inserted_start:inserted_end` is the span of the inserted tokens (the forced think-end
+    text) in the summary prompt's token ids, i.e.
     `[len(prompt) + cut, len(prompt) + cut + len(inserted))`. `answer` is the extracted answer (None when
     none was found), `status` the verifier's verdict status (correct, incorrect, unparseable, timeout, error).
     """
@@ -161,7 +172,7 @@ class Reward(Base):
     trace_index: Mapped[int] = mapped_column(Integer, primary_key=True)
     budget_index: Mapped[int] = mapped_column(Integer, primary_key=True)
     summary_index: Mapped[int] = mapped_column(Integer, primary_key=True)
-    cut_length: Mapped[int] = mapped_column(Integer)
+    cut: Mapped[int] = mapped_column("cut_length", Integer)
     inserted_start: Mapped[int] = mapped_column(Integer)
     inserted_end: Mapped[int] = mapped_column(Integer)
     answer: Mapped[str | None] = mapped_column(Text)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,6 +22,7 @@ from sqlalchemy import Select, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from anytime.contracts.verify import BudgetReward
 from anytime.db.base import Base
 from anytime.db.models import (
     Budget,
@@ -36,6 +37,7 @@ from anytime.db.models import (
     utcnow,
 )
 from anytime.run_config import RunConfig
+from anytime.run_plan import RunPlan
 
 ModelT = TypeVar("ModelT", bound=Base)
 
@@ -72,25 +74,6 @@ class InvalidTransition(ValueError):
 
 
 @dataclass(frozen=True)
-class RewardRow:
-    """One verdict to store (see `anytime.db.models.Reward` for what the span and status mean). `cut` is
-    the thinking tokens kept for the budget (the table's `cut_length` column)."""
-
-    run_id: str
-    step: int
-    problem_id: str
-    trace_index: int
-    budget_index: int
-    summary_index: int
-    cut: int
-    inserted_start: int
-    inserted_end: int
-    answer: str | None
-    status: str
-    reward: float
-
-
-@dataclass(frozen=True)
 class SampledEvaluation:
     """How an evaluation was sampled and its bootstrap intervals over problems (see
     `anytime.db.models.Evaluation`); one low and one high per budget."""
@@ -110,13 +93,16 @@ class SampledEvaluation:
 
 
 def create_run(session: Session, config: RunConfig) -> Run:
-    """A queued run with its budget rows (its plan's prior); flushed, so `run.id` is set (the caller
-    commits)."""
-    prior = config.plan().prior
+    """A queued run with its plan (resolved from `config` here, the one time it is: jobs, `GET /v1/runs/{id}`
+    and MLflow read the stored plan) and its budget rows (the plan's prior); flushed, so `run.id` is set
+    (the caller commits)."""
+    plan = RunPlan.from_config(config)
+    prior = plan.prior
     run = Run(
         id=new_run_id(),
         name=config.name,
         config=config.model_dump(mode="json"),
+        plan=plan.model_dump(mode="json"),
         status=RunStatus.QUEUED,
         cancel_requested=False,
         policy_version=0,
@@ -232,18 +218,18 @@ def record_step(
     return _one(session, select(Step).where(Step.run_id == run_id, Step.step == step))
 
 
-def record_rewards(session: Session, rows: Iterable[RewardRow]) -> int:
-    """Store verdicts once per (run, step, problem, trace, budget, summary); how many were new."""
+def record_rewards(session: Session, run_id: str, step: int, rewards: Iterable[BudgetReward]) -> int:
+    """Store the verify task's rewards of a step as they are, once per (run, step, problem, trace, budget,
+    summary); how many were new."""
     keys = ["run_id", "step", "problem_id", "trace_index", "budget_index", "summary_index"]
-    stored = [_reward_columns(row) for row in rows]
-    return _insert_missing(session, Reward, stored, keys)
+    rows = [{"run_id": run_id, "step": step, **reward.model_dump(mode="json")} for reward in rewards]
+    return _insert_missing(session, Reward, [_columns(Reward, row) for row in rows], keys)
 
 
-def _reward_columns(row: RewardRow) -> dict[str, Any]:
-    """The row as the table's columns: `cut` is stored in `cut_length` (a column name kept from before)."""
-    columns = asdict(row)
-    columns["cut_length"] = columns.pop("cut")
-    return columns
+def _columns(model: type[Base], attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """ORM attribute names → the table's column names (`Reward.cut` is stored in `cut_length`)."""
+    mapped = model.__mapper__.columns
+    return {mapped[name].name: value for name, value in attributes.items()}
 
 
 def record_checkpoint(session: Session, run_id: str, policy_version: int, step: int, path: str) -> Checkpoint:

@@ -1,4 +1,4 @@
-"""Answer extraction and the format rule, exactly as DESIGN.md §2.2.
+"""Answer extraction and the format rule, exactly as docs/method.md §2.4.
 
 The answer is the content of the last `\\boxed{}` (or `\\fbox{}`) inside the first `\\n\\n`-paragraph of
 the (inserted + summary) text that begins with the answer heading. Braces are matched, so nested

@@ -1,4 +1,4 @@
-"""The verifier's Python API: responses in, verdicts out (DESIGN.md §2.2).
+"""The verifier's Python API: responses in, verdicts out (docs/method.md §2.4).
 
 A verdict is `{status, formatted, reward, extracted}`: the status says what grading found, `formatted`
 is the format rule (exactly one `</think>`), and `reward` is 1 only for a correct, formatted answer whose
@@ -35,7 +35,7 @@ from anytime.verification.pool import GradeJob, GraderPool
 from anytime.verification.settings import VerifierSettings
 
 DEFAULTS = VerifierSettings.model_fields
-EOS_MESSAGE = "the thinking prefix ended in EOS: this cut scores 0 (DESIGN.md §2.2)"
+EOS_MESSAGE = "the thinking prefix ended in EOS: this cut scores 0 (docs/method.md §2.4)"
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request, status
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy.exc import DBAPIError
@@ -29,6 +31,7 @@ from anytime import __version__
 from anytime.celery_app import celery_from_settings
 from anytime.db.repository import InvalidTransition, RunNotFound
 from anytime.db.session import make_engine, make_session_factory
+from anytime.run_config import flat_location
 from services.api.deps import ApiKey, reject_unknown_query
 from services.api.inference.service import InferenceService
 from services.api.readiness import Readiness, SchemaVersion, database_unready_reason, redis_check
@@ -87,7 +90,21 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.add_exception_handler(RunNotFound, _not_found)
     app.add_exception_handler(InvalidTransition, _conflict)
     app.add_exception_handler(DBAPIError, _database_unready)
+    app.add_exception_handler(RequestValidationError, _flat_body_errors)
     return app
+
+
+async def _flat_body_errors(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422, with a run config's errors located where its body wrote the field (flat or in its
+    section: `anytime.run_config.flat_location`)."""
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    if request.method == "POST" and request.url.path.rstrip("/") == "/v1/runs":
+        errors = [
+            {**e, "loc": ("body", *flat_location(e["loc"][1:], exc.body))} if e["loc"][:1] == ("body",) else e
+            for e in errors
+        ]
+    return await request_validation_exception_handler(request, RequestValidationError(errors, body=exc.body))
 
 
 _KEYED_ROUTERS = (runs, experiments, promotion, results, curves, inference)

@@ -19,19 +19,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi.exceptions import RequestValidationError
 
+from anytime.model_dir import is_hub_id
 from anytime.problems import Problem, ProblemSetError, load_problems
 from anytime.run_config import RunConfig
-
-# `org/name` on the Hugging Face hub; a name with a slash that exists locally is a path instead.
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_PATH_STARTS = ("/", "./", "../", "~")
 
 
 @dataclass(frozen=True)
@@ -60,8 +56,8 @@ def check_run_inputs(config: RunConfig, roots: Sequence[Path]) -> list[InputProb
                 f"{config.dataset} holds {len(train)} problems; lower it to at most {len(train)}",
             )
         )
-    if config.eval_dataset is not None:
-        _load_dataset("eval_dataset", config.eval_dataset, roots, problems)
+    if config.evaluation.dataset is not None:
+        _load_dataset("eval_dataset", config.evaluation.dataset, roots, problems)
     return problems
 
 
@@ -75,7 +71,7 @@ def require_run_inputs(config: RunConfig, roots: Sequence[Path]) -> None:
                     "type": "value_error",
                     "loc": ("body", problem.field),
                     "msg": problem.message,
-                    "input": getattr(config, problem.field),
+                    "input": config.flat()[problem.field],
                 }
                 for problem in problems
             ]
@@ -99,17 +95,8 @@ def _under_roots(text: str, roots: Sequence[Path]) -> Path | None:
     return resolved if any(resolved.is_relative_to(root) for root in roots) else None
 
 
-def _is_hub_id(text: str) -> bool:
-    if text.startswith(_PATH_STARTS) or not HUB_ID.match(text):
-        return False
-    try:
-        return not os.path.lexists(text)
-    except ValueError:
-        return False
-
-
 def _model_problem(text: str, roots: Sequence[Path]) -> str | None:
-    if _is_hub_id(text):
+    if is_hub_id(text):
         return None
     path = _under_roots(text, roots)
     if path is None:

@@ -17,10 +17,11 @@ from pydantic import (
     model_validator,
 )
 
+from anytime.contracts.verify import BudgetReward
 from anytime.db import repository
 from anytime.db.experiments import ARM_NAME_LENGTH, Experiment, Member, experiment_status
-from anytime.db.models import Checkpoint, RunStatus
-from anytime.run_config import RunConfig
+from anytime.db.models import Checkpoint, Run, RunStatus
+from anytime.run_plan import RunPlan
 
 
 def _json_number(value: Any) -> Any:
@@ -62,7 +63,15 @@ class RunOut(_FromRow):
     cancel_requested: bool = Field(
         description="A cancel is pending: the run stops at its next task boundary."
     )
-    config: dict[str, Any] = Field(description="The validated RunConfig, with every default filled in.")
+    config: dict[str, Any] = Field(
+        description="The validated RunConfig with every default filled in, its sections' fields under their "
+        "flat names (b_max, lr, eval_dataset, …; `anytime.run_config.FLAT_FIELDS`), as bodies are written."
+    )
+    plan: dict[str, Any] | None = Field(
+        description="The run's plan as stored when it was created (`anytime.run_plan.RunPlan`): the prior, "
+        "the rollout's, learner's and evaluation's settings every job of the run is built from. Null for a "
+        "stored config this version no longer validates."
+    )
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -71,17 +80,30 @@ class RunOut(_FromRow):
     step: int = Field(description="The last committed step (-1: none yet).")
     promoted_checkpoint_id: int | None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _from_stored(cls, data: Any) -> Any:
+        """The row's config in its flat view and its plan (a run stored before plans were: resolved now)."""
+        if isinstance(data, Run):
+            try:
+                config, plan = data.run_config(), data.run_plan()
+            except ValidationError:
+                return {**_row_fields(data), "plan": None}
+            return {**_row_fields(data), "config": config.flat(), "plan": plan.model_dump(mode="json")}
+        return data
+
     @computed_field(  # type: ignore[prop-decorator]
-        description="What the run resolves to (its RunPlan): S, A, baseline, summary mode, the prior's name, "
-        "budgets and probabilities, the loss normaliser, the evaluation grid and k, the learner's knobs. "
-        "Null for a stored config this version no longer validates."
+        description="What the run resolves to (its plan, `RunPlan.resolved`): S, A, baseline, summary mode, "
+        "the prior's name, budgets and probabilities, the loss normaliser, the evaluation grid and k, the "
+        "learner's knobs. Null for a stored config this version no longer validates."
     )
     @property
     def resolved(self) -> dict[str, Any] | None:
-        try:
-            return RunConfig.model_validate(self.config).plan().resolved()
-        except ValidationError:
-            return None
+        return None if self.plan is None else RunPlan.model_validate(self.plan).resolved()
+
+
+def _row_fields(run: Run) -> dict[str, Any]:
+    return {name: getattr(run, name) for name in RunOut.model_fields if name != "plan"}
 
 
 class BudgetOut(_FromRow):
@@ -97,18 +119,13 @@ class StepOut(_FromRow):
     created_at: datetime
 
 
-class RewardOut(_FromRow):
+class RewardOut(BudgetReward):
+    """The verify task's record as stored, with its step; `cut` keeps its older wire name `cut_length`."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    cut: int = Field(serialization_alias="cut_length", description="Thinking tokens kept for this budget.")
     step: int
-    problem_id: str
-    trace_index: int
-    budget_index: int
-    summary_index: int
-    cut_length: int = Field(description="Thinking tokens kept for this budget.")
-    inserted_start: int = Field(description="Start of the inserted tokens in the summary prompt's ids.")
-    inserted_end: int = Field(description="End (exclusive) of the inserted tokens.")
-    answer: str | None = Field(description="The extracted answer (none found: null).")
-    status: str = Field(description="Verdict: correct, incorrect, unparseable, timeout or error.")
-    reward: float
 
 
 class CheckpointOut(BaseModel):

@@ -1,4 +1,4 @@
-"""The run driver: one run, step by step, through the Celery queues (DESIGN.md §3).
+"""The run driver: one run, step by step, through the Celery queues (docs/method.md §3.1).
 
 Each step: `rollout` in shards (trajectories → Redis), each shard's `verify` as soon as it lands (verdicts →
 Redis; its result carries every summary's reward per budget) → `learn` (a new checkpoint = the next policy
@@ -35,14 +35,13 @@ from anytime.contracts.learn import LEARN_TASK, LearnRequest, LearnResult
 from anytime.contracts.rollout import RolloutJob
 from anytime.contracts.verify import BudgetReward
 from anytime.curve_plot import CurveSeries, accuracy_vs_budget_png, series_label
-from anytime.db import experiments
-from anytime.db import repository as crud
+from anytime.db import experiments, repository
 from anytime.db.models import RunStatus
 from anytime.logging import get_logger
 from anytime.problems import Problem, load_problems
 from anytime.run_config import RunConfig
 from anytime.run_lease import DEFAULT_LEASE_TTL_S, RunLease
-from anytime.run_plan import RunPlan
+from anytime.run_plan import RunPlan, resolved_params
 from anytime.tracking import Tracker, log_start_vs_end
 from anytime.trajectory_store import TrajectoryStore
 from services.control.step_pipeline import (
@@ -117,7 +116,7 @@ class RunDriver:
 
     def _drive(self, run_id: str) -> str:
         with self.deps.sessions() as session:
-            run = crud.get_run(session, run_id)
+            run = repository.get_run(session, run_id)
             if run is None:
                 logger.warning("no such run; nothing to drive", run_id=run_id)
                 return "missing"
@@ -149,37 +148,36 @@ class RunDriver:
             return RunStatus.FAILED.value
         with self.deps.sessions() as session:
             # What `model: "run:<id>"` serves: the best checkpoint retention kept.
-            promoted = crud.promote_best_checkpoint(session, run_id, crud.checkpoint_on_disk)
+            promoted = repository.promote_best_checkpoint(session, run_id, repository.checkpoint_on_disk)
             session.commit()
         self._end(run_id, RunStatus.SUCCEEDED, None, mlflow_run, "FINISHED")
         log.info("run succeeded", promoted=None if promoted is None else promoted.policy_version)
         return RunStatus.SUCCEEDED.value
 
     def _start(self, run_id: str, mlflow_run: str | None) -> tuple[RunConfig, RunPlan, str | None]:
-        """Mark the run running, resolve its plan (once per run: every job is built from it) and give it
-        an MLflow run; whatever fails here fails the run."""
+        """Mark the run running, read its stored plan (every job is built from it) and give it an MLflow
+        run; whatever fails here fails the run."""
         with self.deps.sessions() as session:
-            run = crud.require_run(session, run_id)
-            config = RunConfig.model_validate(run.config)
-            plan = config.plan()
+            run = repository.require_run(session, run_id)
+            config, plan = run.run_config(), run.run_plan()
             if run.status == RunStatus.QUEUED:
-                crud.set_status(session, run_id, RunStatus.RUNNING)
+                repository.set_status(session, run_id, RunStatus.RUNNING)
             session.commit()
         if mlflow_run is None:
             mlflow_run = self.deps.tracker.start_run(
-                config.name or run_id, config.resolved_params(), self._tags(run_id, config, plan)
+                config.name or run_id, resolved_params(config, plan), self._tags(run_id, config, plan)
             )
             self.deps.tracker.log_dict(mlflow_run, config.model_dump(mode="json"), "config.json")
             if mlflow_run is not None:  # the null tracker tracks nothing
                 with self.deps.sessions() as session:
-                    crud.set_mlflow_run_id(session, run_id, mlflow_run)
+                    repository.set_mlflow_run_id(session, run_id, mlflow_run)
                     session.commit()
         return config, plan, mlflow_run
 
     def _tags(self, run_id: str, config: RunConfig, plan: RunPlan) -> dict[str, str]:
         tags = {
             "anytime.run_id": run_id,
-            "algorithm": config.algorithm.value,
+            "algorithm": config.method.algorithm.value,
             "prior": ",".join(f"{p:g}" for p in plan.prior.probs),
             "baseline": plan.brpo.resolved_baseline.value,
             "model": config.model,
@@ -194,7 +192,7 @@ class RunDriver:
         self, run_id: str, status: RunStatus, error: str | None, mlflow_run: str | None, state: str
     ) -> None:
         with self.deps.sessions() as session:
-            crud.set_status(session, run_id, status, error=error)
+            repository.set_status(session, run_id, status, error=error)
             session.commit()
         try:
             self.deps.tracker.end_run(mlflow_run, state)
@@ -207,20 +205,19 @@ class RunDriver:
         if self._leases[run_id].lost.is_set():
             raise DriverStopped("another driver holds the run's lease")
         with self.deps.sessions() as session:
-            run = crud.get_run(session, run_id)
+            run = repository.get_run(session, run_id)
             if run is None or run.cancel_requested:
                 raise RunCancelled(run_id)
 
     def _run_steps(self, run_id: str, config: RunConfig, plan: RunPlan, mlflow_run: str | None) -> None:
         with self.deps.sessions() as session:
-            run = crud.get_run(session, run_id)
+            run = repository.get_run(session, run_id)
             assert run is not None
             start = 0 if run.step is None else run.step + 1
             version = run.policy_version
         train = load_problems(Path(config.dataset))
-        evaluation = (
-            load_problems(Path(config.eval_dataset))[: config.eval_problems] if config.eval_dataset else []
-        )
+        held_out = config.evaluation
+        evaluation = load_problems(Path(held_out.dataset))[: held_out.problems] if held_out.dataset else []
         if start == 0 and evaluation:
             self._evaluate(run_id, config, plan, evaluation, 0, -1, config.model, mlflow_run)
         model_dir = self._model_dir(run_id, version, config)
@@ -259,14 +256,13 @@ class RunDriver:
                     **pipeline_metrics(produced, version, time.monotonic() - last_commit),
                 }
                 version, model_dir = learned.policy_version, learned.model_dir
-                rows = reward_rows(run_id, step, produced.verified.rewards)
-                self._commit_step(run_id, step, version, model_dir, metrics, rows)
+                self._commit_step(run_id, step, version, model_dir, metrics, produced.verified.rewards)
                 last_commit = time.monotonic()
                 self.deps.tracker.log_metrics(mlflow_run, metrics, step=version)
                 self.deps.store.delete_batch(run_id, step)
                 logger.info("step committed", run_id=run_id, step=step, policy_version=version)
                 last = step == config.steps - 1
-                if evaluation and (last or (config.eval_interval and (step + 1) % config.eval_interval == 0)):
+                if evaluation and (last or (held_out.interval and (step + 1) % held_out.interval == 0)):
                     self._evaluate(run_id, config, plan, evaluation, version, step, model_dir, mlflow_run)
         finally:
             pipeline.close()
@@ -275,7 +271,7 @@ class RunDriver:
         if version == 0:
             return config.model
         with self.deps.sessions() as session:
-            found = [c for c in crud.list_checkpoints(session, run_id) if c.policy_version == version]
+            found = [c for c in repository.list_checkpoints(session, run_id) if c.policy_version == version]
             checkpoint = found[0] if found else None
         if checkpoint is None:
             raise LookupError(f"run {run_id} is at policy version {version} but has no checkpoint row for it")
@@ -335,13 +331,13 @@ class RunDriver:
         version: int,
         model_dir: str,
         metrics: dict[str, float],
-        rows: list[crud.RewardRow],
+        rewards: Sequence[BudgetReward],
     ) -> None:
         with self.deps.sessions() as session:
-            crud.record_rewards(session, rows)
-            crud.record_step(session, run_id, step, version, metrics)
-            crud.record_checkpoint(session, run_id, version, step, model_dir)
-            crud.set_policy_version(session, run_id, version, step)
+            repository.record_rewards(session, run_id, step, rewards)
+            repository.record_step(session, run_id, step, version, metrics)
+            repository.record_checkpoint(session, run_id, version, step, model_dir)
+            repository.set_policy_version(session, run_id, version, step)
             session.commit()
 
     def _evaluate(
@@ -366,7 +362,7 @@ class RunDriver:
             sampling=plan.eval_sampling,
         )
         result = EvalResult.model_validate(self.deps.run_task(EVALUATE_TASK, job.model_dump(mode="json")))
-        sampled = crud.SampledEvaluation(
+        sampled = repository.SampledEvaluation(
             num_problems=result.num_problems,
             num_samples=result.num_samples,
             temperature=result.temperature,
@@ -378,11 +374,11 @@ class RunDriver:
             per_problem=result.per_problem,
         )
         with self.deps.sessions() as session:
-            crud.record_evaluation(
+            repository.record_evaluation(
                 session, run_id, version, step, result.budgets, result.accuracy, result.anytime_score, sampled
             )
             session.commit()
-            evaluations = crud.list_evaluations(session, run_id)
+            evaluations = repository.list_evaluations(session, run_id)
         self.deps.tracker.log_metrics(mlflow_run, result.metrics(), step=version)
         series = CurveSeries(
             series_label(f"policy v{version}", result.num_samples, result.temperature),
@@ -440,24 +436,3 @@ _DB_OUTAGE_WORDS = (
     "terminating connection",
     "connection reset",
 )
-
-
-def reward_rows(run_id: str, step: int, rewards: Sequence[BudgetReward]) -> list[crud.RewardRow]:
-    """The SQL record of what every summary of a step earned: the verify task's rewards per budget."""
-    return [
-        crud.RewardRow(
-            run_id=run_id,
-            step=step,
-            problem_id=r.problem_id,
-            trace_index=r.trace_index,
-            budget_index=r.budget_index,
-            summary_index=r.summary_index,
-            cut=r.cut,
-            inserted_start=r.inserted_start,
-            inserted_end=r.inserted_end,
-            answer=r.answer,
-            status=r.status.value,
-            reward=r.reward,
-        )
-        for r in rewards
-    ]

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
-from anytime.db import repository as crud
+from anytime.db import repository
 from anytime.db.models import RunStatus, utcnow
 from anytime.logging import get_logger
 from anytime.run_lease import driver_alive
@@ -46,7 +46,7 @@ class RunRescuer:
         """Queue a drive for every run that needs one; the ids queued."""
         rescued: list[str] = []
         with self.sessions() as session:
-            runs = crud.runs_to_drive(session)
+            runs = repository.runs_to_drive(session)
             for run in runs:
                 if driver_alive(self.client, run.id, self.prefix):
                     continue
@@ -55,7 +55,7 @@ class RunRescuer:
                 ):
                     continue
                 if run.status is RunStatus.RUNNING and run.cancel_requested:
-                    crud.set_status(session, run.id, RunStatus.CANCELLED)
+                    repository.set_status(session, run.id, RunStatus.CANCELLED)
                     session.commit()
                     logger.info("run cancelled: its driver was gone", run_id=run.id)
                     continue

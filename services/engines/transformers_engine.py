@@ -26,10 +26,15 @@ from transformers.cache_utils import DynamicLayer
 from anytime.contracts.sampling import SamplingConfig
 from anytime.model_facts import ModelFacts
 from anytime.summary_format import SummaryFormat
-from services.engines.seam import FollowUp, GenerationRequest, Sample, SampleFinish, check_unique_keys
+from services.engines.seam import (
+    DEFAULT_MAX_ROWS,
+    FollowUp,
+    GenerationRequest,
+    Sample,
+    SampleFinish,
+    check_unique_keys,
+)
 from services.engines.shared_prefix import PromptKV, SharedPrefix, enable_shared_prefix_attention, padded_runs
-
-DEFAULT_MAX_ROWS = 256
 
 
 class TransformersEngine:

@@ -1,4 +1,4 @@
-"""One step's verified trajectories → rewards, advantages and packed trees (DESIGN.md §2.2–2.6).
+"""One step's verified trajectories → rewards, advantages and packed trees (docs/method.md §2.4–2.10).
 
 Checks come first and refuse the step with a message that says what to do: every summary needs a
 verdict (a missing one is a missing input, never a 0), every trajectory must match the run's budgets and
@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from anytime.brpo.advantages import brpo_advantages
+from anytime.brpo.budgets import BudgetPrior
 from anytime.brpo.config import BRPOConfig
 from anytime.brpo.cuts import cut_of_budget, split_by_budget
 from anytime.brpo.packing import PackedTree, pack_tree
@@ -57,6 +58,7 @@ class StepBatch:
     trees: tuple[PackedTree, ...]
     trajectories: tuple[Trajectory, ...]
     statuses: Mapping[str, int]
+    prior: BudgetPrior
 
     @property
     def rewards(self) -> Tensor:
@@ -92,7 +94,7 @@ def _missing_message(missing: Sequence[str], step: int) -> str:
     )
 
 
-def check_trajectories(trajectories: Sequence[Trajectory], config: BRPOConfig) -> None:
+def check_trajectories(trajectories: Sequence[Trajectory], config: BRPOConfig, prior: BudgetPrior) -> None:
     """Refuse a batch that is empty, mixes runs or steps, repeats a trajectory or has the wrong shape."""
     if not trajectories:
         raise BatchMismatchError("no trajectories: the rollout has not stored this step (or it expired)")
@@ -103,14 +105,14 @@ def check_trajectories(trajectories: Sequence[Trajectory], config: BRPOConfig) -
     runs = {(t.run_id, t.step) for t in trajectories}
     if len(runs) != 1:
         raise BatchMismatchError(f"one step of one run at a time; got (run, step) pairs {sorted(runs)[:3]}")
-    budgets = list(config.budget_prior().budgets)
+    budgets = list(prior.budgets)
     num_summaries = config.resolved_num_summaries
     for t in trajectories:
         if t.budgets != budgets or t.num_summaries != num_summaries:
             raise BatchMismatchError(
                 f"trajectory {t.id} has budgets {t.budgets} and A={t.num_summaries}, but the run's config "
-                f"has budgets {budgets} and A={num_summaries}; roll out with the run's budgets "
-                "(BRPOConfig b_max, num_budgets, num_summaries)"
+                f"has budgets {budgets} and A={num_summaries}; roll out with the run's plan "
+                "(its rollout budgets and num_summaries)"
             )
 
 
@@ -128,14 +130,16 @@ def prefix_groups_of(trajectory: Trajectory) -> list[int]:
     return [cuts.index(cut) for cut in cut_of_budget(cuts)]
 
 
-def group_advantages(group: Sequence[Trajectory], verdicts: Verdicts, config: BRPOConfig) -> ProblemGroup:
+def group_advantages(
+    group: Sequence[Trajectory], verdicts: Verdicts, config: BRPOConfig, prior: BudgetPrior
+) -> ProblemGroup:
     """Rewards and both advantages of one problem's traces, from the core library; each trace's distinct
     cuts go along, so collapsed budgets share one summary baseline (the config's summary mode decides)."""
     rewards = torch.tensor(
         [trajectory_rewards(t, verdicts.get(t.id, {})) for t in group], dtype=torch.float32
     )
     prefix = torch.tensor([prefix_groups_of(t) for t in group], dtype=torch.long)
-    thinking, summary = brpo_advantages(rewards[None], config, prefix[None])
+    thinking, summary = brpo_advantages(rewards[None], config, prefix[None], prior)
     return ProblemGroup(group[0].problem_id, tuple(group), rewards, thinking[0], summary[0])
 
 
@@ -181,9 +185,13 @@ def verdict_statuses(trajectories: Sequence[Trajectory], verdicts: Verdicts) -> 
     return counts
 
 
-def build_step_batch(trajectories: Sequence[Trajectory], verdicts: Verdicts, config: BRPOConfig) -> StepBatch:
-    """Validate the step, compute every group's advantages and pack every trajectory."""
-    check_trajectories(trajectories, config)
+def build_step_batch(
+    trajectories: Sequence[Trajectory], verdicts: Verdicts, config: BRPOConfig, prior: BudgetPrior
+) -> StepBatch:
+    """Validate the step, compute every group's advantages and pack every trajectory.
+
+    prior: the run's thinking prior, as its plan resolved it (`LearnerConfig.prior`); the batch keeps it."""
+    check_trajectories(trajectories, config, prior)
     missing = [
         t.summary_id(c, s)
         for t in trajectories
@@ -193,11 +201,11 @@ def build_step_batch(trajectories: Sequence[Trajectory], verdicts: Verdicts, con
     ]
     if missing:  # the whole step's count, not only the first trajectory's
         raise MissingVerdictsError(_missing_message(missing, trajectories[0].step))
-    groups = [group_advantages(group, verdicts, config) for group in group_by_problem(trajectories)]
+    groups = [group_advantages(group, verdicts, config, prior) for group in group_by_problem(trajectories)]
     ordered = [t for g in groups for t in g.trajectories]
     trees = [
         pack_trajectory(t, g.thinking_adv[i], g.summary_adv[i])
         for g in groups
         for i, t in enumerate(g.trajectories)
     ]
-    return StepBatch(tuple(groups), tuple(trees), tuple(ordered), verdict_statuses(ordered, verdicts))
+    return StepBatch(tuple(groups), tuple(trees), tuple(ordered), verdict_statuses(ordered, verdicts), prior)

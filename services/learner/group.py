@@ -41,12 +41,12 @@ from services.learner.distributed import (
     close_data_parallel,
     init_data_parallel,
 )
+from services.learner.holder import LearnerHolder, checkpoint_store
 from services.learner.model_io import resolve_device
 from services.learner.settings import LearnerSettings
 
 if TYPE_CHECKING:
     from services.learner.learner import Learner
-    from services.learner.worker import LearnerHolder
 
 logger = get_logger(__name__)
 
@@ -91,8 +91,6 @@ class LearnerGroupError(RuntimeError):
 def train_order(holder: LearnerHolder, order: StepOrder, rank: int) -> RankOutcome:
     """Every rank's part of a task: its learner at the request's version, the ready barrier, the step.
     Errors are returned, classified: `broken` when the update failed part-way, `refused` before."""
-    from services.learner.worker import checkpoint_store
-
     assert holder.parallel is not None, "a group rank's holder carries its DataParallel"
     request = order.request
     learner: Learner | None = None
@@ -223,11 +221,35 @@ class LearnerGroup:
         return sorted(reports, key=lambda r: r.rank)
 
 
+class RankZeroHolder(LearnerHolder):
+    """Rank 0's holder: its learners, and the group it leads (started by the first `group_step`, and
+    started afresh by the next one after a failure)."""
+
+    def __init__(self, settings: LearnerSettings) -> None:
+        super().__init__(settings)
+        self.group: LearnerGroup | None = None
+
+    def group_step(
+        self, request: LearnRequest, trajectories: list[Trajectory], verdicts: Verdicts
+    ) -> tuple[Learner, dict[str, float]]:
+        """The step on every rank (the group started, or restarted after a failure, first); returns rank
+        0's learner and the metrics."""
+        if self.group is None or self.group.closed:
+            self.drop()  # learners of an earlier group hold its dead process group
+            self.group = LearnerGroup(self.settings)
+            self.parallel = self.group.parallel
+        return self.group.step(self, StepOrder(request, trajectories, verdicts))
+
+    def close(self) -> None:
+        """Drop the learners and stop the group's other ranks (if any)."""
+        if self.group is not None:
+            self.group.close(self)
+        self.drop()
+
+
 def follower_main(rank: int, port: int, settings: LearnerSettings, commands: Any, reports: Any) -> None:
     """A follower's life: join the group, then train every order rank 0 sends until told to stop (None)
     or until rank 0's process is gone."""
-    from services.learner.worker import LearnerHolder
-
     configure_logging(settings.log_level, settings.log_format)
     log = logger.bind(rank=rank)
     if settings.threads is not None:

@@ -15,7 +15,7 @@ module. Reading order for a newcomer:
    into a `CheckpointStore` folder.
 2. `batch`: trajectories + verdicts → rewards `R[g, j]`, advantages per problem group (the core library's),
    one packed tree per trajectory (`pack_tree`); every check before the model is touched.
-3. `update`: the BRPO (or GRPO) update of DESIGN.md §2.3–2.6 — micro-batches under a token budget
+3. `update`: the BRPO (or GRPO) update of docs/method.md §2.5–2.10 — micro-batches under a token budget
    (`microbatches`), old log-probs, PPO-clip over `mini_batches` mini-batches (one AdamW step each,
    grad-norm clipped, one normaliser per mini-batch so micro-batching does not change the result).
 4. `trainer_state`: AdamW, the warm-up schedule, RNG and float32 master weights; saving and resuming them.
@@ -176,7 +176,7 @@ class Learner:
         if self.broken:
             raise LearnerBrokenError(f"an earlier update failed part-way ({self.broken}); reload the learner")
         started = time.perf_counter()
-        batch = build_step_batch(trajectories, verdicts, self.config.brpo)
+        batch = build_step_batch(trajectories, verdicts, self.config.brpo, self.config.prior)
         self._check_versions(batch.trajectories)
         metrics = batch_metrics(batch, self.config.brpo, self.config.eval_budgets)
         metrics.update(staleness_metrics(batch.trajectories, self.policy_version))
@@ -199,11 +199,11 @@ class Learner:
     def _check_versions(self, trajectories: Sequence[Trajectory]) -> None:
         versions = sorted({t.policy_version for t in trajectories})
         lag = self.policy_version - versions[0]
-        if versions[-1] > self.policy_version or lag > self.config.max_policy_lag:
+        if versions[-1] > self.policy_version or lag > self.config.max_staleness:
             raise BatchMismatchError(
                 f"the trajectories come from policy versions {versions}, but the learner holds version "
-                f"{self.policy_version} and accepts a lag of {self.config.max_policy_lag}; roll out with the "
-                "learner's newest version (or raise max_policy_lag)"
+                f"{self.policy_version} and accepts a lag of {self.config.max_staleness}; roll out with the "
+                "learner's newest version (or raise max_staleness)"
             )
         if versions[0] < self.policy_version and self.config.temperature != 1.0:
             raise BatchMismatchError(

@@ -21,7 +21,7 @@ Batch metrics (from rewards and trajectories, before any update):
   or every masked trace earned the same return), rather than reported as a number it is not;
 - `advantage/…`, `verdict/{status}`, `batch/…`;
 - `staleness/mean`, `staleness/max`: the learner's policy version minus each trajectory's (0 on-policy;
-  up to `max_policy_lag` when the rollout runs ahead of the learner).
+  up to `max_staleness` when the rollout runs ahead of the learner).
 The update's own metrics (`policy/…`, `loss/…`, `optim/…`) are `update.UpdateStats`'.
 """
 
@@ -39,6 +39,7 @@ from anytime.brpo.advantages import (
     group_baseline,
     history_baseline,
 )
+from anytime.brpo.budgets import BudgetPrior
 from anytime.brpo.config import BRPOConfig, ThinkingBaseline
 from anytime.brpo.tokens import TokenRole
 from anytime.brpo.variance import (
@@ -48,6 +49,12 @@ from anytime.brpo.variance import (
     summary_ratio,
     thinking_mask,
     variance_ratios,
+)
+from anytime.metric_names import (
+    budget_reward_metric,
+    masked_traces_metric,
+    variance_ratio_metric,
+    variance_summary_metric,
 )
 from anytime.trajectory import Trajectory
 from services.learner.batch import StepBatch
@@ -59,12 +66,13 @@ _BASELINES: Mapping[ThinkingBaseline, Callable[[ThinkingInput], Tensor]] = {
 }
 
 
-def problem_returns(rewards: Tensor, lengths: Sequence[int], config: BRPOConfig) -> ProblemReturns:
+def problem_returns(
+    rewards: Tensor, lengths: Sequence[int], config: BRPOConfig, prior: BudgetPrior
+) -> ProblemReturns:
     """One problem's returns, the three paper baselines and the thinking mask, as lists.
 
-    rewards: [G, S, A] summary rewards; lengths: [G] thinking tokens of each trace.
+    rewards: [G, S, A] summary rewards; lengths: [G] thinking tokens of each trace; prior: the run's.
     """
-    prior = config.budget_prior()
     scores = rewards.double().mean(-1)[None]  # [1, G, S]
     probs = torch.tensor(prior.probs, dtype=torch.float64)
     x = ThinkingInput(scores, probs, budget_returns(scores, probs), config.discount)
@@ -77,23 +85,23 @@ def problem_returns(rewards: Tensor, lengths: Sequence[int], config: BRPOConfig)
 
 def _variance_metrics(batch: StepBatch, config: BRPOConfig) -> dict[str, float]:
     problems = [
-        problem_returns(g.rewards, [len(t.thinking_ids) for t in g.trajectories], config)
+        problem_returns(g.rewards, [len(t.thinking_ids) for t in g.trajectories], config, batch.prior)
         for g in batch.groups
     ]
     returns = [row for p in problems for row in p.returns]
     mask = [row for p in problems for row in p.mask]
     counts = masked_counts(mask)
-    budgets = config.budget_prior().budgets
-    metrics = {f"variance/budget_{b}/traces": float(n) for b, n in zip(budgets, counts, strict=True)}
+    budgets = batch.prior.budgets
+    metrics = {masked_traces_metric(b): float(n) for b, n in zip(budgets, counts, strict=True)}
     for baseline in PAPER_BASELINES:
         name = baseline.value
         ratios = variance_ratios(returns, [row for p in problems for row in p.baselines[name]], mask)
         for budget, ratio in zip(budgets, ratios, strict=True):
             if ratio is not None:
-                metrics[f"variance/budget_{budget}/{name}"] = ratio
+                metrics[variance_ratio_metric(budget, name)] = ratio
         overall = summary_ratio(ratios, counts)
         if overall is not None:
-            metrics[f"variance/{name}"] = overall
+            metrics[variance_summary_metric(name)] = overall
     return metrics
 
 
@@ -129,14 +137,15 @@ def batch_metrics(
 ) -> dict[str, float]:
     """Everything that depends on the step's data alone (see the module docstring).
 
-    eval_budgets: the run's evaluation grid (`RunConfig.eval_budgets()`); unset: the run's own budgets.
+    eval_budgets: the run's evaluation grid (`RunPlan.eval_budgets`); unset: the run's own budgets. The
+    prior is the one the batch was built with (`StepBatch.prior`, the run's plan's).
     """
-    prior = config.budget_prior()
+    prior = batch.prior
     rewards = batch.rewards  # [traces, S, A]
     per_budget = rewards.mean(dim=(0, 2)).tolist()
     metrics: dict[str, float] = {"reward/mean": float(rewards.mean())}
     for budget, value in zip(prior.budgets, per_budget, strict=True):
-        metrics[f"reward/budget_{budget}/mean"] = value
+        metrics[budget_reward_metric(budget)] = value
     metrics["anytime/objective"] = prior.expected(per_budget)
     metrics["anytime/final"] = per_budget[-1]
     metrics.update(_anytime_metrics(batch, eval_budgets or prior.budgets))

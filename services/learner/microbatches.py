@@ -1,7 +1,7 @@
 """Splitting a step's trees into mini-batches (one optimizer step each) and micro-batches (one forward each).
 
-Mini-batches take whole problem groups in order, as the paper (64 prompts → 2 × 32 prompts, PAPER.md
-§4.1), so one optimizer step sees every trace of its problems; with fewer groups than mini-batches the
+Mini-batches take whole problem groups in order, as the paper (64 prompts → 2 × 32 prompts, docs/method.md
+§2.8), so one optimizer step sees every trace of its problems; with fewer groups than mini-batches the
 traces themselves are split. No shuffling: the order is the batch's (problem id, trace index), which keeps
 the CPU path deterministic. Micro-batches fill a token budget greedily in order; a tree longer than the
 budget goes alone.

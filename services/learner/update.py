@@ -1,4 +1,4 @@
-"""The update: one PPO step of the policy over a step's packed trees (DESIGN.md §2.5–2.6).
+"""The update: one PPO step of the policy over a step's packed trees (docs/method.md §2.8–2.10).
 
 `PPOUpdate.run(batch)` takes the `StepBatch` that `batch.build_step_batch` made (one packed tree per
 trajectory, advantages on its tokens) and:
@@ -20,7 +20,7 @@ every trainable token has advantage 0 carries no gradient; it is not stepped, so
 not shrink the weights on a step without signal (`optim/skipped_steps` counts them). A non-finite gradient
 norm abandons the update (the caller marks the learner broken).
 
-Stale trajectories (`LearnerConfig.max_policy_lag` >= 1: the next step's rollout ran while this learner
+Stale trajectories (`LearnerConfig.max_staleness` >= 1: the next step's rollout ran while this learner
 trained, so it sampled with an older policy version) get the decoupled PPO objective (Hilton et al. 2021,
 "Batch size-invariance for policy optimization"; AReaL): the ratio and its clip are taken against the
 proximal policy π_prox, the learner's weights before this update (the recomputed old log-probs, exactly as
@@ -35,7 +35,7 @@ the sampling distribution; truncating w bounds the variance a token the behaviou
 add (truncated importance sampling, as TIS uses for the engine/learner mismatch, cap 2 by default).
 Only tokens of trajectories older than the learner's version are weighed: tokens of current-version
 trajectories keep weight exactly 1, and a micro-batch without stale trees takes today's code path (no
-weights passed at all), so `max_policy_lag = 0` is bit-identical to the on-policy update. With
+weights passed at all), so `max_staleness = 0` is bit-identical to the on-policy update. With
 `OldLogProbs.ROLLOUT` the engine's log-probs already are the ratio's denominator (π_prox = π_behav): no
 extra weight is applied. The recorded log-probs are untempered, so the learner refuses stale trajectories
 at a temperature other than 1 (`Learner._check_versions`).
@@ -344,7 +344,7 @@ class PPOUpdate:
         return values
 
     def _normaliser(self, batch: StepBatch, trees: Sequence[int]) -> float:
-        """One denominator for all micro-batches of a mini-batch, on every rank (DESIGN.md §2.5)."""
+        """One denominator for all micro-batches of a mini-batch, on every rank (docs/method.md §2.8)."""
         if self.config.brpo.aggregation is LossAggregation.SEQ_SUM_CONST:
             return float(len(trees) * self.config.brpo.resolved_loss_normalizer)
         return float(max(1, sum(int(batch.trees[i].trainable.sum()) for i in trees)))

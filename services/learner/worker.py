@@ -6,7 +6,7 @@ Why a Celery worker rather than a bespoke process fed through Redis: the control
 rollout and verify work through Celery by name, and gets acks_late re-delivery, results and failures the
 same way; a learner step is one long task like them. The solo pool runs it on the worker's main thread, in
 the process that holds the model (CUDA does not survive a fork), so the model and optimizer are loaded once
-and kept between tasks (`LearnerHolder`).
+and kept between tasks (`services.learner.holder`).
 
 The task `anytime.learn.step` takes `LearnRequest` (run, step, the policy version to produce, the run's
 checkpoint root and initial model, the learner config). Idempotent by policy version: when a complete
@@ -24,8 +24,6 @@ The task's contract (`LEARN_TASK`, `LearnRequest`, `LearnResult`) is the core's 
 
 from __future__ import annotations
 
-import gc
-from collections import OrderedDict
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,105 +32,23 @@ from anytime.celery_app import celery_from_settings, lazy_app_attribute, task_ar
 from anytime.contracts.learn import LEARN_TASK, LearnRequest, LearnResult
 from anytime.logging import configure_logging, get_logger
 from anytime.trajectory_store import TrajectoryStore, WorkerStore
-from services.learner.checkpoint import CheckpointError, CheckpointStore
+from services.learner.checkpoint import CheckpointError
+from services.learner.holder import LearnerHolder, checkpoint_store
 from services.learner.settings import LearnerSettings
 
 if TYPE_CHECKING:
     from celery import Celery
 
-    from anytime.trajectory import Trajectory
-    from services.learner.batch import Verdicts
-    from services.learner.distributed import DataParallel
-    from services.learner.group import LearnerGroup
-    from services.learner.learner import Learner
-
 logger = get_logger(__name__)
 
 
-def checkpoint_store(request: LearnRequest) -> CheckpointStore:
-    return CheckpointStore(request.checkpoint_root, request.config.keep_last, request.config.keep_every)
+def learner_holder(settings: LearnerSettings) -> LearnerHolder:
+    """The process's holder: with `world_size` > 1, rank 0's, which leads the data-parallel group."""
+    if settings.world_size > 1:
+        from services.learner.group import RankZeroHolder  # torch at import: only for a group
 
-
-class LearnerHolder:
-    """The process's learners, one per run (checkpoint root + config), kept between tasks.
-
-    At most `settings.max_learners` stay loaded (least recently used dropped first): with two runs
-    interleaving on one worker, each keeps its model and optimizer instead of reloading them from its
-    checkpoint every step. A learner is replaced when a task needs another version of its run.
-
-    In a data-parallel group every rank keeps such a holder (`parallel`: its place in the group), and rank
-    0's also owns the group (`group`, started by the first `group_step`).
-    """
-
-    def __init__(self, settings: LearnerSettings, parallel: DataParallel | None = None) -> None:
-        self.settings = settings
-        self.parallel = parallel
-        self.group: LearnerGroup | None = None
-        self.learners: OrderedDict[tuple[str, str], Learner] = OrderedDict()
-
-    def drop(self, key: tuple[str, str] | None = None) -> None:
-        """Forget one run's learner (or all of them) and free its memory."""
-        if key is None:
-            self.learners.clear()
-        else:
-            self.learners.pop(key, None)
-        gc.collect()
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-
-    @staticmethod
-    def key(request: LearnRequest) -> tuple[str, str]:
-        return (str(request.checkpoint_root.resolve()), request.config.model_dump_json())
-
-    def at_version(self, request: LearnRequest, checkpoints: CheckpointStore) -> Learner:
-        """A learner holding version `policy_version - 1` of this run with this config."""
-        from services.learner.learner import Learner
-
-        key = self.key(request)
-        base = request.policy_version - 1
-        held = self.learners.get(key)
-        if held is not None and held.policy_version == base and not held.broken:
-            self.learners.move_to_end(key)
-            return held
-        self.drop(key)
-        while len(self.learners) >= self.settings.max_learners:
-            self.drop(next(iter(self.learners)))
-        if self.settings.threads is not None:
-            import torch
-
-            torch.set_num_threads(self.settings.threads)
-        device = self.settings.device
-        if base == 0:
-            learner = Learner.from_model_dir(
-                request.model_dir, request.config, device, parallel=self.parallel
-            )
-        else:
-            checkpoint = checkpoints.require(base, verify=self.settings.checkpoint_verify)
-            learner = Learner.from_checkpoint(checkpoint, request.config, device, self.parallel)
-        logger.info("learner loaded", run_id=request.run_id, policy_version=base, device=str(learner.device))
-        self.learners[key] = learner
-        return learner
-
-    def group_step(
-        self, request: LearnRequest, trajectories: list[Trajectory], verdicts: Verdicts
-    ) -> tuple[Learner, dict[str, float]]:
-        """Rank 0 of a data-parallel group: the step on every rank (the group started, or restarted after a
-        failure, first); returns rank 0's learner and the metrics."""
-        from services.learner.group import LearnerGroup, StepOrder
-
-        if self.group is None or self.group.closed:
-            self.drop()  # learners of an earlier group hold its dead process group
-            self.group = LearnerGroup(self.settings)
-            self.parallel = self.group.parallel
-        return self.group.step(self, StepOrder(request, trajectories, verdicts))
-
-    def close(self) -> None:
-        """Drop the learners and stop the group's other ranks (if any)."""
-        if self.group is not None:
-            self.group.close(self)
-        self.drop()
+        return RankZeroHolder(settings)
+    return LearnerHolder(settings)
 
 
 def run_learn_step(request: LearnRequest, holder: LearnerHolder, store: TrajectoryStore) -> LearnResult:
@@ -196,7 +112,7 @@ class _ProcessResources(WorkerStore):
 
     @cached_property
     def holder(self) -> LearnerHolder:
-        return LearnerHolder(self.settings)
+        return learner_holder(self.settings)
 
 
 def create_app(settings: LearnerSettings) -> Celery:

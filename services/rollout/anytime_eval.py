@@ -1,9 +1,9 @@
 """Anytime evaluation: accuracy at every budget of a grid, from k sampled thinking traces per problem.
 
-The authors' protocol (PAPER.md §5.2): each problem is thought through k times at a temperature (0.6) up to
-the largest budget by the anytime rollout; every trace is cut at every budget and one summary is sampled
-per (trace, budget) — budgets past the end of a finished trace share its cut but get their own summary —
-and graded with the verifier's rules. Accuracy at a budget is the mean over problems × samples; the anytime
+The authors' protocol (docs/method.md §2.12, §5.3): each problem is thought through k times at a temperature
+(0.6) up to the largest budget by the anytime rollout; every trace is cut at every budget and one summary is
+sampled per (trace, budget) — budgets past the end of a finished trace share its cut but get their own summary
+— and graded with the verifier's rules. Accuracy at a budget is the mean over problems × samples; the anytime
 score is the mean of the accuracies over the grid (the uniform prior). Intervals come from a bootstrap over
 problems (`anytime.stats`), each problem's k samples kept together.
 
@@ -28,7 +28,7 @@ from anytime.contracts.evaluation import EvalSampling
 from anytime.contracts.rollout import RolloutConfig
 from anytime.contracts.sampling import SamplingConfig
 from anytime.problems import Problem
-from anytime.stats import DEFAULT_LEVEL, DEFAULT_RESAMPLES, DEFAULT_SEED, Interval, bootstrap_mean_cis
+from anytime.stats import DEFAULT_LEVEL, DEFAULT_RESAMPLES, DEFAULT_SEED, Interval, bootstrap_seeds_problems
 from anytime.trajectory import CutRecord, SummarySample, Trajectory
 from anytime.verification.verifier import Submission, Verdict, grade_many
 from services.engines.seam import Engine
@@ -63,7 +63,8 @@ class AnytimeEvaluation:
     @property
     def accuracy(self) -> list[float]:
         """Accuracy at each budget: the mean over problems × samples, taken as the mean of the per-problem
-        means the way `anytime.stats` takes an interval's mean (so a constant column sits in its interval)."""
+        means (`math.fsum`: exact for a constant column, which the bootstrap's interval bounds to within
+        float rounding)."""
         rows = self.per_problem
         return [math.fsum(row[j] for row in rows) / len(rows) for j in range(len(self.budgets))]
 
@@ -84,14 +85,11 @@ class AnytimeEvaluation:
     def intervals(
         self, level: float = DEFAULT_LEVEL, resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED
     ) -> tuple[list[Interval], Interval]:
-        """Bootstrap intervals over problems: one per budget, and one for the anytime score (the mean of each
-        problem's per-budget accuracies, resampled with the same problem draws)."""
-        rows = self.per_problem
-        columns = [[row[j] for row in rows] for j in range(len(self.budgets))]
-        anytime = [sum(row) / len(row) for row in rows]
-        *per_budget, score = bootstrap_mean_cis(
-            [*columns, anytime], level=level, resamples=resamples, seed=seed
-        )
+        """Bootstrap intervals over problems (`anytime.stats`' bootstrap of one seed): one per budget, and one
+        for the anytime score (the mean of each problem's per-budget accuracies, resampled with the same
+        problem draws)."""
+        rows = [[*row, sum(row) / len(row)] for row in self.per_problem]  # [n][S + 1]
+        *per_budget, score = bootstrap_seeds_problems([rows], level=level, resamples=resamples, seed=seed)
         return per_budget, score
 
 

@@ -1,4 +1,4 @@
-"""Anytime rollout of a batch of problems (DESIGN.md §2.1) on any engine of the seam.
+"""Anytime rollout of a batch of problems (docs/method.md §2.3) on any engine of the seam.
 
 1. G thinking traces per problem, each stopping at `</think>`, EOS or `b_S`;
 2. as soon as a trace is done, one summary request per distinct cut `c_j = min(b_j, len(z))` with
@@ -118,7 +118,7 @@ def _trajectory(
             CutRecord(
                 budget_indices=list(cut.budget_indices),
                 budgets=[config.budgets[j] for j in cut.budget_indices],
-                cut=cut.length,
+                cut=cut.cut,
                 inserted_ids=list(cut.inserted_ids),
                 delimiter_ids=list(cut.delimiter_ids),
                 summaries=summaries,

@@ -9,7 +9,7 @@ trajectory record does not carry: `think_end_id` and `eos_id`. The sender (the o
 tokenizer) passes them, so the verifier stays tokenizer-free and no token id is a literal here. For each
 summary the format rule reads `thinking_closed` = the kept thinking prefix ends with `think_end_id` (the
 inserted ellipsis, when there is one, is part of the summary's `response` and is counted there), and a
-prefix that ends with `eos_id` scores 0 (DESIGN.md §2.2).
+prefix that ends with `eos_id` scores 0 (docs/method.md §2.4).
 
 Idempotent per summary id: summaries that already have a verdict are skipped, and verdicts are written
 with HSETNX, so a task that runs twice (acks_late, a lost worker) grades nothing twice and overwrites

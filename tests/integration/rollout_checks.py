@@ -1,4 +1,4 @@
-"""Invariants every anytime rollout must satisfy (DESIGN.md §2.1), checked on real engine outputs."""
+"""Invariants every anytime rollout must satisfy (docs/method.md §2.3), checked on real engine outputs."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from anytime.processes import free_port
-from services.control.stack import EmbeddedStack
+from anytime_cli.stack import EmbeddedStack
 from tests.conftest import anytime_cli
 from tests.fixtures.servers import PostgresServer
 
@@ -67,18 +67,17 @@ def stack(
     database = None
     if request.param == "postgresql":
         database = _postgres_url(request.getfixturevalue("postgres_server"), "anytime_e2e")
+    # The models and datasets are pytest temporary folders: the API takes run inputs from there.
     embedded = EmbeddedStack(
         tmp_path_factory.mktemp("stack") / "home",
         api_port=free_port(),
         mlflow_port=free_port(),
         ui=False,
         database=database,
+        data_roots=(tmp_path_factory.getbasetemp(),),
     )
-    # The models and datasets are pytest temporary folders: the API takes run inputs from there.
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("ANYTIME_DATA_ROOTS", str(tmp_path_factory.getbasetemp()))
-        with embedded.running():
-            yield embedded
+    with embedded.running():
+        yield embedded
 
 
 def _client(stack: EmbeddedStack) -> httpx.Client:

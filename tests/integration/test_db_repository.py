@@ -13,11 +13,14 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, delete, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from anytime.contracts.verify import BudgetReward
 from anytime.db import repository
 from anytime.db.models import Run, RunStatus
-from anytime.db.repository import InvalidTransition, RewardRow, RunNotFound
+from anytime.db.repository import InvalidTransition, RunNotFound
 from anytime.db.session import make_engine, make_session_factory, session_scope
 from anytime.run_config import RunConfig
+from anytime.run_plan import RunPlan
+from anytime.verdict import Status
 from tests.fixtures.servers import PostgresServer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -93,11 +96,20 @@ def new_run(sessions: sessionmaker[Session], *path: RunStatus) -> str:
     return run_id
 
 
-def rewards(
-    run_id: str, step: int, problems: int = 3, budgets: int = 4, reward: float = 1.0
-) -> list[RewardRow]:
+def rewards(problems: int = 3, budgets: int = 4, reward: float = 1.0) -> list[BudgetReward]:
     return [
-        RewardRow(run_id, step, f"p{p}", t, b, a, 16 * (b + 1), 20, 23, "42", "correct", reward)
+        BudgetReward(
+            problem_id=f"p{p}",
+            trace_index=t,
+            budget_index=b,
+            summary_index=a,
+            cut=16 * (b + 1),
+            inserted_start=20,
+            inserted_end=23,
+            answer="42",
+            status=Status.CORRECT,
+            reward=reward,
+        )
         for p in range(problems)
         for t in range(2)
         for b in range(budgets)
@@ -112,7 +124,7 @@ def test_create_run_stores_the_config_and_the_budget_prior(sessions: sessionmake
         assert run.status is Q and run.step == -1 and run.policy_version == 0 and not run.cancel_requested
         assert run.run_config() == CONFIG and run.name == "r"
         assert run.created_at.tzinfo is not None
-        prior = CONFIG.plan().prior
+        prior = RunPlan.from_config(CONFIG).prior
         budgets = repository.list_budgets(session, run_id)
         assert [b.tokens for b in budgets] == list(prior.budgets)
         assert [b.probability for b in budgets] == pytest.approx(list(prior.probs))
@@ -189,9 +201,9 @@ def test_worker_writes_are_idempotent(sessions: sessionmaker[Session]) -> None:
         first = repository.record_step(session, run_id, 0, 1, {"loss": 0.25, "grad_norm": float("nan")})
         assert first.metrics == {"loss": 0.25, "grad_norm": None}
         assert repository.record_step(session, run_id, 0, 1, {"loss": 9.0}).metrics == first.metrics
-        assert repository.record_rewards(session, rewards(run_id, 0)) == 48
-        assert repository.record_rewards(session, rewards(run_id, 0, reward=0.0)) == 0
-        assert repository.record_rewards(session, rewards(run_id, 0, problems=4)) == 16
+        assert repository.record_rewards(session, run_id, 0, rewards()) == 48
+        assert repository.record_rewards(session, run_id, 0, rewards(reward=0.0)) == 0
+        assert repository.record_rewards(session, run_id, 0, rewards(problems=4)) == 16
         checkpoint = repository.record_checkpoint(session, run_id, 1, 0, "/ckpt/v1")
         again = repository.record_checkpoint(session, run_id, 1, 0, "/elsewhere")
         assert (again.id, again.path) == (checkpoint.id, "/ckpt/v1")
@@ -207,10 +219,10 @@ def test_worker_writes_are_idempotent(sessions: sessionmaker[Session]) -> None:
 
 def test_many_rewards_in_one_call(sessions: sessionmaker[Session]) -> None:
     run_id = new_run(sessions, R)
-    rows = rewards(run_id, 0, problems=70)  # 1120 rows: more than one INSERT chunk
+    rows = rewards(problems=70)  # 1120 rows: more than one INSERT chunk
     with session_scope(sessions) as session:
-        assert repository.record_rewards(session, rows) == len(rows)
-        assert repository.record_rewards(session, rows) == 0
+        assert repository.record_rewards(session, run_id, 0, rows) == len(rows)
+        assert repository.record_rewards(session, run_id, 0, rows) == 0
 
 
 def test_policy_pointer_never_moves_back(sessions: sessionmaker[Session]) -> None:
@@ -231,7 +243,7 @@ def test_readers_page_filter_and_order(sessions: sessionmaker[Session]) -> None:
     with session_scope(sessions) as session:
         repository.set_status(session, ids[2], R)
         for step in (1, 0):
-            repository.record_rewards(session, rewards(ids[2], step))
+            repository.record_rewards(session, ids[2], step, rewards())
             repository.record_step(session, ids[2], step, step + 1, {"loss": float(step)})
             repository.record_checkpoint(session, ids[2], step + 1, step, f"/v{step + 1}")
         repository.record_evaluation(session, ids[2], 2, 1, [16], [0.5], 0.5)
@@ -262,7 +274,7 @@ def test_readers_page_filter_and_order(sessions: sessionmaker[Session]) -> None:
 def test_deleting_a_run_deletes_what_it_produced(sessions: sessionmaker[Session]) -> None:
     run_id = new_run(sessions, R)
     with session_scope(sessions) as session:
-        repository.record_rewards(session, rewards(run_id, 0))
+        repository.record_rewards(session, run_id, 0, rewards())
         repository.record_step(session, run_id, 0, 1, {"loss": 1.0})
         repository.record_checkpoint(session, run_id, 1, 0, "/v1")
     with session_scope(sessions) as session:

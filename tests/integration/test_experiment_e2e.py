@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from anytime.processes import free_port
-from services.control.stack import EmbeddedStack
+from anytime_cli.stack import EmbeddedStack
 from tests.conftest import anytime_cli
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -22,12 +22,14 @@ TIMEOUT_S = 900
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
     embedded = EmbeddedStack(
-        tmp_path_factory.mktemp("exp-stack") / "home", api_port=free_port(), mlflow_port=free_port(), ui=False
+        tmp_path_factory.mktemp("exp-stack") / "home",
+        api_port=free_port(),
+        mlflow_port=free_port(),
+        ui=False,
+        data_roots=(tmp_path_factory.getbasetemp(),),
     )
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("ANYTIME_DATA_ROOTS", str(tmp_path_factory.getbasetemp()))
-        with embedded.running():
-            yield embedded
+    with embedded.running():
+        yield embedded
 
 
 def test_two_arms_by_two_seeds_run_paired_and_report(

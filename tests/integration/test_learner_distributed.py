@@ -3,7 +3,7 @@
 Three steps on the tiny model (the third on stale trajectories, so the behaviour weights are taken per rank
 too; one with a mini-batch of a single tree, so a rank holds nothing of it): the 2-process weights, optimizer
 state and metrics match the single process's within float summation order. Then the same through the learn
-worker's group (`LearnerHolder` as rank 0 with `world_size=2`, its second rank a spawned child), whose
+worker's group (`RankZeroHolder` with `world_size=2`, its second rank a spawned child), whose
 checkpoints rank 0 writes in the usual format; and the real `celery worker -P solo -Q learn` with
 `ANYTIME_LEARNER_WORLD_SIZE=2` on Redis.
 """
@@ -30,10 +30,10 @@ from anytime.trajectory_store import TrajectoryStore
 from anytime.verdict import VerdictRecord
 from services.learner.batch import MissingVerdictsError
 from services.learner.checkpoint import CheckpointStore
-from services.learner.group import LearnerGroupError
+from services.learner.group import LearnerGroupError, RankZeroHolder
 from services.learner.learner import Learner
 from services.learner.settings import LearnerSettings
-from services.learner.worker import LearnerHolder, run_learn_step
+from services.learner.worker import run_learn_step
 from tests.fixtures.servers import RedisServer
 from tests.fixtures.synthetic import StepShape, synthetic_step
 from tests.fixtures.workers import start_worker, stop_worker
@@ -45,7 +45,7 @@ pytestmark = pytest.mark.integration
 
 BRPO = BRPOConfig(b_max=16, num_budgets=2, num_summaries=2, summary_max_tokens=4, group_size=2)
 # Small micro-batches: each rank holds several per mini-batch; lag 1: the third step is stale.
-CONFIG = LearnerConfig(brpo=BRPO, lr=1e-3, micro_batch_tokens=100, max_policy_lag=1)
+CONFIG = LearnerConfig(brpo=BRPO, lr=1e-3, micro_batch_tokens=100, max_staleness=1)
 TOLERANCE = 1e-5
 Step = tuple[list[Trajectory], dict[str, dict[str, VerdictRecord]]]
 
@@ -201,7 +201,7 @@ def test_the_learn_worker_starts_its_group_and_rank_0_writes_the_checkpoints(
     fourth = ([t.model_copy(update={"step": 3, "policy_version": 3}) for t in steps[1][0]], steps[1][1])
     store = MemoryStore([*steps, fourth])
     settings = LearnerSettings(world_size=2, device="cpu", threads=1, group_timeout_s=120)
-    holder = LearnerHolder(settings)
+    holder = RankZeroHolder(settings)
     root = tmp_path / "checkpoints"
     try:
         results = [run_learn_step(_request(s, root, tiny_model_dir), holder, store) for s in range(3)]

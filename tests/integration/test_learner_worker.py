@@ -114,7 +114,7 @@ def test_real_verdicts_and_engine_log_probs_feed_the_learner(
 
     learner = Learner.from_model_dir(tiny_model_dir, CONFIG, device="cpu")
     # The recomputed old log-probs on packed trees equal the engine's, token by token.
-    batch = build_step_batch(trajectories, verdicts, BRPO)
+    batch = build_step_batch(trajectories, verdicts, BRPO, BRPO.budget_prior())
     packed = collate_trees(batch.trees, learner.pad_id)
     with torch.no_grad():
         recomputed = packed_logprobs(learner.model, packed).logprobs

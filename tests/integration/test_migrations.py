@@ -15,7 +15,8 @@ from alembic.script import ScriptDirectory
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, inspect, text
 
-from anytime.storage import Base
+from anytime.db import Base
+from anytime.db import experiments as _experiments  # noqa: F401  (its tables onto Base.metadata)
 from services.api.app import create_app
 from services.api.settings import ApiSettings
 from tests.fixtures.servers import PostgresServer

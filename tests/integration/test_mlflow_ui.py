@@ -28,8 +28,9 @@ import pytest
 from anytime.contracts.evaluation import EvalResult
 from anytime.processes import free_port, spawn, stop, wait_ready
 from anytime.run_config import RunConfig
+from anytime.run_plan import RunPlan, resolved_params
 from anytime.tracking import START_VS_END, MlflowTracker, experiment_url, log_start_vs_end
-from services.control.stack import MLFLOW_JOB_EXECUTION, mlflow_server_argv
+from anytime_cli.stack import MLFLOW_JOB_EXECUTION, mlflow_server_argv
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -115,7 +116,9 @@ def _log_like_the_driver(tracker: MlflowTracker, name: str, algorithm: str) -> s
         b_max=64,
         eval_dataset="eval.jsonl",
     )
-    run = tracker.start_run(name, config.resolved_params(), {"algorithm": algorithm})
+    run = tracker.start_run(
+        name, resolved_params(config, RunPlan.from_config(config)), {"algorithm": algorithm}
+    )
     tracker.log_dict(run, config.model_dump(mode="json"), "config.json")
     evaluations = []
     for version, accuracy in ((0, [0.25, 0.5]), (2, [0.5, 0.75])):

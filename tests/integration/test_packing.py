@@ -1,4 +1,4 @@
-"""Packed trees give the same log-probs as running every summary sequence on its own (DESIGN.md §2.6).
+"""Packed trees give the same log-probs as running every summary sequence on its own (docs/method.md §2.10).
 
 Tiny Qwen2 in float32: random traces (closed, EOS-ended, cut at b_max without `</think>`, and short ones
 whose budgets collapse onto the whole thought), S = 4 budgets, A = 2 summaries of random lengths, several
@@ -133,7 +133,7 @@ def test_packed_logprobs_equal_unpacked(tiny: Tiny, attn: str) -> None:
     model = tiny.model if attn == "sdpa" else _load(tiny.path, attn)
     for seed, max_row_tokens in ((0, None), (1, 10_000)):  # a row per tree, then all trees in one row
         cases = _cases(tiny, seed)
-        assert any(cut.num_budgets > 1 for case in cases for cut in case.cuts), "include collapsed budgets"
+        assert any(cut.budgets_served > 1 for case in cases for cut in case.cuts), "include collapsed budgets"
         batch = collate_trees([c.tree for c in cases], tiny.facts.pad_id, 16, max_row_tokens)
         assert batch.shape[0] == (len(cases) if max_row_tokens is None else 1)
         with torch.no_grad():

@@ -17,7 +17,7 @@ import redis as redis_lib
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
-from anytime.db import repository as crud
+from anytime.db import repository
 from anytime.db.base import Base
 from anytime.db.models import Run, RunStatus, utcnow
 from anytime.db.session import make_engine, make_session_factory
@@ -26,9 +26,9 @@ from anytime.run_config import RunConfig
 from anytime.run_lease import RunLease, driver_alive, lease_key
 from anytime.tracking import NullTracker
 from anytime.trajectory_store import TrajectoryStore
+from anytime_cli.stack import EmbeddedStack, Service
 from services.control.driver import DriverDeps, RunDriver
 from services.control.rescue import RunRescuer
-from services.control.stack import EmbeddedStack, Service
 
 pytestmark = pytest.mark.integration
 
@@ -43,10 +43,10 @@ def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
 
 def _run(sessions: sessionmaker[Session], *statuses: RunStatus, age_s: float = 0.0) -> str:
     with sessions() as session:
-        run = crud.create_run(session, RunConfig(model="m", dataset="d"))
+        run = repository.create_run(session, RunConfig(model="m", dataset="d"))
         run.created_at = utcnow() - timedelta(seconds=age_s)
         for status in statuses:
-            crud.set_status(session, run.id, status)
+            repository.set_status(session, run.id, status)
         session.commit()
         return run.id
 
@@ -149,7 +149,7 @@ def test_the_rescuer_queues_runs_without_a_driver_once_and_cancels_orphans(
     ended = _run(sessions, RunStatus.RUNNING, RunStatus.SUCCEEDED)
     cancel = _run(sessions, RunStatus.RUNNING)
     with sessions() as session:
-        crud.request_cancel(session, cancel)
+        repository.request_cancel(session, cancel)
         session.commit()
     assert RunLease(redis_client, driven).acquire()
     sent: list[str] = []
@@ -220,7 +220,7 @@ def test_a_driver_that_fails_at_start_up_ends_the_run_failed_with_the_error(
         session.commit()
     assert _driver(sessions, redis_client, tmp_path).drive(run_id) == "failed"
     with sessions() as session:
-        run = crud.require_run(session, run_id)
+        run = repository.require_run(session, run_id)
     assert run.status is RunStatus.FAILED and run.error is not None and "model" in run.error
     assert not driver_alive(redis_client, run_id)  # the lease went with it
 
@@ -231,7 +231,7 @@ def test_a_driver_leaves_a_run_another_driver_holds_and_ends_an_orphans_cancel(
     held, orphan = _run(sessions, RunStatus.RUNNING), _run(sessions, RunStatus.RUNNING)
     assert RunLease(redis_client, held).acquire()
     with sessions() as session:
-        crud.request_cancel(session, orphan)
+        repository.request_cancel(session, orphan)
         session.commit()
     driver = _driver(sessions, redis_client, tmp_path)
     assert driver.drive(held) == "skipped"

@@ -41,17 +41,17 @@ def _sample(response: str) -> SummarySample:
 def _trajectory(
     run_id: str, index: int, thinking: list[int], cuts: list[tuple[int, list[str]]]
 ) -> Trajectory:
-    """Budgets (2, 8), A = 2; `cuts` = (kept length, the two summaries' responses) per budget."""
+    """Budgets (2, 8), A = 2; `cuts` = (the cut, the two summaries' responses) per budget."""
     records = [
         CutRecord(
             budget_indices=[position],
             budgets=[(2, 8)[position]],
-            cut=length,
-            inserted_ids=[] if length == len(thinking) and thinking[-1] == THINK_END else [ELLIPSIS],
+            cut=cut,
+            inserted_ids=[] if cut == len(thinking) and thinking[-1] == THINK_END else [ELLIPSIS],
             delimiter_ids=[DELIMITER],
             summaries=[_sample(r) for r in responses],
         )
-        for position, (length, responses) in enumerate(cuts)
+        for position, (cut, responses) in enumerate(cuts)
     ]
     return Trajectory(
         id=trajectory_id(run_id, 0, f"p{index}", 0),
@@ -95,7 +95,7 @@ def _step(run_id: str) -> tuple[list[Trajectory], dict[str, tuple[str, int]]]:
         closed.summary_id(1, 1): ("correct", 0),  # a second </think> in the summary breaks the format
         ended_on_eos.summary_id(0, 0): ("timeout", 0),
         ended_on_eos.summary_id(0, 1): ("correct", 1),
-        ended_on_eos.summary_id(1, 0): ("correct", 0),  # the prefix ends in EOS: scores 0 (DESIGN §2.2)
+        ended_on_eos.summary_id(1, 0): ("correct", 0),  # prefix ended in EOS: 0 (docs/method.md §2.4)
         ended_on_eos.summary_id(1, 1): ("correct", 0),
     }
     return [closed, ended_on_eos], expected

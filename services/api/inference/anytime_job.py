@@ -204,7 +204,7 @@ class AnytimeJob:
             answer = AnytimeAnswer(
                 index=index,
                 budget=None if stopped else self.budgets[index],
-                thinking_ids=tuple(self.thinking[: pending.cut.length]),
+                thinking_ids=tuple(self.thinking[: pending.cut.cut]),
                 answer_ids=sample.ids,
                 inserted=bool(pending.cut.inserted_ids),
                 finish=sample.finish,

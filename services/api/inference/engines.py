@@ -1,5 +1,6 @@
-"""Loading a served model: the only inference module that imports torch, transformers or vLLM, and
-only when a model is first asked for (the API itself imports without them)."""
+"""Loading a served model: its engine is started by the engines' factory (`services.engines.factory`), so
+torch, transformers and vLLM are imported only when a model is first asked for (the API itself imports
+without them)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,33 @@ from typing import Any
 from anytime.model_facts import ModelFacts
 from services.api.inference.rounds import RoundBatcher
 from services.api.settings import ApiSettings
-from services.engines.seam import Engine
+from services.engines.factory import make_engine
+from services.engines.latency_engine import DEFAULT_DECODE_STEP_S, DEFAULT_PREFILL_TOKEN_S
+from services.engines.seam import DEFAULT_MAX_ROWS, Engine
+
+
+@dataclass(frozen=True)
+class ServingEngineSettings:
+    """What the factory starts a served model's engine with (its `EngineSettings`): the API's vLLM memory
+    share and context length; everything else as each engine has it by default."""
+
+    vllm_gpu_memory_utilization: float
+    vllm_max_model_len: int | None
+    max_rows: int = DEFAULT_MAX_ROWS
+    vllm_dtype: str = "auto"
+    vllm_enforce_eager: bool = False
+    vllm_block_size: int | None = None
+    vllm_cpu_kvcache_space_gib: int | None = None
+    seed: int = 0
+    latency_decode_step_s: float = DEFAULT_DECODE_STEP_S
+    latency_prefill_token_s: float = DEFAULT_PREFILL_TOKEN_S
+
+    @classmethod
+    def from_api(cls, settings: ApiSettings) -> ServingEngineSettings:
+        return cls(
+            vllm_gpu_memory_utilization=settings.inference_vllm_gpu_memory_utilization,
+            vllm_max_model_len=settings.inference_vllm_max_model_len,
+        )
 
 
 @dataclass
@@ -37,23 +64,15 @@ class ServedModel:
 
 def load_served_model(path: str, settings: ApiSettings) -> ServedModel:
     """Load `path` (a Hugging Face model folder) on the configured engine; blocking (minutes for vLLM)."""
-    engine: Engine
-    if settings.inference_engine == "vllm":
-        from services.engines.vllm_engine import VllmEngine, VllmOptions
-
-        vllm = VllmEngine(
-            path,
-            VllmOptions(
-                gpu_memory_utilization=settings.inference_vllm_gpu_memory_utilization,
-                max_model_len=settings.inference_vllm_max_model_len,
-            ),
-        )
-        engine, context = vllm, int(vllm.llm.llm_engine.model_config.max_model_len)
-    else:
-        from services.engines.transformers_engine import TransformersEngine
-
-        local = TransformersEngine.from_model_dir(Path(path))
-        config: Any = local.model.config
-        engine, context = local, int(config.max_position_embeddings)
+    kind = settings.inference_engine
+    engine = make_engine(kind, Path(path), ServingEngineSettings.from_api(settings))
     batcher = RoundBatcher(engine, settings.inference_batch_wait_ms / 1000, name=Path(path).name)
-    return ServedModel(path, engine, batcher, context)
+    return ServedModel(path, engine, batcher, context_length(engine, kind))
+
+
+def context_length(engine: Engine, kind: str) -> int:
+    """The most tokens one sequence may hold: vLLM's `max_model_len`, else the model's positions."""
+    started: Any = engine  # the seam does not say; each engine knows it its own way
+    if kind == "vllm":
+        return int(started.llm.llm_engine.model_config.max_model_len)
+    return int(started.model.config.max_position_embeddings)

@@ -1,11 +1,9 @@
 """`/v1/experiments`: paired arms × seeds of runs; create, list, read, cancel, resume, report.
 
 An experiment's runs are ordinary runs: stored by `repository.create_run` and sent to the driver by the
-scheduler, as `POST /v1/runs` does, all stored in one transaction. Pairing: every arm of a seed gets the
-same `seed` and `eval_seed` (the driver samples a step's problems from the seed and the step, and the
-evaluation's samples from `eval_seed`), and the fields that decide which problems a run trains and is
-evaluated on must be the same in every arm (`PAIRED_FIELDS`), so within a seed the arms see the same
-problems in the same order and are evaluated on the same problems, grid, temperature, k and seeds.
+scheduler, as `POST /v1/runs` does, all stored in one transaction. Which arms may be compared, and each
+arm × seed's config, are `anytime.experiments.pairing`'s rules; the report is `anytime.experiments`' too
+(read from SQL, estimated, rendered); this module turns them into HTTP.
 
 MLflow: the experiment is a parent run (created here, best effort) and the driver tags each member run
 as its child (`mlflow.parentRunId`), so MLflow's compare view works per experiment.
@@ -13,30 +11,25 @@ as its child (`mlflow.parentRunId`), so MLflow's compare view works per experime
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping, Sequence
-from statistics import fmean
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
-from sqlalchemy.orm import Session
 
 from anytime.db import experiments, repository
-from anytime.db.experiments import Experiment, Member, PlannedRun
+from anytime.db.experiments import Experiment, PlannedRun
 from anytime.db.models import RunStatus, new_run_id
-from anytime.experiment_report import (
-    EvaluationPoint,
-    ExperimentReport,
-    RunRecord,
-    build_report,
-    report_markdown,
-    report_png,
-)
+from anytime.experiments.estimates import build_report
+from anytime.experiments.figure import report_png
+from anytime.experiments.markdown import report_markdown
+from anytime.experiments.pairing import paired_config, pairing_problems
+from anytime.experiments.report import ExperimentReport
+from anytime.experiments.report_inputs import run_records
 from anytime.logging import get_logger
-from anytime.run_config import RunConfig
-from anytime.tracking import Tracker
+from anytime.run_config import RunConfig, flat_location
+from anytime.tracking import LazyMlflowTracker, Tracker
 from services.api.deps import BAD_BODY, RUN_ID_PATTERN, Offset, SchedulerDep, SessionDep, SettingsDep
 from services.api.routes.runs import (
     DriverHoldsRun,
@@ -52,17 +45,6 @@ from services.api.settings import ApiSettings
 logger = get_logger(__name__)
 router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
 
-# Fields that decide which problems a run trains on (the driver samples `problems_per_step` of `dataset`
-# from the seed and the step) and how it is evaluated: the same in every arm, or the arms are not paired.
-PAIRED_FIELDS = (
-    "dataset",
-    "problems_per_step",
-    "eval_dataset",
-    "eval_problems",
-    "eval_num_budgets",
-    "eval_samples",
-    "eval_temperature",
-)
 _MLFLOW_END_STATES = {
     RunStatus.SUCCEEDED: "FINISHED",
     RunStatus.FAILED: "FAILED",
@@ -91,38 +73,6 @@ def get_experiment_or_404(experiment_id: ExperimentId, session: SessionDep) -> E
 
 
 ExperimentDep = Annotated[Experiment, Depends(get_experiment_or_404)]
-
-
-class LazyMlflowTracker:
-    """An `MlflowTracker` made on first use, so the API starts (and serves runs) without MLflow."""
-
-    def __init__(self, tracking_uri: str) -> None:
-        self.tracking_uri = tracking_uri
-        self._tracker: Tracker | None = None
-        self._lock = threading.Lock()
-
-    def _get(self) -> Tracker:
-        with self._lock:
-            if self._tracker is None:
-                from anytime.tracking import MlflowTracker
-
-                self._tracker = MlflowTracker(self.tracking_uri)
-            return self._tracker
-
-    def start_run(self, name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str | None:
-        return self._get().start_run(name, params, tags)
-
-    def log_metrics(self, run: str | None, metrics: Mapping[str, float], step: int) -> None:
-        self._get().log_metrics(run, metrics, step)
-
-    def log_dict(self, run: str | None, data: Mapping[str, Any], artifact_file: str) -> None:
-        self._get().log_dict(run, data, artifact_file)
-
-    def log_png(self, run: str | None, png: bytes, artifact_file: str) -> None:
-        self._get().log_png(run, png, artifact_file)
-
-    def end_run(self, run: str | None, status: str) -> None:
-        self._get().end_run(run, status)
 
 
 def experiment_tracker(settings: ApiSettings) -> Tracker:
@@ -186,8 +136,7 @@ def plan_runs(spec: ExperimentSpec, settings: ApiSettings) -> list[PlannedRun]:
 
 
 def _run_config(spec: ExperimentSpec, arm: str, seed: int) -> RunConfig:
-    merged = {**spec.base, **spec.arms[arm], "name": f"{spec.name}/{arm}/seed{seed}"}
-    return RunConfig.model_validate({**merged, "seed": seed, "eval_seed": seed})
+    return paired_config(spec.name, spec.base, arm, spec.arms[arm], seed)
 
 
 def _arm_configs(spec: ExperimentSpec) -> dict[str, RunConfig]:
@@ -198,10 +147,11 @@ def _arm_configs(spec: ExperimentSpec) -> dict[str, RunConfig]:
         try:
             configs[arm] = _run_config(spec, arm, spec.seeds[0])
         except ValidationError as err:
+            written = {**spec.base, **spec.arms[arm]}
             errors += [
                 {
                     "type": e["type"],
-                    "loc": ("body", "arms", arm, *e["loc"]),
+                    "loc": ("body", "arms", arm, *flat_location(e["loc"], written)),
                     "msg": f"arm {arm}: {e['msg']}",
                     "input": e.get("input"),
                 }
@@ -213,39 +163,9 @@ def _arm_configs(spec: ExperimentSpec) -> dict[str, RunConfig]:
 
 
 def _require_pairing(configs: Mapping[str, RunConfig]) -> None:
-    errors: list[dict[str, Any]] = []
-    (first, reference), *others = configs.items()
-    if reference.eval_dataset is None:
-        errors.append(
-            _error(
-                ("base", "eval_dataset"),
-                "an experiment compares its arms by their evaluations: set eval_dataset (held-out problems) "
-                "in base",
-            )
-        )
-    for arm, config in others:
-        for name in PAIRED_FIELDS:
-            mine, theirs = getattr(config, name), getattr(reference, name)
-            if mine != theirs:
-                errors.append(
-                    _error(
-                        ("arms", arm, name),
-                        f"every arm must have the same {name} (pairing: within a seed the arms train and "
-                        f"are evaluated on the same problems); arm {first} has {theirs!r}, arm {arm} "
-                        f"{mine!r}: set it in base, not per arm",
-                    )
-                )
-        grid, reference_grid = list(config.plan().eval_budgets), list(reference.plan().eval_budgets)
-        if not errors and grid != reference_grid:
-            errors.append(
-                _error(
-                    ("arms", arm, "b_max"),
-                    f"every arm must be evaluated on the same budget grid (b_max / eval_num_budgets); arm "
-                    f"{first} has {reference_grid}, arm {arm} {grid}",
-                )
-            )
-    if errors:
-        raise RequestValidationError(errors)
+    problems = pairing_problems(configs)
+    if problems:
+        raise RequestValidationError([_error(p.loc, p.message) for p in problems])
 
 
 def _require_inputs(configs: Mapping[str, RunConfig], settings: ApiSettings) -> None:
@@ -254,7 +174,7 @@ def _require_inputs(configs: Mapping[str, RunConfig], settings: ApiSettings) -> 
     errors: list[dict[str, Any]] = []
     checked: dict[tuple[str, str, str | None, int], list[Any]] = {}
     for arm, config in configs.items():
-        key = (config.model, config.dataset, config.eval_dataset, config.problems_per_step)
+        key = (config.model, config.dataset, config.evaluation.dataset, config.problems_per_step)
         if key not in checked:
             checked[key] = check_run_inputs(config, settings.resolved_data_roots)
         errors += [
@@ -282,7 +202,7 @@ def _start_parent_run(
         "experiment.arms": list(spec.arms),
         "experiment.seeds": list(spec.seeds),
         "arm": {
-            p.arm: {k: v for k, v in p.config.model_dump(mode="json").items() if k not in per_seed}
+            p.arm: {k: v for k, v in p.config.flat().items() if k not in per_seed}
             for p in planned
             if p.seed == first_seed
         },
@@ -420,41 +340,6 @@ def get_report(
     if format == "png":
         return Response(png, media_type="image/png")
     return Response(report_markdown(report), media_type="text/markdown; charset=utf-8")
-
-
-def run_records(session: Session, members: Sequence[Member]) -> list[RunRecord]:
-    """What the report reads of each run, from SQL: its evaluations and its steps' metrics."""
-    records = []
-    for member in members:
-        evaluations = [
-            EvaluationPoint(
-                policy_version=row.policy_version,
-                step=row.step,
-                budgets=[int(b) for b in row.budgets],
-                accuracy=[float(a) for a in row.accuracy],
-                anytime_score=(row.anytime_score if row.anytime_score is not None else fmean(row.accuracy)),
-                per_problem=getattr(row, "per_problem", None),
-            )
-            for row in repository.list_evaluations(session, member.run.id)
-        ]
-        steps, _ = repository.list_steps(session, member.run.id, 0, _MAX_STEPS)
-        step_metrics = [
-            (row.step, {name: float(v) for name, v in row.metrics.items() if v is not None}) for row in steps
-        ]
-        records.append(
-            RunRecord(
-                arm=member.arm,
-                seed=member.seed,
-                run_id=member.run.id,
-                status=member.run.status.value,
-                evaluations=evaluations,
-                step_metrics=step_metrics,
-            )
-        )
-    return records
-
-
-_MAX_STEPS = 100_000  # RunConfig.steps' bound
 
 
 def _log_to_parent(

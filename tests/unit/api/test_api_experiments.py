@@ -15,13 +15,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from anytime import experiment_report
 from anytime.db import repository
 from anytime.db.experiments import Experiment, ExperimentRun, experiment_status
 from anytime.db.models import Run, RunStatus
 from anytime.db.session import session_scope
+from anytime.experiments import estimates
 from anytime.run_config import RunConfig
-from anytime.tracking import NullTracker
+from anytime.run_plan import RunPlan
+from anytime.tracking import LazyMlflowTracker, NullTracker
 from services.api.app import create_app
 from services.api.deps import get_scheduler
 from services.api.routes import experiments as routes
@@ -356,7 +357,7 @@ def test_the_report_reads_every_run_from_sql(api: Api, monkeypatch: pytest.Monke
         better = 0.1 if r["arm"] == "brpo" else 0.0
         _record(api, r["run_id"], [[0.1, 0.2, 0.3, 0.4], [0.2 + better, 0.3 + better, 0.5, 0.6]])
     seen: dict[str, Any] = {}
-    real = experiment_report.build_report
+    real = estimates.build_report
 
     def spy(arms: Any, reference: Any, runs: Any, **kwargs: Any) -> Any:
         seen.update(arms=arms, reference=reference, runs=runs)
@@ -411,10 +412,10 @@ def test_the_driver_makes_each_run_a_child_of_the_experiments_mlflow_run(api: Ap
     driver = RunDriver(DriverDeps(api.sessions, lambda *_: {}, None, NullTracker(), tmp_path))  # type: ignore[arg-type]
     for run in experiment["runs"]:
         config = RunConfig.model_validate(api.client.get(f"/v1/runs/{run['run_id']}").json()["config"])
-        tags = driver._tags(run["run_id"], config, config.plan())
+        tags = driver._tags(run["run_id"], config, RunPlan.from_config(config))
         assert tags["mlflow.parentRunId"] == "parent-1" and tags["anytime.run_id"] == run["run_id"]
     lone_config = RunConfig.model_validate(lone["config"])
-    assert "mlflow.parentRunId" not in driver._tags(lone["id"], lone_config, lone_config.plan())
+    assert "mlflow.parentRunId" not in driver._tags(lone["id"], lone_config, RunPlan.from_config(lone_config))
 
 
 def test_a_real_mlflow_store_shows_the_runs_as_children_of_the_experiment(
@@ -426,7 +427,7 @@ def test_a_real_mlflow_store_shows_the_runs_as_children_of_the_experiment(
 
     monkeypatch.chdir(tmp_path)  # a new store's artifacts go to ./mlruns
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    tracker = routes.LazyMlflowTracker(uri)
+    tracker = LazyMlflowTracker(uri)
     parent = tracker.start_run("exp", {"arm": {"brpo": {"lr": 0.1}}}, {"anytime.kind": "experiment"})
     child = tracker.start_run("exp/brpo/seed0", {"lr": 0.1}, {"mlflow.parentRunId": str(parent)})
     tracker.log_png(parent, b"\x89PNG...", "report/accuracy_vs_budget.png")

@@ -25,9 +25,11 @@ from schemathesis.checks import positive_data_acceptance
 from schemathesis.core.result import Ok
 from schemathesis.schemas import APIOperation, BaseSchema
 
+from anytime.contracts.verify import BudgetReward
 from anytime.db import repository
 from anytime.db.session import make_engine, make_session_factory, session_scope
 from anytime.run_config import RunConfig
+from anytime.verdict import Status
 from services.api.app import create_app
 from services.api.deps import get_readiness, get_scheduler
 from services.api.readiness import Readiness
@@ -73,10 +75,19 @@ def fuzzed(migrated_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
             repository.record_step(session, run.id, version - 1, version, {"loss": 0.5, "reward/mean": 0.25})
             repository.record_checkpoint(session, run.id, version, version - 1, str(path))
             repository.record_evaluation(session, run.id, version, version - 1, [32, 64], [0.25, 0.5], 0.375)
-        repository.record_rewards(
-            session,
-            [repository.RewardRow(run.id, 0, "p0", 0, 0, 0, 32, 10, 12, "7", "correct", 1.0)],
+        reward = BudgetReward(
+            problem_id="p0",
+            trace_index=0,
+            budget_index=0,
+            summary_index=0,
+            cut=32,
+            inserted_start=10,
+            inserted_end=12,
+            answer="7",
+            status=Status.CORRECT,
+            reward=1.0,
         )
+        repository.record_rewards(session, run.id, 0, [reward])
         run_id = run.id
     engine.dispose()
     settings_ = ApiSettings(

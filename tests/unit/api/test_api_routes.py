@@ -18,10 +18,12 @@ from alembic.config import Config
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
+from anytime.contracts.verify import BudgetReward
 from anytime.db import repository
 from anytime.db.models import RunStatus
 from anytime.db.session import session_scope
 from anytime.run_config import RunConfig
+from anytime.verdict import Status
 from services.api.app import create_app
 from services.api.deps import get_readiness, get_scheduler
 from services.api.readiness import Readiness
@@ -180,8 +182,15 @@ def test_a_run_shows_what_its_config_resolves_to(api: Api) -> None:
     assert resolved["loss_normalizer"] == 64 + 16 * run["config"]["summary_max_tokens"]
     assert resolved["learner"]["clip_high"] == 0.28 and resolved["learner"]["mini_batches"] == 4
     assert resolved["learner"]["weight_decay"] == 0.01  # unset: the paper's
-    bad = api.anonymous.post("/v1/runs", json={**CONFIG, "learner": {"lr": 1}}, headers={"X-API-Key": KEY})
-    assert bad.status_code == 422 and "top-level run field" in bad.text
+    stored = api.client.get(f"/v1/runs/{run['id']}").json()
+    # The plan stored at creation: what every job of the run is built from.
+    assert stored["plan"]["prior"] == {"budgets": [16, 32, 48, 64], "probs": [0.25] * 4}
+    assert stored["plan"]["learner"]["prior"] == stored["plan"]["prior"]
+    assert stored["plan"]["rollout"]["budgets"] == [16, 32, 48, 64]
+    bad = api.anonymous.post(
+        "/v1/runs", json={**CONFIG, "learner": {"temperature": 1}}, headers={"X-API-Key": KEY}
+    )
+    assert bad.status_code == 422 and "not a learner knob: set rollout.temperature" in bad.text
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"X-API-Key": "wrong"}])
@@ -204,7 +213,11 @@ def test_bad_config_is_422_with_one_message_per_field(api: Api) -> None:
     response = api.client.post("/v1/runs", json=body, headers=AUTH)
     assert response.status_code == 422
     fields = {tuple(error["loc"]): error["msg"] for error in response.json()["detail"]}
+    # A flat field's error is located where the body wrote it (its section validates it).
     assert set(fields) == {("body", "group_size"), ("body", "algorithm"), ("body", "typo_field")}
+    nested = {**CONFIG, "method": {"group_size": 0}}
+    response = api.client.post("/v1/runs", json=nested, headers=AUTH)
+    assert [e["loc"] for e in response.json()["detail"]] == [["body", "method", "group_size"]]
     response = api.client.post("/v1/runs", json={**CONFIG, "probs": [0.5, 0.2, 0.2, 0.2]}, headers=AUTH)
     assert response.status_code == 422
     assert "sum to 1" in response.json()["detail"][0]["msg"]
@@ -325,9 +338,20 @@ def _record_two_steps(api: Api, run_id: str) -> None:
             repository.record_checkpoint(session, run_id, step + 1, step, f"/ckpt/v{step + 1}")
             repository.record_rewards(
                 session,
+                run_id,
+                step,
                 [
-                    repository.RewardRow(
-                        run_id, step, f"p{p}", 0, b, 0, 16 * (b + 1), 10, 12, "7", "correct", float(b % 2)
+                    BudgetReward(
+                        problem_id=f"p{p}",
+                        trace_index=0,
+                        budget_index=b,
+                        summary_index=0,
+                        cut=16 * (b + 1),
+                        inserted_start=10,
+                        inserted_end=12,
+                        answer="7",
+                        status=Status.CORRECT,
+                        reward=float(b % 2),
                     )
                     for p in range(3)
                     for b in range(4)
@@ -394,7 +418,19 @@ def test_rewards_are_paginated_and_filtered_by_step_and_budget(api: Api) -> None
         (1, "p1", 2),
         (1, "p2", 2),
     ]
-    assert page["items"][0]["cut_length"] == 48 and page["items"][0]["status"] == "correct"
+    assert page["items"][0] == {  # the REST names: `cut` is served as `cut_length`
+        "step": 1,
+        "problem_id": "p1",
+        "trace_index": 0,
+        "budget_index": 2,
+        "summary_index": 0,
+        "cut_length": 48,
+        "inserted_start": 10,
+        "inserted_end": 12,
+        "answer": "7",
+        "status": "correct",
+        "reward": 0.0,
+    }
     for params in ({"step": -1}, {"budget_index": "x"}, {"limit": 0}):
         assert api.client.get(url, params=params).status_code == 422
     misspelt = api.client.get(url, params={"step": 1, "budget": 0})
@@ -549,7 +585,7 @@ def test_inference_on_a_pruned_or_unloadable_checkpoint_says_so(api: Api, tmp_pa
 def test_the_openapi_schema_states_what_the_server_accepts(api: Api) -> None:
     schema = api.client.get("/openapi.json").json()
     models = schema["components"]["schemas"]
-    (probs,) = [s for s in models["RunConfig"]["properties"]["probs"]["anyOf"] if s["type"] == "array"]
+    (probs,) = [s for s in models["BRPOConfig"]["properties"]["probs"]["anyOf"] if s["type"] == "array"]
     assert probs["minItems"] == 1
     for request in ("ChatCompletionRequest", "CompletionRequest"):
         (budgets,) = [s for s in models[request]["properties"]["budgets"]["anyOf"] if s["type"] == "array"]

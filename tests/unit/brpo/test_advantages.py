@@ -1,4 +1,4 @@
-"""Thinking and summary advantages (DESIGN.md §2.3–2.4): hand-computed cases, then properties."""
+"""Thinking and summary advantages (docs/method.md §2.5–2.6): hand-computed cases, then properties."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from anytime.brpo.config import BRPOConfig
 from anytime.brpo.reference import summary_advantages_loop, thinking_advantages_loop
 
 UNIFORM4 = [0.25] * 4
-# DESIGN.md §2.3 worked example: trace a = [0, 0, 1, 1], trace b = [0, 1, 1, 1].
+# docs/method.md §2.5 worked example: trace a = [0, 0, 1, 1], trace b = [0, 1, 1, 1].
 WORKED = torch.tensor([[[0.0, 0.0, 1.0, 1.0], [0.0, 1.0, 1.0, 1.0]]])
 
 
@@ -27,7 +27,7 @@ def test_worked_example_reproduces_exactly() -> None:
 
 
 def test_worked_example_baselines_one_by_one() -> None:
-    # PAPER.md §3.5's table: R, V1, V2 for each (trace, budget).
+    # docs/method.md §2.5's table: R, V1, V2 for each (trace, budget).
     returns = torch.tensor([[[0.5, 0.5, 0.5, 0.25], [0.75, 0.75, 0.5, 0.25]]])
     v1 = torch.tensor([[[0, 0, 0, 1 / 7], [0, 0, 1 / 3, 0.25 * 6 / 7]]])
     v2 = torch.tensor([[[0.625, 0.625, 0.5, 0.25]] * 2])
@@ -58,18 +58,30 @@ def test_s_equals_one_is_grpo_mean_centring() -> None:
     for baseline in ("brpo", "v2"):
         torch.testing.assert_close(thinking_advantages(scores, [1.0], baseline), centred)
     rewards = scores[..., None]  # A = 1
-    thinking, summary = brpo_advantages(rewards, BRPOConfig(algorithm="grpo"), distinct_prefixes(rewards))
+    thinking, summary = brpo_advantages(
+        rewards,
+        BRPOConfig(algorithm="grpo"),
+        distinct_prefixes(rewards),
+        BRPOConfig(algorithm="grpo").budget_prior(),
+    )
     torch.testing.assert_close(thinking, centred)
     torch.testing.assert_close(summary, centred[..., None])  # GRPO: the summary gets the same advantage
 
 
 def test_one_config_runs_the_paper_method() -> None:
     rewards = torch.cat([WORKED[..., None]] * 4, dim=-1)  # A = 4 identical summaries per budget
-    thinking, summary = brpo_advantages(rewards, BRPOConfig(), distinct_prefixes(rewards))
+    thinking, summary = brpo_advantages(
+        rewards, BRPOConfig(), distinct_prefixes(rewards), BRPOConfig().budget_prior()
+    )
     torch.testing.assert_close(thinking, thinking_advantages(WORKED, UNIFORM4, "brpo"))
     torch.testing.assert_close(summary, torch.zeros_like(rewards))
     with pytest.raises(ValueError, match=r"S, A = \(1, 1\)"):
-        brpo_advantages(rewards, BRPOConfig(algorithm="grpo"), distinct_prefixes(rewards))
+        brpo_advantages(
+            rewards,
+            BRPOConfig(algorithm="grpo"),
+            distinct_prefixes(rewards),
+            BRPOConfig(algorithm="grpo").budget_prior(),
+        )
 
 
 def test_single_trace_group_has_no_group_baseline() -> None:
@@ -107,7 +119,7 @@ def test_collapsed_summaries_pool_by_default_and_per_budget_on_request() -> None
     pooled = summary_advantages(rewards, prefix_groups=groups)
     torch.testing.assert_close(pooled[0, 0, 2:], torch.tensor([[0.25, -0.75], [0.25, 0.25]]))
     torch.testing.assert_close(pooled[0, 0, :2], torch.tensor([[-0.5, 0.5], [0.0, 0.0]]))
-    own = summary_advantages(rewards, "brpo_per_budget", prefix_groups=groups)  # DESIGN's variant
+    own = summary_advantages(rewards, "brpo_per_budget", prefix_groups=groups)  # the per-budget variant
     torch.testing.assert_close(own[0, 0, 2:], torch.tensor([[0.5, -0.5], [0.0, 0.0]]))
     torch.testing.assert_close(own[0, 0, :2], pooled[0, 0, :2])
 

@@ -1,4 +1,4 @@
-"""Our advantages equal the authors' rules on random traces (PAPER.md §2.3, §2.5, §3.1, §3.3).
+"""Our advantages equal the authors' rules on random traces (docs/method.md §2.3–2.6).
 
 The reference below is written from the authors' definitions in their own layout (sail-sg/AnytimeReasoner,
 `brpo.py`: `sample_partial_cot`, `compute_cot_advantage`, `compute_summary_advantage`), on plain Python
@@ -27,7 +27,7 @@ Trace = tuple[int, str, list[list[float]]]  # (thinking length, finish reason, s
 
 
 def authors_prior(name: str, num: int) -> list[float]:
-    """The thinking prior over `b_j = j * b_max / S` from its definition (PAPER.md §1)."""
+    """The thinking prior over `b_j = j * b_max / S` from its definition (docs/method.md §2.1)."""
     weights = {
         "uniform": [1.0] * num,
         "linear": [j + 1.0 for j in range(num)],
@@ -126,7 +126,7 @@ def random_traces(
 ) -> list[Trace]:
     """Traces that end often on a budget or before it (collapsed cuts), some at EOS, some at b_max.
 
-    A cut whose thinking prefix ends in EOS (the whole of an EOS-ended trace) scores 0 (PAPER.md §2.4).
+    A cut whose thinking prefix ends in EOS (the whole of an EOS-ended trace) scores 0 (docs/method.md §2.4).
     """
     traces = []
     for _ in range(problems * group):
@@ -150,7 +150,7 @@ def ours(
     rows = [cuts[i : i + group] for i in range(0, len(cuts), group)]
     per_cut = [[t[2] for t in traces[i : i + group]] for i in range(0, len(traces), group)]
     rewards = reward_tensor(rows, per_cut, config.resolved_num_summaries)
-    return brpo_advantages(rewards, config, prefix_groups(rows))
+    return brpo_advantages(rewards, config, prefix_groups(rows), config.budget_prior())
 
 
 EXTRA_ARMS: Mapping[str, Mapping[str, object]] = {

@@ -1,4 +1,4 @@
-"""Budget support and priors (DESIGN.md §2.7): named priors, explicit lists, errors that say how to fix."""
+"""Budget support and priors (docs/method.md §2.1): named priors, explicit lists, errors that say the fix."""
 
 from __future__ import annotations
 

@@ -15,6 +15,7 @@ from anytime.brpo.config import (
     ThinkingBaseline,
 )
 from anytime.run_config import RunConfig
+from anytime.run_plan import RunPlan
 
 
 def test_brpo_defaults_are_the_papers() -> None:
@@ -57,7 +58,7 @@ def test_summary_modes_are_named_and_the_authors_pooling_is_the_default() -> Non
     assert BRPOConfig().resolved_summary_mode is SummaryMode.BRPO
     assert BRPOConfig(summary_mode="brpo_per_budget").resolved_summary_mode is SummaryMode.BRPO_PER_BUDGET
     run = RunConfig(model="m", dataset="d.jsonl", summary_mode="brpo_per_budget")
-    assert run.plan().brpo.resolved_summary_mode is SummaryMode.BRPO_PER_BUDGET
+    assert RunPlan.from_config(run).brpo.resolved_summary_mode is SummaryMode.BRPO_PER_BUDGET
     with pytest.raises(ValidationError):
         RunConfig(model="m", dataset="d.jsonl", summary_mode="per_budget")
 
@@ -88,8 +89,15 @@ def test_loss_constant_is_one_for_brpo_and_grpo_with_the_same_budget_and_summary
     brpo = RunConfig(model="m", dataset="d.jsonl", b_max=128, summary_max_tokens=24, num_summaries=2)
     grpo = RunConfig(model="m", dataset="d.jsonl", b_max=128, summary_max_tokens=24, algorithm="grpo")
     # b_max + 4·4·summary_max_tokens, whatever S and A (BRPO here: S·A = 8; GRPO: 1).
-    assert brpo.plan().brpo.resolved_loss_normalizer == grpo.plan().brpo.resolved_loss_normalizer == 512
-    arms = {RunConfig(model="m", dataset="d.jsonl", **arm).plan().brpo for arm in PAPER_ARMS.values()}
+    assert (
+        RunPlan.from_config(brpo).brpo.resolved_loss_normalizer
+        == RunPlan.from_config(grpo).brpo.resolved_loss_normalizer
+        == 512
+    )
+    arms = {
+        RunPlan.from_config(RunConfig(model="m", dataset="d.jsonl", **arm)).brpo
+        for arm in PAPER_ARMS.values()
+    }
     assert {config.resolved_loss_normalizer for config in arms} == {128 + 16 * 32}
     # The authors' setting: 8000 + 16·128 = 10048 (their max response length: 10176).
     assert (
@@ -101,14 +109,14 @@ def test_loss_constant_is_one_for_brpo_and_grpo_with_the_same_budget_and_summary
 
 def test_loss_constant_can_be_set_and_reaches_the_algorithm_config() -> None:
     run = RunConfig(model="m", dataset="d.jsonl", algorithm="grpo", loss_normalizer=1000)
-    assert run.plan().brpo.resolved_loss_normalizer == 1000
+    assert RunPlan.from_config(run).brpo.resolved_loss_normalizer == 1000
     with pytest.raises(ValidationError):
         RunConfig(model="m", dataset="d.jsonl", loss_normalizer=0)
 
 
-# ---------------------------------------------------------------- the paper's arms (PAPER.md §3.4)
+# ---------------------------------------------------------------- the paper's arms (docs/method.md §5.4)
 
-# arm: (S, A, summary mode, prior, thinking baseline), copied from PAPER.md §3.4's table.
+# arm: (S, A, summary mode, prior, thinking baseline), copied from docs/method.md §5.4's table.
 PAPER_TABLE = {
     "grpo": (1, 1, "grpo", (1.0,), "v2"),
     "ar-linear": (4, 4, "brpo", (0.1, 0.2, 0.3, 0.4), "brpo"),
@@ -125,7 +133,7 @@ PAPER_TABLE = {
 def test_the_run_config_launches_each_paper_arm(arm: str) -> None:
     run = RunConfig(model="m", dataset="d.jsonl", b_max=8000, **PAPER_ARMS[arm])
     assert RunConfig.model_validate(run.model_dump(mode="json")) == run  # as the API stores and reloads it
-    config = run.plan().brpo
+    config = RunPlan.from_config(run).brpo
     num_budgets, num_summaries, summary_mode, probs, baseline = PAPER_TABLE[arm]
     assert (config.resolved_num_budgets, config.resolved_num_summaries) == (num_budgets, num_summaries)
     assert config.resolved_summary_mode == summary_mode and config.resolved_baseline == baseline

@@ -135,7 +135,8 @@ def test_trees_sharing_a_row_never_see_each_other() -> None:
 
 
 def test_mask_rule_matches_the_reference_offsets() -> None:
-    # Reference rule (PAPER.md §4.3): visible iff causal and (k < q - start_offset or k >= q - end_offset).
+    # Reference rule: visible iff causal and (k < q - start_offset or k >= q - end_offset) (docs/method.md
+    # §2.10).
     tree = _tree()
     t = tree.length
     q = torch.arange(t)

@@ -1,4 +1,4 @@
-"""The paper's masked variance ratios (DESIGN.md §2.7) on hand-made returns, and their bootstrap."""
+"""The paper's masked variance ratios (docs/method.md §2.11) on hand-made returns, and their bootstrap."""
 
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ import typer.main
 import yaml
 
 from anytime.run_config import RunConfig
+from anytime.run_plan import RunPlan
 from anytime_cli.main import app
 from tests.conftest import REPO
 
@@ -80,8 +81,9 @@ def test_the_tiny_recipes_are_a_paired_brpo_grpo_comparison() -> None:
                   for a in ("brpo", "grpo"))  # fmt: skip
     same = ("model", "dataset", "eval_dataset", "seed", "steps", "problems_per_step", "lr", "eval_seed",
             "eval_problems", "eval_samples", "eval_temperature", "b_max", "group_size")  # fmt: skip
-    assert {f: getattr(brpo, f) for f in same} == {f: getattr(grpo, f) for f in same}
-    assert brpo.plan().prior.budgets == (32, 64, 96, 128) and grpo.plan().prior.budgets == (128,)
+    assert {f: brpo.flat()[f] for f in same} == {f: grpo.flat()[f] for f in same}
+    assert RunPlan.from_config(brpo).prior.budgets == (32, 64, 96, 128)
+    assert RunPlan.from_config(grpo).prior.budgets == (128,)
 
 
 def test_readme_links_lead_to_files() -> None:

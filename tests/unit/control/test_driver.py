@@ -1,5 +1,5 @@
-"""The run driver's pure parts: reward rows from a trajectory and its verdicts (the verify task's
-`budget_rewards`, written by the driver), per-step problems."""
+"""The run driver's pure parts: the rewards of a trajectory and its verdicts (the verify task's
+`budget_rewards`, which the driver stores as they are), per-step problems."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from anytime.problems import Problem
 from anytime.run_config import RunConfig
 from anytime.trajectory import CutRecord, SummarySample, Trajectory
 from anytime.verdict import VerdictRecord
-from services.control.driver import RunDriver, reward_rows
+from services.control.driver import RunDriver
 
 
 def _summary(text: str) -> SummarySample:
@@ -42,7 +42,7 @@ def _trajectory() -> Trajectory:
     )  # fmt: skip
 
 
-def test_reward_rows_map_collapsed_cuts_to_their_budgets() -> None:
+def test_budget_rewards_map_collapsed_cuts_to_their_budgets() -> None:
     t = _trajectory()
     verdicts = {
         t.summary_id(c, i): VerdictRecord(
@@ -50,7 +50,7 @@ def test_reward_rows_map_collapsed_cuts_to_their_budgets() -> None:
         )
         for c, i, r in [(0, 0, 1), (0, 1, 0), (1, 0, 0), (1, 1, 1), (1, 2, 1), (1, 3, 1)]
     }
-    rows = reward_rows("r", 0, budget_rewards(t, verdicts))
+    rows = budget_rewards(t, verdicts)
     got = [(r.budget_index, r.summary_index, r.cut, r.inserted_start, r.inserted_end, r.reward) for r in rows]
     assert got == [
         (0, 0, 2, 7, 9, 1.0),  # inserted ids sit after prompt (5) + cut (2)

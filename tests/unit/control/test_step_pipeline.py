@@ -17,11 +17,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from anytime.contracts.learn import LEARN_TASK, LearnRequest, LearnResult
 from anytime.contracts.rollout import GENERATE_TASK, RolloutJob, RolloutResult
 from anytime.contracts.verify import GRADE_TASK, BudgetReward, VerifyRequest, VerifyResult
-from anytime.db import repository as crud
+from anytime.db import repository
 from anytime.db.models import Base
 from anytime.db.session import make_engine, make_session_factory
 from anytime.problems import Problem
 from anytime.run_config import RunConfig
+from anytime.run_plan import RunPlan
 from anytime.tracking import NullTracker
 from services.control.driver import DriverDeps, RunDriver
 from services.control.step_pipeline import shard_problems, shard_seed
@@ -146,7 +147,7 @@ def _drive(
     )
     run_config = RunConfig(model="m", dataset=str(data), problems_per_step=4, **config)
     with sessions() as session:
-        run_id = crud.create_run(session, run_config).id
+        run_id = repository.create_run(session, run_config).id
         session.commit()
     logged: dict[int, dict[str, float]] = {}
 
@@ -158,7 +159,7 @@ def _drive(
     deps = DriverDeps(sessions, tasks, cast(Any, store), Tracker(), tmp_path, poll_s=0.05)
     driver = RunDriver(deps)
     driver._leases[run_id] = cast(Any, SimpleNamespace(lost=threading.Event()))  # as `drive` holds it
-    driver._run_steps(run_id, run_config, run_config.plan(), None)
+    driver._run_steps(run_id, run_config, RunPlan.from_config(run_config), None)
     return run_id, logged
 
 
@@ -179,9 +180,9 @@ def test_on_policy_steps_run_rollout_verify_learn_in_sequence_as_before(
         assert job.problems == RunDriver._problems_of_step(train, step, config)
         assert (job.seed, job.policy_version, job.accept_newer) == (7 * 100_003 + step, step, False)
     with sessions() as session:
-        run = crud.require_run(session, run_id)
+        run = repository.require_run(session, run_id)
         assert (run.step, run.policy_version) == (2, 3)
-        assert len(crud.list_checkpoints(session, run_id)) == 3
+        assert len(repository.list_checkpoints(session, run_id)) == 3
     assert logged[3]["pipeline/shards"] == 1 and logged[3]["pipeline/policy_lag"] == 0
 
 
@@ -197,7 +198,7 @@ def test_shards_are_verified_each_as_it_lands_and_recorded_once(
     assert step0 == sorted(f"{run_id}:0:{p.id}:0" for job in tasks.rollouts[:3] for p in job.problems)
     assert len({job.seed for job in tasks.rollouts[:3]}) == 3
     with sessions() as session:
-        rows, total = crud.list_rewards(session, run_id)
+        rows, total = repository.list_rewards(session, run_id)
     assert total == 8  # 4 problems × one reward row each, per step: every shard's rewards recorded once
     assert sorted((r.step, r.problem_id) for r in rows) == sorted(
         (job.step, p.id) for job in tasks.rollouts for p in job.problems
@@ -220,11 +221,11 @@ def test_pipelined_steps_generate_the_next_step_while_the_learner_trains(
     assert tasks.events.index(("learn", 0, 1)) < tasks.events.index(("rollout", 1, 0))
     assert [logged[v]["pipeline/policy_lag"] for v in (1, 2, 3)] == [0, 1, 1]
     with sessions() as session:
-        assert crud.require_run(session, run_id).policy_version == 3
+        assert repository.require_run(session, run_id).policy_version == 3
 
 
 def test_staleness_needs_the_rollouts_temperature_to_be_one() -> None:
     with pytest.raises(ValueError, match="max_staleness 1 needs temperature 1"):
         RunConfig(model="m", dataset="d", max_staleness=1, temperature=0.7)
-    plan = RunConfig(model="m", dataset="d", max_staleness=2).plan()
-    assert plan.learner.max_policy_lag == 2 and plan.max_staleness == 2
+    plan = RunPlan.from_config(RunConfig(model="m", dataset="d", max_staleness=2))
+    assert plan.learner.max_staleness == 2 and plan.max_staleness == 2

@@ -1,4 +1,4 @@
-"""Cuts and summary prompts at the token level (DESIGN.md §2.1), on hand-made id lists."""
+"""Cuts and summary prompts at the token level (docs/method.md §2.3), on hand-made id lists."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ THINK_END = 7
 def test_cut_thought_gets_the_ellipsis_and_collapsed_budgets_share_one_cut() -> None:
     # A closed trace of 10 tokens, budgets 4, 8, 12, 16: cuts at 4, 8, and 10 serving budgets 2 and 3.
     cuts = cut_trace(10, "think_end", [4, 8, 12, 16], ELLIPSIS, DELIM)
-    assert [c.length for c in cuts] == [4, 8, 10]
+    assert [c.cut for c in cuts] == [4, 8, 10]
     assert [c.budget_indices for c in cuts] == [(0,), (1,), (2, 3)]
-    assert [c.num_budgets for c in cuts] == [1, 1, 2]
+    assert [c.budgets_served for c in cuts] == [1, 1, 2]
     assert [c.inserted_ids for c in cuts] == [ELLIPSIS, ELLIPSIS, ()]
     assert all(c.delimiter_ids == DELIM for c in cuts)
 
@@ -24,7 +24,7 @@ def test_cut_thought_gets_the_ellipsis_and_collapsed_budgets_share_one_cut() -> 
 @pytest.mark.parametrize("reason", ["eos", "length"])
 def test_unclosed_thought_gets_the_ellipsis_even_at_full_length(reason: str) -> None:
     cuts = cut_trace(6, reason, [3, 6, 9], ELLIPSIS, DELIM)  # type: ignore[arg-type]
-    assert [c.length for c in cuts] == [3, 6]
+    assert [c.cut for c in cuts] == [3, 6]
     assert [c.inserted_ids for c in cuts] == [ELLIPSIS, ELLIPSIS]
 
 

@@ -14,11 +14,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from anytime.contracts.evaluation import EvalJob, EvalResult
 from anytime.curve_plot import start_vs_end_series
-from anytime.db import repository as crud
+from anytime.db import Base, repository
 from anytime.db.session import make_engine, make_session_factory
 from anytime.problems import Problem
 from anytime.run_config import RunConfig
-from anytime.storage import Base
+from anytime.run_plan import RunPlan, resolved_params
 from anytime.tracking import (
     EXPERIMENT_KIND_TAG,
     START_VS_END,
@@ -28,13 +28,13 @@ from anytime.tracking import (
     flatten_params,
     log_start_vs_end,
 )
+from anytime_cli.stack import mlflow_server_workers
 from services.control.driver import DriverDeps, RunDriver
-from services.control.stack import mlflow_server_workers
 
 
 def test_a_grpo_runs_params_are_the_values_it_runs_with() -> None:
     config = RunConfig(model="m", dataset="d", algorithm="grpo", b_max=64, eval_dataset="e")
-    params = flatten_params(config.resolved_params())
+    params = flatten_params(resolved_params(config, RunPlan.from_config(config)))
     # The learner's own knobs (`learner.*`) may stay unset: resolved on its device, or off.
     assert [k for k, v in params.items() if v == "None" and "." not in k] == []
     assert {k: params[k] for k in ("num_budgets", "num_summaries", "baseline", "summary_mode", "prior")} == {
@@ -51,16 +51,24 @@ def test_a_grpo_runs_params_are_the_values_it_runs_with() -> None:
 
 
 def test_brpo_params_name_the_prior_it_resolves_and_keep_what_the_user_set() -> None:
-    brpo = RunConfig(model="m", dataset="d").resolved_params()
+    brpo = resolved_params(
+        RunConfig(model="m", dataset="d"), RunPlan.from_config(RunConfig(model="m", dataset="d"))
+    )
     assert (brpo["num_budgets"], brpo["num_summaries"], brpo["baseline"], brpo["prior"]) == (
         4,
         4,
         "brpo",
         "uniform",
     )
-    explicit = RunConfig(model="m", dataset="d", probs=(0.5, 0.5)).resolved_params()
+    explicit = resolved_params(
+        RunConfig(model="m", dataset="d", probs=(0.5, 0.5)),
+        RunPlan.from_config(RunConfig(model="m", dataset="d", probs=(0.5, 0.5))),
+    )
     assert (explicit["prior"], explicit["probs"], explicit["budgets"]) == ("explicit", [0.5, 0.5], [64, 128])
-    linear = RunConfig(model="m", dataset="d", prior="linear", num_summaries=2).resolved_params()
+    linear = resolved_params(
+        RunConfig(model="m", dataset="d", prior="linear", num_summaries=2),
+        RunPlan.from_config(RunConfig(model="m", dataset="d", prior="linear", num_summaries=2)),
+    )
     assert (linear["prior"], linear["num_summaries"]) == ("linear", 2)
 
 
@@ -126,7 +134,7 @@ def test_the_driver_logs_start_vs_end_after_each_evaluation_past_the_first(
 ) -> None:
     config = RunConfig(model="m", dataset="d", eval_dataset="e", b_max=64, eval_num_budgets=2)
     with sessions() as session:
-        run_id = crud.create_run(session, config).id
+        run_id = repository.create_run(session, config).id
         session.commit()
 
     def run_task(name: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -164,7 +172,9 @@ def test_the_driver_logs_start_vs_end_after_each_evaluation_past_the_first(
     driver._leases[run_id] = cast(Any, SimpleNamespace(lost=threading.Event()))  # as `drive` holds it
     problems = [Problem(id=p, problem="x", answer="1") for p in "ab"]
     for version, step in ((0, -1), (2, 1), (4, 3)):
-        driver._evaluate(run_id, config, config.plan(), problems, version, step, "/ckpt", "mlflow-run")
+        driver._evaluate(
+            run_id, config, RunPlan.from_config(config), problems, version, step, "/ckpt", "mlflow-run"
+        )
     assert tracker.pngs == [
         "curves/eval_v000000.png",
         "curves/eval_v000002.png",

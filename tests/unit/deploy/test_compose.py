@@ -73,7 +73,7 @@ def config(*profiles: str, **env: str) -> dict[str, Any]:
     return services
 
 
-# The embedded stack's worker commands (services/control/stack.py): compose runs the same queues and pools.
+# The embedded stack's worker commands (anytime_cli/stack.py): compose runs the same queues and pools.
 WORKERS = {
     "rollout": ("services.rollout.worker:app", "rollout", "solo"),
     "eval": ("services.rollout.worker:app", "eval", "solo"),

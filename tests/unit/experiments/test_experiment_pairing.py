@@ -9,6 +9,7 @@ from typing import Any
 
 from anytime.problems import load_problems
 from anytime.run_config import RunConfig
+from anytime.run_plan import RunPlan
 from anytime.tracking import NullTracker
 from services.control.driver import DriverDeps, RunDriver
 from tests.unit.api.test_api_experiments import BASE, Api, api, migrated_db
@@ -31,7 +32,7 @@ def _stored_configs(api: Api, experiment: dict[str, Any]) -> dict[int, dict[str,
 def _rollout(driver: RunDriver, config: RunConfig, step: int) -> tuple[list[str], int]:
     """The problem ids, in order, and the sampling seed of the step's rollout job."""
     train = load_problems(Path(config.dataset))
-    jobs = driver._rollout_jobs("r", step, 0, config.model, train, config, config.plan())
+    jobs = driver._rollout_jobs("r", step, 0, config.model, train, config, RunPlan.from_config(config))
     return [p.id for job in jobs for p in job.problems], jobs[0].seed
 
 
@@ -64,15 +65,16 @@ def test_the_arms_of_a_seed_are_evaluated_alike(api: Api) -> None:
     by_seed = _stored_configs(api, experiment)
 
     def evaluation(config: RunConfig) -> tuple[Any, ...]:
-        assert config.eval_dataset is not None
-        problems = load_problems(Path(config.eval_dataset))[: config.eval_problems]  # as the driver cuts it
+        held_out, plan = config.evaluation, RunPlan.from_config(config)
+        assert held_out.dataset is not None
+        problems = load_problems(Path(held_out.dataset))[: held_out.problems]  # as the driver cuts it
         return (
-            config.eval_dataset,
+            held_out.dataset,
             [p.id for p in problems],
-            list(config.plan().eval_budgets),
-            config.eval_temperature,
-            config.plan().eval_sampling.num_samples,
-            config.eval_seed,
+            list(plan.eval_budgets),
+            held_out.temperature,
+            plan.eval_sampling.num_samples,
+            held_out.seed,
         )
 
     for seed, configs in by_seed.items():
@@ -80,4 +82,5 @@ def test_the_arms_of_a_seed_are_evaluated_alike(api: Api) -> None:
         assert len(set(map(repr, settings.values()))) == 1, settings
         assert settings["grpo"][-1] == seed  # the sampling seed comes from the experiment's seed
         assert settings["grpo"][2] == [16, 32, 48, 64] and settings["grpo"][4] == 2
-    assert configs["grpo"].plan().prior.budgets != configs["brpo"].plan().prior.budgets  # arms differ
+    grpo, brpo = RunPlan.from_config(configs["grpo"]), RunPlan.from_config(configs["brpo"])
+    assert grpo.prior.budgets != brpo.prior.budgets  # the arms differ

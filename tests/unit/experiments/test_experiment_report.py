@@ -18,23 +18,12 @@ import sys
 import numpy as np
 import pytest
 
-from anytime.experiment_report import (
-    ArmResult,
-    EvaluationPoint,
-    ExperimentReport,
-    Method,
-    RunRecord,
-    build_report,
-    report_markdown,
-    report_png,
-)
-from anytime.stats_bootstrap import (
-    binomial_two_sided_p,
-    bootstrap_seeds_problems,
-    sign_test,
-    student_t_quantile,
-    t_interval,
-)
+from anytime.experiments.estimates import build_report
+from anytime.experiments.figure import report_png
+from anytime.experiments.markdown import report_markdown
+from anytime.experiments.records import EvaluationPoint, RunRecord
+from anytime.experiments.report import ArmResult, ExperimentReport, Method
+from tests.unit.experiments.test_stats import direct_bootstrap
 
 BUDGETS = [10, 20]
 Rows = dict[str, list[float]]
@@ -91,83 +80,8 @@ def _runs(brpo_end_shift: dict[int, dict[str, float]] | float = 0.25) -> list[Ru
     return runs
 
 
-def _direct_bootstrap(per_seed: list[list[float]], resamples: int, seed: int) -> tuple[float, float]:
-    """The documented bootstrap written out with loops: seeds with replacement, then problems within each
-    drawn seed; the statistic is the mean over all drawn (seed, problem) values (equal problem counts)."""
-    n, p = len(per_seed), len(per_seed[0])
-    rng = np.random.default_rng(seed)
-    seeds = rng.integers(0, n, size=(resamples, n))
-    problems = rng.integers(0, p, size=(resamples, n, p))
-    statistic = []
-    for r in range(resamples):
-        drawn = [per_seed[seeds[r, i]][problems[r, i, j]] for i in range(n) for j in range(p)]
-        statistic.append(sum(drawn) / len(drawn))
-    low, high = np.percentile(statistic, [2.5, 97.5])
-    return float(low), float(high)
-
-
 def _result(report: ExperimentReport, arm: str) -> ArmResult:
     return next(r for r in report.results if r.arm == arm)
-
-
-# ------------------------------------------------------------------------------------------ numerics
-
-
-@pytest.mark.parametrize(
-    ("above", "below", "p"),
-    [
-        (3, 0, 0.25),
-        (5, 0, 0.0625),
-        (0, 5, 0.0625),
-        (4, 1, 12 / 32),
-        (7, 3, 2 * 176 / 1024),
-        (1, 1, 1.0),
-        (0, 0, 1.0),
-    ],
-)
-def test_two_sided_binomial_p_matches_hand_computed(above: int, below: int, p: float) -> None:
-    # e.g. 7 vs 3: 2 * (C(10,0) + C(10,1) + C(10,2) + C(10,3)) / 2^10 = 2 * 176 / 1024
-    assert binomial_two_sided_p(above, below) == pytest.approx(p, abs=1e-15)
-
-
-def test_sign_test_drops_ties_including_rounding() -> None:
-    count = sign_test([0.1, 0.2, 0.3, 0.0, 1e-16])
-    assert (count.above, count.below, count.ties) == (3, 0, 2)
-    assert count.p_value == pytest.approx(0.25)
-
-
-@pytest.mark.parametrize(("df", "table"), [(1, 12.7062), (2, 4.3027), (4, 2.7764), (5, 2.5706), (30, 2.0423)])
-def test_student_t_quantile_matches_the_table(df: int, table: float) -> None:
-    assert student_t_quantile(0.975, df) == pytest.approx(table, abs=1e-4)
-
-
-def test_t_interval_by_hand() -> None:
-    # mean 0.6, sd = sqrt(0.02), half width = t(0.975, 1) * sd / sqrt(2) = 12.7062047 * 0.1
-    interval = t_interval([0.5, 0.7])
-    assert interval.mean == pytest.approx(0.6)
-    assert interval.low == pytest.approx(0.6 - 1.27062047, abs=1e-6)
-    assert interval.high == pytest.approx(0.6 + 1.27062047, abs=1e-6)
-    assert t_interval([0.5]).low is None
-
-
-def test_bootstrap_equals_a_direct_loop_implementation() -> None:
-    values = [[0.25, 0.25, 0.5], [0.0, 0.5, 0.75]]  # grpo end at budget 10, seeds 0 and 1
-    got = bootstrap_seeds_problems([[[v] for v in seed] for seed in values], resamples=400, seed=7)[0]
-    low, high = _direct_bootstrap(values, 400, 7)
-    assert got.mean == pytest.approx(0.375)
-    assert (got.low, got.high) == pytest.approx((low, high), abs=1e-12)
-    assert got.low is not None and got.high is not None and got.low < 0.375 < got.high
-
-
-def test_bootstrap_known_answers() -> None:
-    # Problems agree within each seed: only the seed draw matters → {a, (a+b)/2, b} w.p. 1/4, 1/2, 1/4.
-    between = bootstrap_seeds_problems([[[0.2]] * 3, [[0.6]] * 3], resamples=2000, seed=0)[0]
-    assert (between.low, between.high) == pytest.approx((0.2, 0.6))
-    # One seed, problems 0 and 1 → drawn means {0, 1/2, 1} w.p. 1/4, 1/2, 1/4.
-    within = bootstrap_seeds_problems([[[0.0], [1.0]]], resamples=2000, seed=0)[0]
-    assert (within.mean, within.low, within.high) == (0.5, 0.0, 1.0)
-    constant = bootstrap_seeds_problems([[[0.25]] * 3, [[0.25]] * 2], resamples=50, seed=3)[0]
-    assert (constant.mean, constant.low, constant.high) == (0.25, 0.25, 0.25)
 
 
 # -------------------------------------------------------------------------------------------- report
@@ -185,11 +99,11 @@ def test_arm_means_and_intervals_match_hand_computation() -> None:
     assert [e.mean for e in grpo.gain.accuracy] == pytest.approx([0.125, 0.625 - 2.75 / 6])
     # The interval is the direct bootstrap of the same per-problem values with the same seed.
     for j in range(2):
-        direct = _direct_bootstrap([[rows[p][j] for p in "abc"] for rows in GRPO_END.values()], 300, 5)
+        direct = direct_bootstrap([[rows[p][j] for p in "abc"] for rows in GRPO_END.values()], 300, 5)
         assert (grpo.end.accuracy[j].low, grpo.end.accuracy[j].high) == pytest.approx(direct, abs=1e-12)
     anytime = [[sum(rows[p]) / 2 for p in "abc"] for rows in GRPO_END.values()]
     score = grpo.end.anytime_score
-    assert (score.low, score.high) == pytest.approx(_direct_bootstrap(anytime, 300, 5), abs=1e-12)
+    assert (score.low, score.high) == pytest.approx(direct_bootstrap(anytime, 300, 5), abs=1e-12)
     assert report.seeds == [0, 1] and report.problems_per_evaluation == [3]
 
 
@@ -209,7 +123,7 @@ def test_paired_difference_equals_direct_bootstrap_of_per_problem_differences() 
     report = build_report(["brpo", "grpo"], "grpo", _runs(shifts), resamples=300, seed=11)
     (comparison,) = report.comparisons
     differences = [[shifts[s][p] for p in "abc"] for s in (0, 1)]  # the same at both budgets
-    direct = _direct_bootstrap(differences, 300, 11)
+    direct = direct_bootstrap(differences, 300, 11)
     for e in [*comparison.end.accuracy, comparison.end.anytime_score]:
         assert e.mean == pytest.approx((0.5 / 3 + 0.25 / 3) / 2)
         assert (e.low, e.high) == pytest.approx(direct, abs=1e-12)
@@ -356,15 +270,16 @@ def test_bad_inputs_say_what_is_wrong() -> None:
 
 def test_succeeded_is_the_run_status_value() -> None:
     from anytime.db.models import RunStatus
-    from anytime.experiment_report import SUCCEEDED
+    from anytime.experiments.records import SUCCEEDED
 
     assert RunStatus.SUCCEEDED.value == SUCCEEDED
 
 
 def test_import_leaves_torch_and_numpy_unimported() -> None:
+    modules = "anytime.experiments.estimates, anytime.experiments.markdown, anytime.experiments.figure"
     code = (
-        "import sys, anytime.experiment_report; "
-        "print(','.join(m for m in ('torch', 'numpy', 'matplotlib') if m in sys.modules))"
+        f"import sys, {modules}; "
+        "print(','.join(m for m in ('torch', 'numpy', 'matplotlib', 'sqlalchemy') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == ""

@@ -1,82 +1,153 @@
-"""Bootstrap intervals over problems: hand-made per-problem values, checked against direct computations."""
+"""`anytime.stats` on hand-made values: the bootstrap (seeds, then problems; one seed: an evaluation's
+problems) against a direct loop and known answers, the t-interval, the sign test."""
 
 from __future__ import annotations
 
-import math
 import random
 from typing import Any
 
+import numpy as np
 import pytest
 
-from anytime.stats import Interval, bootstrap_mean_ci, bootstrap_mean_cis
+from anytime.stats import (
+    Interval,
+    binomial_two_sided_p,
+    bootstrap_seeds_problems,
+    sign_test,
+    student_t_quantile,
+    t_interval,
+)
 
 
-def test_a_constant_vector_has_a_zero_width_interval_at_its_value() -> None:
-    interval = bootstrap_mean_ci([0.75] * 7)
-    assert interval == Interval(mean=0.75, low=0.75, high=0.75)
-    third = bootstrap_mean_ci([1 / 3] * 7)  # not exactly representable: still one number throughout
-    assert third.low == third.mean == third.high == pytest.approx(1 / 3)
+def direct_bootstrap(per_seed: list[list[float]], resamples: int, seed: int) -> tuple[float, float]:
+    """The documented bootstrap written out with loops: seeds with replacement, then problems within each
+    drawn seed; the statistic is the mean over all drawn (seed, problem) values (equal problem counts)."""
+    n, p = len(per_seed), len(per_seed[0])
+    rng = np.random.default_rng(seed)
+    seeds = rng.integers(0, n, size=(resamples, n))
+    problems = rng.integers(0, p, size=(resamples, n, p))
+    statistic = []
+    for r in range(resamples):
+        drawn = [per_seed[seeds[r, i]][problems[r, i, j]] for i in range(n) for j in range(p)]
+        statistic.append(sum(drawn) / len(drawn))
+    low, high = np.percentile(statistic, [2.5, 97.5])
+    return float(low), float(high)
 
 
-def test_a_small_case_equals_a_direct_percentile_bootstrap_with_the_same_seed() -> None:
+def _one_column(values: list[float], **kwargs: Any) -> Interval:
+    """An evaluation's bootstrap of one column: one seed, one value per problem."""
+    return bootstrap_seeds_problems([[[v] for v in values]], **kwargs)[0]
+
+
+# ------------------------------------------------------------------------------------------ bootstrap
+
+
+def test_bootstrap_equals_a_direct_loop_implementation() -> None:
+    values = [[0.25, 0.25, 0.5], [0.0, 0.5, 0.75]]
+    got = bootstrap_seeds_problems([[[v] for v in seed] for seed in values], resamples=400, seed=7)[0]
+    low, high = direct_bootstrap(values, 400, 7)
+    assert got.mean == pytest.approx(0.375)
+    assert (got.low, got.high) == pytest.approx((low, high), abs=1e-12)
+    assert got.low < 0.375 < got.high
+
+
+def test_one_seed_is_the_bootstrap_over_its_problems() -> None:
     values = [0.0, 0.25, 1.0, 0.5, 1.0]
-    resamples, seed = 500, 7
-    rng = random.Random(seed)
-    means = sorted(
-        sum(values[i] for i in rng.choices(range(len(values)), k=len(values))) / len(values)
-        for _ in range(resamples)
-    )
-
-    def quantile(q: float) -> float:  # linear between order statistics (numpy's default)
-        position = q * (resamples - 1)
-        lo = math.floor(position)
-        return means[lo] + (means[lo + 1] - means[lo]) * (position - lo)
-
-    interval = bootstrap_mean_ci(values, resamples=resamples, seed=seed)
+    interval = _one_column(values, resamples=500, seed=7)
     assert interval.mean == pytest.approx(0.55)
-    assert interval.low == pytest.approx(quantile(0.025))
-    assert interval.high == pytest.approx(quantile(0.975))
+    assert (interval.low, interval.high) == pytest.approx(direct_bootstrap([values], 500, 7), abs=1e-12)
     assert interval.low < interval.mean < interval.high
-    assert bootstrap_mean_ci(values, resamples=resamples, seed=seed) == interval  # the seed fixes it
+    assert _one_column(values, resamples=500, seed=7) == interval  # the seed fixes it
 
 
-def test_two_problems_zero_and_one_give_the_whole_unit_interval() -> None:
-    # Resampled means are 0, 1/2, 1 with probabilities 1/4, 1/2, 1/4: the 2.5 % and 97.5 % quantiles are 0, 1.
-    interval = bootstrap_mean_ci([0.0, 1.0], resamples=2000)
-    assert (interval.low, interval.mean, interval.high) == (0.0, 0.5, 1.0)
-    narrower = bootstrap_mean_ci([0.0, 1.0], level=0.4, resamples=2000)
+def test_bootstrap_known_answers() -> None:
+    # Problems agree within each seed: only the seed draw matters → {a, (a+b)/2, b} w.p. 1/4, 1/2, 1/4.
+    between = bootstrap_seeds_problems([[[0.2]] * 3, [[0.6]] * 3], resamples=2000, seed=0)[0]
+    assert (between.low, between.high) == pytest.approx((0.2, 0.6))
+    # One seed, problems 0 and 1 → drawn means {0, 1/2, 1} w.p. 1/4, 1/2, 1/4.
+    within = bootstrap_seeds_problems([[[0.0], [1.0]]], resamples=2000, seed=0)[0]
+    assert (within.mean, within.low, within.high) == (0.5, 0.0, 1.0)
+    narrower = bootstrap_seeds_problems([[[0.0], [1.0]]], level=0.4, resamples=2000, seed=0)[0]
     assert (narrower.low, narrower.high) == (0.5, 0.5)
 
 
+def test_a_constant_column_has_a_zero_width_interval_at_its_value() -> None:
+    assert _one_column([0.75] * 7) == Interval(mean=0.75, low=0.75, high=0.75)
+    constant = bootstrap_seeds_problems([[[0.25]] * 3, [[0.25]] * 2], resamples=50, seed=3)[0]
+    assert (constant.mean, constant.low, constant.high) == (0.25, 0.25, 0.25)
+    third = _one_column([1 / 3] * 7)  # not exactly representable: within rounding of it
+    assert third.low == pytest.approx(1 / 3) and third.high == pytest.approx(1 / 3)
+
+
 def test_columns_share_the_problem_draws() -> None:
-    accuracy = [[0.0, 1.0, 0.5, 1.0], [1.0, 1.0, 0.5, 0.0]]
-    together = bootstrap_mean_cis(accuracy, resamples=300, seed=3)
-    alone = [bootstrap_mean_ci(column, resamples=300, seed=3) for column in accuracy]
+    accuracy = [[0.0, 1.0, 0.5, 1.0], [1.0, 1.0, 0.5, 0.0]]  # [budget][problem]
+    rows = [list(row) for row in zip(*accuracy, strict=True)]  # [problem][budget]
+    together = bootstrap_seeds_problems([rows], resamples=300, seed=3)
+    alone = [_one_column(column, resamples=300, seed=3) for column in accuracy]
     assert together == alone
     # Per-problem differences (a paired comparison) are just another column.
     difference = [a - b for a, b in zip(*accuracy, strict=True)]
-    paired = bootstrap_mean_ci(difference, resamples=300, seed=3)
+    paired = _one_column(difference, resamples=300, seed=3)
     assert paired.mean == pytest.approx(together[0].mean - together[1].mean)
 
 
 def test_more_problems_narrow_the_interval() -> None:
     rng = random.Random(0)
     few = [float(rng.random() < 0.5) for _ in range(20)]
-    many = few * 16
-    assert bootstrap_mean_ci(many).high - bootstrap_mean_ci(many).low < (
-        bootstrap_mean_ci(few).high - bootstrap_mean_ci(few).low
-    )
+    wide, narrow = _one_column(few), _one_column(few * 16)
+    assert narrow.high - narrow.low < wide.high - wide.low
 
 
 @pytest.mark.parametrize(
-    ("columns", "kwargs", "message"),
+    ("values", "kwargs", "message"),
     [
-        ([[]], {}, "at least one"),
-        ([[1.0], [1.0, 0.0]], {}, "one value per problem"),
-        ([[1.0]], {"level": 1.0}, "level"),
-        ([[1.0]], {"resamples": 0}, "resamples"),
+        ([], {}, "at least one problem"),
+        ([[]], {}, "at least one problem"),
+        ([[[1.0]], [[1.0, 0.0]]], {}, "same number of columns"),
+        ([[[1.0]]], {"level": 1.0}, "level"),
+        ([[[1.0]]], {"resamples": 0}, "resamples"),
     ],
 )
-def test_bad_inputs_are_refused(columns: list[list[float]], kwargs: dict[str, Any], message: str) -> None:
+def test_bad_inputs_are_refused(values: Any, kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        bootstrap_mean_cis(columns, **kwargs)
+        bootstrap_seeds_problems(values, **kwargs)
+
+
+# ---------------------------------------------------------------------------- t-interval, sign test
+
+
+@pytest.mark.parametrize(
+    ("above", "below", "p"),
+    [
+        (3, 0, 0.25),
+        (5, 0, 0.0625),
+        (0, 5, 0.0625),
+        (4, 1, 12 / 32),
+        (7, 3, 2 * 176 / 1024),
+        (1, 1, 1.0),
+        (0, 0, 1.0),
+    ],
+)
+def test_two_sided_binomial_p_matches_hand_computed(above: int, below: int, p: float) -> None:
+    # e.g. 7 vs 3: 2 * (C(10,0) + C(10,1) + C(10,2) + C(10,3)) / 2^10 = 2 * 176 / 1024
+    assert binomial_two_sided_p(above, below) == pytest.approx(p, abs=1e-15)
+
+
+def test_sign_test_drops_ties_including_rounding() -> None:
+    count = sign_test([0.1, 0.2, 0.3, 0.0, 1e-16])
+    assert (count.above, count.below, count.ties) == (3, 0, 2)
+    assert count.p_value == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize(("df", "table"), [(1, 12.7062), (2, 4.3027), (4, 2.7764), (5, 2.5706), (30, 2.0423)])
+def test_student_t_quantile_matches_the_table(df: int, table: float) -> None:
+    assert student_t_quantile(0.975, df) == pytest.approx(table, abs=1e-4)
+
+
+def test_t_interval_by_hand() -> None:
+    # mean 0.6, sd = sqrt(0.02), half width = t(0.975, 1) * sd / sqrt(2) = 12.7062047 * 0.1
+    interval = t_interval([0.5, 0.7])
+    assert interval.mean == pytest.approx(0.6)
+    assert interval.low == pytest.approx(0.6 - 1.27062047, abs=1e-6)
+    assert interval.high == pytest.approx(0.6 + 1.27062047, abs=1e-6)
+    assert t_interval([0.5]).low is None

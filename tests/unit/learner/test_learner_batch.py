@@ -54,7 +54,7 @@ def _verdicts(trajectory, rewards_per_cut: list[list[float]]) -> dict[str, dict]
 
 def test_collapsed_cut_rewards_split_a_per_budget() -> None:
     trace = _closed_trace([[[30, EOS], [31, EOS]], [[32, EOS], [33, EOS], [34, EOS], [35, EOS]]])
-    assert [c.length for c in cuts_of(trace)] == [4, 6]
+    assert [c.cut for c in cuts_of(trace)] == [4, 6]
     rewards = trajectory_rewards(trace, _verdicts(trace, [[1, 0], [1, 1, 0, 1]]))
     assert rewards == [[1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]
 
@@ -64,9 +64,9 @@ def test_a_missing_verdict_refuses_the_step_and_says_what_to_do() -> None:
     verdicts = _verdicts(trace, [[1, 0], [1, 1, 0, 1]])
     del verdicts[trace.summary_id(1, 2)]
     with pytest.raises(MissingVerdictsError, match=r"1 summaries have no verdict .*:c1:s2.*verifier"):
-        build_step_batch([trace], {trace.id: verdicts}, BRPO)
+        build_step_batch([trace], {trace.id: verdicts}, BRPO, BRPO.budget_prior())
     with pytest.raises(MissingVerdictsError, match="6 summaries"):
-        build_step_batch([trace], {}, BRPO)
+        build_step_batch([trace], {}, BRPO, BRPO.budget_prior())
 
 
 def test_a_verdict_without_a_finite_reward_is_refused() -> None:
@@ -80,14 +80,21 @@ def test_batches_that_do_not_fit_the_run_are_refused() -> None:
     trace = _closed_trace([[[30, EOS], [31, EOS]], [[32, EOS]] * 4])
     verdicts = {trace.id: _verdicts(trace, [[1, 0], [1, 1, 0, 1]])}
     with pytest.raises(BatchMismatchError, match=r"budgets \[4, 8, 12\] .* budgets \[4, 8\]"):
-        build_step_batch([trace], verdicts, BRPOConfig(b_max=8, num_budgets=2, num_summaries=2))
+        build_step_batch(
+            [trace],
+            verdicts,
+            BRPOConfig(b_max=8, num_budgets=2, num_summaries=2),
+            BRPOConfig(b_max=8, num_budgets=2, num_summaries=2).budget_prior(),
+        )
     with pytest.raises(BatchMismatchError, match="twice"):
-        build_step_batch([trace, trace], verdicts, BRPO)
+        build_step_batch([trace, trace], verdicts, BRPO, BRPO.budget_prior())
     other_step = trace.model_copy(update={"step": 4, "id": "r:4:p0:0"})
     with pytest.raises(BatchMismatchError, match="one step of one run"):
-        build_step_batch([trace, other_step], {**verdicts, other_step.id: verdicts[trace.id]}, BRPO)
+        build_step_batch(
+            [trace, other_step], {**verdicts, other_step.id: verdicts[trace.id]}, BRPO, BRPO.budget_prior()
+        )
     with pytest.raises(BatchMismatchError, match="no trajectories"):
-        build_step_batch([], {}, BRPO)
+        build_step_batch([], {}, BRPO, BRPO.budget_prior())
 
 
 def _reference(trajectories, verdicts, config):
@@ -108,7 +115,7 @@ def _reference(trajectories, verdicts, config):
         for row in rows
     ]
     rewards = reward_tensor(cuts, per_cut, config.resolved_num_summaries)
-    return rows, cuts, brpo_advantages(rewards, config, prefix_groups(cuts))
+    return rows, cuts, brpo_advantages(rewards, config, prefix_groups(cuts), config.budget_prior())
 
 
 @pytest.mark.parametrize(
@@ -133,7 +140,7 @@ def test_advantages_are_the_core_librarys(config: BRPOConfig) -> None:
     trajectories, verdicts = synthetic_step(
         shape, vocab=VOCAB, ellipsis_ids=ELLIPSIS, delimiter_ids=DELIMITER, think_end_id=THINK_END, eos_id=EOS
     )
-    batch = build_step_batch(trajectories[::-1], verdicts, config)  # order-independent
+    batch = build_step_batch(trajectories[::-1], verdicts, config, config.budget_prior())  # order-independent
     rows, cuts, (thinking, summary) = _reference(trajectories, verdicts, config)
     assert torch.abs(thinking).sum() > 0
     for b, group in enumerate(batch.groups):
@@ -163,7 +170,7 @@ def _summaries(trajectory, num_summaries):
 
 
 def test_design_worked_example_through_the_learner() -> None:
-    """DESIGN.md §2.3: S = 4, uniform prior, G = 2; R(a) = [0, 0, 1, 1], R(b) = [0, 1, 1, 1]."""
+    """docs/method.md §2.5: S = 4, uniform prior, G = 2; R(a) = [0, 0, 1, 1], R(b) = [0, 1, 1, 1]."""
     config = BRPOConfig(b_max=16, num_budgets=4, num_summaries=1)
     traces, verdicts = [], {}
     for index, scores in enumerate(([0, 0, 1, 1], [0, 1, 1, 1])):
@@ -183,7 +190,7 @@ def test_design_worked_example_through_the_learner() -> None:
         )
         traces.append(trace)
         verdicts[trace.id] = _verdicts(trace, [[s] for s in scores])
-    group = build_step_batch(traces, verdicts, config).groups[0]
+    group = build_step_batch(traces, verdicts, config, config.budget_prior()).groups[0]
     expected = torch.tensor([[-0.125, 0.03125, 0.25, 0.08036], [0.125, 0.28125, 0.08333, 0.02679]])
     torch.testing.assert_close(group.thinking_adv, expected, atol=1e-5, rtol=0)
     # A = 1: the authors' summary baseline is the mean over the G traces at the budget: [0, 0.5, 1, 1].
@@ -195,10 +202,10 @@ def test_the_learner_pools_the_summaries_of_collapsed_budgets() -> None:
     # Rewards per cut: [1, 0] and [1, 1, 0, 1]; the full-trace cut's pool of 4 has mean 0.75.
     trace = _closed_trace([[[30, EOS], [31, EOS]], [[32, EOS], [33, EOS], [34, EOS], [35, EOS]]])
     verdicts = {trace.id: _verdicts(trace, [[1, 0], [1, 1, 0, 1]])}
-    pooled = build_step_batch([trace], verdicts, BRPO).groups[0].summary_adv[0]
+    pooled = build_step_batch([trace], verdicts, BRPO, BRPO.budget_prior()).groups[0].summary_adv[0]
     assert pooled.tolist() == [[0.5, -0.5], [0.25, 0.25], [-0.75, 0.25]]
     per_budget = BRPO.model_copy(update={"summary_mode": SummaryMode.BRPO_PER_BUDGET})
-    own = build_step_batch([trace], verdicts, per_budget).groups[0].summary_adv[0]
+    own = build_step_batch([trace], verdicts, per_budget, per_budget.budget_prior()).groups[0].summary_adv[0]
     assert own.tolist() == [[0.5, -0.5], [0.0, 0.0], [-0.5, 0.5]]
 
 
@@ -217,7 +224,7 @@ def test_rollout_logprobs_line_up_with_the_packed_tree() -> None:
         cuts.append(cut.model_copy(update={"summaries": samples}))
     trace = trace.model_copy(update={"thinking_logprobs": thinking, "cuts": cuts})
     verdicts = {trace.id: _verdicts(trace, [[1, 0], [1, 1, 0, 1]])}
-    tree = build_step_batch([trace], verdicts, BRPO).trees[0]
+    tree = build_step_batch([trace], verdicts, BRPO, BRPO.budget_prior()).trees[0]
     values = rollout_logprobs(trace, tree)
     roles = tree.roles
     assert values[roles == TokenRole.THINKING].tolist() == pytest.approx(thinking)

@@ -50,7 +50,7 @@ def test_variance_ratios_for_all_three_baselines_whatever_the_run_uses() -> None
     # Var 1/8 → 2/3. At the only budget V1 = 0 (ratio 1) and BRPO = V2.
     config = BRPOConfig(algorithm=Algorithm.GRPO, b_max=16)
     traces, verdicts = _step({("p0", 0): [1], ("p0", 1): [0], ("p1", 0): [0], ("p1", 1): [0]}, budgets=(16,))
-    metrics = batch_metrics(build_step_batch(traces, verdicts, config), config)
+    metrics = batch_metrics(build_step_batch(traces, verdicts, config, config.budget_prior()), config)
     assert metrics["variance/budget_16/v2"] == pytest.approx(2 / 3) == metrics["variance/v2"]
     assert metrics["variance/budget_16/brpo"] == pytest.approx(2 / 3)
     assert metrics["variance/budget_16/v1"] == 1 and metrics["variance/budget_16/traces"] == 4
@@ -80,7 +80,7 @@ def test_masked_variance_ratios_leave_out_a_trace_that_ended() -> None:
         traces.append(trace)
         ids = [trace.summary_id(c, s) for c, cut in enumerate(trace.cuts) for s in range(len(cut.summaries))]
         verdicts[trace.id] = {sid: verdict(r) for sid, r in zip(ids, rewards, strict=True)}
-    metrics = batch_metrics(build_step_batch(traces, verdicts, config), config)
+    metrics = batch_metrics(build_step_batch(traces, verdicts, config, config.budget_prior()), config)
     assert metrics["variance/budget_4/traces"] == 4 and metrics["variance/budget_8/traces"] == 3
     assert metrics["variance/budget_4/v2"] == pytest.approx(10 / 11)
     assert metrics["variance/budget_4/brpo"] == pytest.approx(10 / 11)
@@ -94,10 +94,10 @@ def test_masked_variance_ratios_leave_out_a_trace_that_ended() -> None:
 
 
 def test_design_example_metrics() -> None:
-    """DESIGN.md §2.3 table: both traces think to b_max, so every budget keeps both."""
+    """docs/method.md §2.5 table: both traces think to b_max, so every budget keeps both."""
     config = BRPOConfig(b_max=16, num_budgets=4, num_summaries=1)
     traces, verdicts = _step({("p", 0): [0, 0, 1, 1], ("p", 1): [0, 1, 1, 1]})
-    metrics = batch_metrics(build_step_batch(traces, verdicts, config), config)
+    metrics = batch_metrics(build_step_batch(traces, verdicts, config, config.budget_prior()), config)
     # Budget 8: Q = [.5, .75] (Var 1/64); BRPO advantages [.03125, .28125] (Var 1/64) → 1;
     # V2 [-.125, .125] → 1. Budgets 12 and 16: both returns equal (.5, then .25): no spread, no ratio.
     assert metrics["variance/budget_8/brpo"] == pytest.approx(1.0)
@@ -110,11 +110,16 @@ def test_design_example_metrics() -> None:
     assert metrics["anytime/objective"] == pytest.approx(0.625) and metrics["anytime/score_coverage"] == 1
     assert metrics["verdict/correct"] == 5 and metrics["verdict/incorrect"] == 3
     linear = BRPOConfig(b_max=16, num_budgets=4, num_summaries=1, prior=PriorKind.LINEAR)
-    metrics = batch_metrics(build_step_batch(traces, verdicts, linear), linear)
+    metrics = batch_metrics(build_step_batch(traces, verdicts, linear, linear.budget_prior()), linear)
     assert metrics["anytime/objective"] == pytest.approx((0 * 4 + 0.5 * 8 + 1 * 12 + 1 * 16) / 40)
     assert metrics["anytime/score"] == pytest.approx(0.625)  # the uniform grid, whatever the prior
     # An evaluation grid of 2 (8, 16) lies on the run's budgets: mean of 0.5 and 1.
-    assert batch_metrics(build_step_batch(traces, verdicts, linear), linear, [8, 16])["anytime/score"] == 0.75
+    assert (
+        batch_metrics(build_step_batch(traces, verdicts, linear, linear.budget_prior()), linear, [8, 16])[
+            "anytime/score"
+        ]
+        == 0.75
+    )
 
 
 def test_anytime_score_on_the_evaluation_grid_only_where_the_rollout_measured_it() -> None:
@@ -127,10 +132,14 @@ def test_anytime_score_on_the_evaluation_grid_only_where_the_rollout_measured_it
     assert [reward_at(short, rewards, b) for b in (4, 8, 12, 16)] == [1.0] * 4
     assert [reward_at(long, rewards, b) for b in (4, 8, 12, 16)] == [None, None, None, 1.0]
     metrics = batch_metrics(
-        build_step_batch([long, short], verdicts, grpo), grpo, eval_budgets=[4, 8, 12, 16]
+        build_step_batch([long, short], verdicts, grpo, grpo.budget_prior()),
+        grpo,
+        eval_budgets=[4, 8, 12, 16],
     )
     assert metrics["anytime/score_coverage"] == pytest.approx(5 / 8) and "anytime/score" not in metrics
-    metrics = batch_metrics(build_step_batch([short], verdicts, grpo), grpo, eval_budgets=[4, 8, 12, 16])
+    metrics = batch_metrics(
+        build_step_batch([short], verdicts, grpo, grpo.budget_prior()), grpo, eval_budgets=[4, 8, 12, 16]
+    )
     assert metrics["anytime/score"] == 1 and metrics["anytime/score_coverage"] == 1
 
 
@@ -146,7 +155,7 @@ def test_thinking_and_summary_shape_metrics() -> None:
         }
         for t in (closed, eos)
     }
-    metrics = batch_metrics(build_step_batch([closed, eos], verdicts, config), config)
+    metrics = batch_metrics(build_step_batch([closed, eos], verdicts, config, config.budget_prior()), config)
     assert metrics["thinking/length_mean"] == 4.5
     assert metrics["thinking/closed_share"] == 0.5 and metrics["thinking/eos_share"] == 0.5
     assert metrics["summary/length_mean"] == pytest.approx((2 + 2 + 4 + 3) / 4)

@@ -19,8 +19,10 @@ import services.learner.update as update_module
 from anytime.brpo.config import BRPOConfig
 from anytime.brpo.logprobs import packed_logprobs
 from anytime.brpo.packing import collate_trees
-from anytime.contracts.learn import LearnerConfig, LearnerKnobs, OldLogProbs
+from anytime.contracts.learn import LearnerConfig, OldLogProbs
 from anytime.model_facts import ModelFacts
+from anytime.run_config import RunConfig
+from anytime.run_plan import RunPlan
 from anytime.summary_format import SummaryFormat
 from anytime.trajectory import Trajectory
 from services.learner.batch import BatchMismatchError, build_step_batch
@@ -85,7 +87,7 @@ def test_fresh_trajectories_take_the_on_policy_path_bit_for_bit(
     assert all(not BEHAVIOUR_METRICS & set(m) for m in reference_metrics)
 
     # The staleness knobs set: fresh data must not notice them.
-    knobs = CONFIG.model_copy(update={"max_policy_lag": 2, "behaviour_weight_cap": 5.0})
+    knobs = CONFIG.model_copy(update={"max_staleness": 2, "behaviour_weight_cap": 5.0})
     lagged, lagged_metrics = _trained(Learner.from_model_dir(tiny_model_dir, knobs, "cpu"), steps)
     # The correction removed: no weights computed, none passed to the loss.
     real_loss = update_module.ppo_loss
@@ -108,7 +110,7 @@ def test_fresh_trajectories_take_the_on_policy_path_bit_for_bit(
 def test_only_stale_trees_are_weighed_and_the_weights_are_reported(
     tiny_model_dir: Path, facts, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = CONFIG.model_copy(update={"max_policy_lag": 2})
+    config = CONFIG.model_copy(update={"max_staleness": 2})
     learner = Learner.from_model_dir(tiny_model_dir, config, "cpu")
     learner.step(*_step_data(facts, seed=30, step=0, version=0))
     learner.step(*_step_data(facts, seed=31, step=1, version=1))
@@ -133,7 +135,7 @@ def test_only_stale_trees_are_weighed_and_the_weights_are_reported(
 
     monkeypatch.setattr(update_module, "behaviour_weights", recording)
     metrics = learner.step(mixed, verdicts)
-    batch = build_step_batch(mixed, verdicts, BRPO)
+    batch = build_step_batch(mixed, verdicts, BRPO, BRPO.budget_prior())
     stale_tokens = sum(
         int(tree.trainable.sum())
         for tree, t in zip(batch.trees, batch.trajectories, strict=True)
@@ -149,7 +151,7 @@ def test_only_stale_trees_are_weighed_and_the_weights_are_reported(
 def test_weights_are_one_when_the_behaviour_policy_is_the_proximal_one(
     tiny_model_dir: Path, facts, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = CONFIG.model_copy(update={"max_policy_lag": 1})
+    config = CONFIG.model_copy(update={"max_staleness": 1})
     warm = _step_data(facts, seed=40)
     trajectories, verdicts = _step_data(facts, seed=41, step=1, version=1)
     fresh = Learner.from_model_dir(tiny_model_dir, config, "cpu")
@@ -158,7 +160,7 @@ def test_weights_are_one_when_the_behaviour_policy_is_the_proximal_one(
     stale.step(*warm)
     # The engine recorded exactly the learner's log-probs (as if it had sampled with version 1).
     own: dict[str, torch.Tensor] = {}
-    batch = build_step_batch(trajectories, verdicts, BRPO)
+    batch = build_step_batch(trajectories, verdicts, BRPO, BRPO.budget_prior())
     for tree, trajectory in zip(batch.trees, batch.trajectories, strict=True):
         with torch.no_grad():
             own[trajectory.id] = packed_logprobs(stale.model, collate_trees([tree], stale.pad_id)).logprobs[0]
@@ -177,7 +179,7 @@ def test_a_stale_batch_is_refused_at_a_tempered_temperature_and_rollout_old_logp
     tiny_model_dir: Path, facts
 ) -> None:
     tempered = Learner.from_model_dir(
-        tiny_model_dir, CONFIG.model_copy(update={"max_policy_lag": 1, "temperature": 0.7}), "cpu"
+        tiny_model_dir, CONFIG.model_copy(update={"max_staleness": 1, "temperature": 0.7}), "cpu"
     )
     tempered.policy_version = 1
     trajectories, verdicts = _step_data(facts, seed=50, step=1, version=0)
@@ -186,7 +188,7 @@ def test_a_stale_batch_is_refused_at_a_tempered_temperature_and_rollout_old_logp
     assert tempered.broken is None and tempered.policy_version == 1
     tempered.step(*_step_data(facts, seed=50, step=1, version=1))  # fresh data trains at any temperature
 
-    config = CONFIG.model_copy(update={"max_policy_lag": 1, "old_logprobs": OldLogProbs.ROLLOUT})
+    config = CONFIG.model_copy(update={"max_staleness": 1, "old_logprobs": OldLogProbs.ROLLOUT})
     rollout = Learner.from_model_dir(tiny_model_dir, config, "cpu")
     rollout.policy_version = 1
     metrics = rollout.step(trajectories, verdicts)
@@ -195,6 +197,7 @@ def test_a_stale_batch_is_refused_at_a_tempered_temperature_and_rollout_old_logp
 
 def test_the_cap_is_a_learner_knob_above_one() -> None:
     assert LearnerConfig().behaviour_weight_cap == 2.0
-    assert LearnerKnobs(behaviour_weight_cap=3.0).learner_fields() == {"behaviour_weight_cap": 3.0}
+    run = RunConfig(model="m", dataset="d", learner={"behaviour_weight_cap": 3.0})
+    assert RunPlan.from_config(run).learner.behaviour_weight_cap == 3.0
     with pytest.raises(ValueError, match="greater than 1"):
         LearnerConfig(behaviour_weight_cap=1.0)

@@ -70,7 +70,7 @@ def test_one_update_moves_log_probs_with_the_sign_of_the_advantage(tiny_model_di
     config = LearnerConfig(brpo=BRPO, lr=1e-4, mini_batches=1)
     learner = Learner.from_model_dir(tiny_model_dir, config, device="cpu")
     trajectories, verdicts = _step_data(facts, seed=0)
-    batch = build_step_batch(trajectories, verdicts, BRPO)
+    batch = build_step_batch(trajectories, verdicts, BRPO, BRPO.budget_prior())
     packed = collate_trees(batch.trees, facts.pad_id)
     with torch.no_grad():
         before = packed_logprobs(learner.model, packed).logprobs

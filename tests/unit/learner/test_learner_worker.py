@@ -36,13 +36,15 @@ def test_the_control_plane_can_import_the_contract_without_torch(module: str) ->
 
 def test_learn_request_validates_and_round_trips_through_json() -> None:
     assert LEARN_TASK == "anytime.learn.step"
-    request = LearnRequest(
-        run_id="r", step=3, policy_version=4, checkpoint_root=Path("/c"), model_dir=Path("/m")
-    )
+    paths = {"checkpoint_root": Path("/c"), "model_dir": Path("/m")}
+    request = LearnRequest(run_id="r", step=3, policy_version=4, config=LearnerConfig(), **paths)
     assert LearnRequest.model_validate_json(request.model_dump_json()) == request
-    assert request.config == LearnerConfig()
+    # The prior travels with the request: the learner reads it, never re-derives it.
+    assert request.config.prior == request.config.brpo.budget_prior()
+    with pytest.raises(ValueError, match="config"):
+        LearnRequest(run_id="r", step=0, policy_version=1, **paths)  # type: ignore[call-arg]
     with pytest.raises(ValueError, match="policy_version"):
-        LearnRequest(run_id="r", step=0, policy_version=0, checkpoint_root=Path("/c"), model_dir=Path("/m"))
+        LearnRequest(run_id="r", step=0, policy_version=0, config=LearnerConfig(), **paths)
     with pytest.raises(ValueError, match="lr"):
         LearnRequest.model_validate(
             {
@@ -81,7 +83,7 @@ def test_gpu_benchmark_shapes_are_the_issues() -> None:
     from services.learner.batch import build_step_batch
 
     brpo = BRPOConfig(b_max=6000, num_budgets=4, num_summaries=4, summary_max_tokens=118, group_size=4)
-    batch = build_step_batch(trajectories, verdicts, brpo)
+    batch = build_step_batch(trajectories, verdicts, brpo, brpo.budget_prior())
     assert [tree.length for tree in batch.trees] == [shape.tree_tokens] * 4
 
 
@@ -93,9 +95,9 @@ class _FakeLearner:
 def test_learner_holder_keeps_one_learner_per_run_up_to_its_limit(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    from services.learner.holder import LearnerHolder
     from services.learner.learner import Learner
     from services.learner.settings import LearnerSettings
-    from services.learner.worker import LearnerHolder
 
     loads: list[str] = []
 
@@ -113,6 +115,7 @@ def test_learner_holder_keeps_one_learner_per_run_up_to_its_limit(
             policy_version=1,
             checkpoint_root=tmp_path / run,
             model_dir=tmp_path / f"m-{run}",
+            config=LearnerConfig(),
         )
 
     a, b = holder.at_version(request("a"), None), holder.at_version(request("b"), None)  # type: ignore[arg-type]

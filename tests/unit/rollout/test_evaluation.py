@@ -16,26 +16,25 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from anytime.contracts.evaluation import EVALUATE_TASK, EvalJob, EvalResult, EvalSampling
 from anytime.curve_plot import CurveSeries, accuracy_vs_budget_png, series_label
-from anytime.db import repository as crud
+from anytime.db import Base, repository
 from anytime.db.session import make_engine, make_session_factory
 from anytime.problems import Problem
 from anytime.run_config import RunConfig
-from anytime.storage import Base
+from anytime.run_plan import RunPlan
 from services.control.driver import DriverDeps, RunDriver
 
 
 def test_runs_evaluate_like_the_authors_by_default_and_greedy_is_one_sample() -> None:
+    def samples(**body: object) -> int:
+        return RunPlan.from_config(RunConfig(model="m", dataset="d", **body)).eval_sampling.num_samples
+
     config = RunConfig(model="m", dataset="d")
-    assert (config.plan().eval_sampling.num_samples, config.eval_temperature, config.eval_seed) == (4, 0.6, 0)
-    greedy = RunConfig(model="m", dataset="d", eval_temperature=0)
-    assert greedy.plan().eval_sampling.num_samples == 1
-    assert RunConfig(model="m", dataset="d", eval_samples=8).plan().eval_sampling.num_samples == 8
+    assert (samples(), config.evaluation.temperature, config.evaluation.seed) == (4, 0.6, 0)
+    assert samples(eval_temperature=0) == 1
+    assert samples(eval_samples=8) == 8
     with pytest.raises(ValidationError, match="greedy"):
         RunConfig(model="m", dataset="d", eval_temperature=0, eval_samples=4)
-    assert (
-        RunConfig(model="m", dataset="d", eval_temperature=0, eval_samples=1).plan().eval_sampling.num_samples
-        == 1
-    )
+    assert samples(eval_temperature=0, eval_samples=1) == 1
     with pytest.raises(ValidationError, match="greedy"):
         EvalSampling(num_samples=2, temperature=0.0)
     assert EvalSampling().greedy and EvalSampling().num_samples == 1  # a job without sampling: greedy
@@ -103,7 +102,7 @@ def test_the_driver_sends_the_runs_protocol_and_stores_logs_and_draws_the_interv
 ) -> None:
     config = RunConfig(model="m", dataset="d", eval_dataset="e", b_max=64, eval_num_budgets=2, eval_seed=9)
     with sessions() as session:
-        run_id = crud.create_run(session, config).id
+        run_id = repository.create_run(session, config).id
         session.commit()
     sent: list[EvalJob] = []
 
@@ -123,13 +122,13 @@ def test_the_driver_sends_the_runs_protocol_and_stores_logs_and_draws_the_interv
     problems = [Problem(id=p, problem="x", answer="1") for p in "ab"]
     driver = RunDriver(deps)
     driver._leases[run_id] = cast(Any, SimpleNamespace(lost=threading.Event()))  # as `drive` holds it
-    driver._evaluate(run_id, config, config.plan(), problems, 3, 2, "/ckpt/v3", "mlflow-run")
+    driver._evaluate(run_id, config, RunPlan.from_config(config), problems, 3, 2, "/ckpt/v3", "mlflow-run")
 
     (job,) = sent
     assert job.sampling == EvalSampling(num_samples=4, temperature=0.6, seed=9)
     assert job.budgets == [32, 64]
     with sessions() as session:
-        (row,) = crud.list_evaluations(session, run_id)
+        (row,) = repository.list_evaluations(session, run_id)
     assert (row.policy_version, row.step, row.accuracy, row.anytime_score) == (3, 2, [0.25, 0.75], 0.5)
     assert (row.num_problems, row.num_samples, row.temperature, row.seed) == (2, 4, 0.6, 9)
     assert (row.accuracy_ci_low, row.accuracy_ci_high) == ([0.0, 0.5], [0.5, 1.0])
@@ -154,8 +153,8 @@ def test_the_driver_sends_the_runs_protocol_and_stores_logs_and_draws_the_interv
 
 def test_per_problem_values_need_one_value_per_budget(sessions: sessionmaker[Session]) -> None:
     with sessions() as session:
-        run_id = crud.create_run(session, RunConfig(model="m", dataset="d")).id
-        sampled = crud.SampledEvaluation(
+        run_id = repository.create_run(session, RunConfig(model="m", dataset="d")).id
+        sampled = repository.SampledEvaluation(
             num_problems=1,
             num_samples=2,
             temperature=0.6,
@@ -167,8 +166,7 @@ def test_per_problem_values_need_one_value_per_budget(sessions: sessionmaker[Ses
             per_problem={"a": [0.5]},
         )
         with pytest.raises(ValueError, match="one value per budget"):
-            crud.record_evaluation(session, run_id, 1, 0, [16, 32], [0.5, 0.5], 0.5, sampled)
-
+            repository.record_evaluation(session, run_id, 1, 0, [16, 32], [0.5, 0.5], 0.5, sampled)
 
 
 def test_evaluation_metrics_sort_before_every_training_metric() -> None:

@@ -29,12 +29,12 @@ def test_sampling_config_rejects_unknown_keys_and_bad_values() -> None:
 
 def test_rollout_config_budgets_must_increase() -> None:
     with pytest.raises(ValidationError, match="strictly increasing"):
-        RolloutConfig(budgets=(64, 32))
+        RolloutConfig(budgets=(64, 32), group_size=1, num_summaries=1, summary_max_tokens=8)
     with pytest.raises(ValidationError, match="strictly increasing"):
-        RolloutConfig(budgets=())
+        RolloutConfig(budgets=(), group_size=1, num_summaries=1, summary_max_tokens=8)
     with pytest.raises(ValidationError, match="extra"):
         RolloutConfig.model_validate({"budgets": [8], "groups": 2})
-    assert RolloutConfig(budgets=(8, 16)).b_max == 16
+    assert RolloutConfig(budgets=(8, 16), group_size=1, num_summaries=1, summary_max_tokens=8).b_max == 16
 
 
 def test_generation_request_validates() -> None:
@@ -51,7 +51,7 @@ def test_rollout_job_refuses_bad_arguments_with_the_field() -> None:
         "policy_version": 0,
         "model_dir": "/m",
         "problems": [{"id": "p", "problem": "x", "answer": "1"}],
-        "config": {"budgets": [8, 16]},
+        "config": {"budgets": [8, 16], "group_size": 2, "num_summaries": 2, "summary_max_tokens": 8},
     }
     assert RolloutJob.model_validate(good).config.budgets == (8, 16)
     for key, value, where in [

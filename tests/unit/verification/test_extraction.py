@@ -1,4 +1,4 @@
-"""Answer extraction and the format rule (DESIGN.md §2.2)."""
+"""Answer extraction and the format rule (docs/method.md §2.4)."""
 
 from __future__ import annotations
 

@@ -8,6 +8,10 @@ process runs in its own session with a parent-death signal, logs to `<home>/logs
 stopped by its process group, in reverse order: nothing is left behind (`anytime.processes`, which the test
 fixtures share).
 
+Part of the CLI, not of a service: it names every service's entry point (by module, as a command line runs
+them), which no service may do of another. Its configuration is `StackSettings`, read once; the children
+get this process's environment with the stack's addresses, key and folders written over it.
+
 Supervised: a service that exits while the stack runs is started again after a back-off (1 s, doubling to
 `MAX_BACKOFF_S`; reset once it has stayed up a minute), and the restart is logged. Runs survive it: tasks
 are re-delivered, drivers rescued (see `services.control.rescue`).
@@ -27,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from pydantic import AliasChoices, Field
+from pydantic_settings import SettingsConfigDict
 
 from anytime.logging import get_logger
 from anytime.processes import (
@@ -40,8 +46,9 @@ from anytime.processes import (
     stop,
     wait_ready,
 )
+from anytime.settings import CommonSettings, inherited_environment
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 STOP_GRACE_S = 20.0
 MAX_BACKOFF_S = 30.0
 STABLE_AFTER_S = 60.0  # a service up this long is healthy again: its back-off starts over
@@ -51,6 +58,32 @@ logger = get_logger(__name__)
 # MLflow's GenAI job runner (seven huey consumers, ~1.7 GB) serves no training run: the stack's MLflow
 # server starts without it unless this variable says otherwise.
 MLFLOW_JOB_EXECUTION = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
+
+
+class StackSettings(CommonSettings):
+    """What `anytime up` reads from its environment, besides the shared settings (a database or MLflow
+    store of one's own) and its command-line options."""
+
+    model_config = SettingsConfigDict(env_prefix="ANYTIME_", extra="ignore", frozen=True)
+
+    data_roots: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ANYTIME_DATA_ROOTS"),
+        description="The API's data roots, handed on as written (the API parses them); unset: home and "
+        "the repository's build/ folder. The stack's own `data_roots` are added to them.",
+    )
+    learner_max_learners: int = Field(
+        default=2,
+        ge=1,
+        validation_alias=AliasChoices("ANYTIME_LEARNER_MAX_LEARNERS"),
+        description="The learn worker's loaded runs: the tiny model is small, so two runs' learners (the "
+        "demo's BRPO and GRPO) stay loaded.",
+    )
+    mlflow_job_execution: bool = Field(
+        default=False,
+        validation_alias=AliasChoices(MLFLOW_JOB_EXECUTION),
+        description="Start the MLflow server's GenAI job runner (no training run needs it).",
+    )
 
 
 def mlflow_server_workers(store_uri: str, cpus: int | None) -> int:
@@ -96,10 +129,11 @@ class EmbeddedStack:
     redis_port: int | None = None
     ui: bool = True
     api: bool = True
-    database: str | None = None  # a SQLAlchemy URL; unset: ANYTIME_DATABASE_URL, else a SQLite file in home
+    database: str | None = None  # a SQLAlchemy URL; unset: the settings' database, else SQLite in home
     serve: Path | None = None  # a model folder the API serves for inference as `model: "anytime"`
     data_roots: tuple[Path, ...] = ()  # folders run configs may name, besides home and the repo's build/
     rollout_workers: int = 1  # rollout worker processes (`rollout`, `rollout-2`, …): a step's shards
+    settings: StackSettings = field(default_factory=StackSettings)
     services: list[Service] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -124,19 +158,17 @@ class EmbeddedStack:
 
     @property
     def database_url(self) -> str:
-        return (
-            self.database or os.environ.get("ANYTIME_DATABASE_URL") or f"sqlite:///{self.home / 'anytime.db'}"
-        )
+        return self.database or self.settings.database_url or f"sqlite:///{self.home / 'anytime.db'}"
 
     @property
     def mlflow_store_uri(self) -> str:
         """The MLflow store: the server's backend (or, without the UI, what the workers write to)."""
-        return os.environ.get("ANYTIME_MLFLOW_TRACKING_URI") or f"sqlite:///{self.home / 'mlflow.db'}"
+        return self.settings.mlflow_tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
 
     @property
     def mlflow_uri(self) -> str:
         """What the workers track to: the stack's MLflow server when it runs one, else the store itself."""
-        if self.ui and not os.environ.get("ANYTIME_MLFLOW_TRACKING_URI"):
+        if self.ui and not self.settings.mlflow_tracking_uri:
             return self.mlflow_url
         return self.mlflow_store_uri
 
@@ -154,8 +186,9 @@ class EmbeddedStack:
         return self.api_key_file.read_text().strip()
 
     def env(self) -> dict[str, str]:
+        """The services' environment: this process's, with the stack's settings written over it."""
         return {
-            **os.environ,
+            **inherited_environment(),
             "ANYTIME_HOME": str(self.home),
             "ANYTIME_REDIS_URL": self.redis_url,
             "ANYTIME_DATABASE_URL": self.database_url,
@@ -163,21 +196,20 @@ class EmbeddedStack:
             "ANYTIME_API_API_KEY": self.api_key(),
             "ANYTIME_API_HOST": "127.0.0.1",  # what uvicorn binds below
             "ANYTIME_DATA_ROOTS": ",".join(
-                [os.environ.get("ANYTIME_DATA_ROOTS") or f"{self.home},{REPO / 'build'}"]
+                [self.settings.data_roots or f"{self.home},{REPO / 'build'}"]
                 + [str(root.resolve()) for root in self.data_roots]
             ),
-            # The tiny model is small: keep two runs' learners (the demo's BRPO and GRPO) loaded.
-            "ANYTIME_LEARNER_MAX_LEARNERS": os.environ.get("ANYTIME_LEARNER_MAX_LEARNERS", "2"),
+            "ANYTIME_LEARNER_MAX_LEARNERS": str(self.settings.learner_max_learners),
             "PYTHONUNBUFFERED": "1",
-            MLFLOW_JOB_EXECUTION: os.environ.get(MLFLOW_JOB_EXECUTION, "false"),
+            MLFLOW_JOB_EXECUTION: str(self.settings.mlflow_job_execution).lower(),
             **({"ANYTIME_API_INFERENCE_MODEL": str(self.serve.resolve())} if self.serve else {}),
         }
 
     def _plan(self) -> list[Service]:
         py = sys.executable
 
-        def worker(name: str, module: str, queue: str, pool: list[str]) -> Service:
-            argv = celery_worker_argv(f"{module}:app", queue, pool, node=f"{name}@%h")
+        def worker(name: str, app: str, queue: str, pool: list[str]) -> Service:
+            argv = celery_worker_argv(app, queue, pool, node=f"{name}@%h")
             return Service(name, argv, lambda: True)
 
         assert self.redis_port is not None  # set in __post_init__
@@ -191,13 +223,13 @@ class EmbeddedStack:
         services = [
             redis,
             *[
-                worker(name, "services.rollout.worker", "rollout", ["-P", "solo"])
+                worker(name, "services.rollout.worker:app", "rollout", ["-P", "solo"])
                 for name in ["rollout", *[f"rollout-{i}" for i in range(2, self.rollout_workers + 1)]]
             ],
-            worker("eval", "services.rollout.worker", "eval", ["-P", "solo"]),
-            worker("verify", "services.verifier.worker", "verify", ["-P", "prefork", "-c", "1"]),
-            worker("learn", "services.learner.worker", "learn", ["-P", "solo"]),
-            worker("control", "services.control.worker", "control", ["-P", "threads", "-c", "4"]),
+            worker("eval", "services.rollout.worker:app", "eval", ["-P", "solo"]),
+            worker("verify", "services.verifier.worker:app", "verify", ["-P", "prefork", "-c", "1"]),
+            worker("learn", "services.learner.worker:app", "learn", ["-P", "solo"]),
+            worker("control", "services.control.worker:app", "control", ["-P", "threads", "-c", "4"]),
             Service(
                 "api",
                 [

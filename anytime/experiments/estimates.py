@@ -1,0 +1,272 @@
+"""An experiment's numbers: its arms × seeds runs turned into estimates with 95 % intervals, paired
+differences against a reference arm, and the training logs' variance ratios and curves
+(`build_report`). Pure and torch-free: the caller reads the rows (`report_inputs`); numpy (for the
+bootstrap) is imported on first use.
+
+Simplifications and definitions first (the numerics are in `anytime.stats`):
+- only runs with status `succeeded`, a start evaluation (step −1) and a later one enter any statistic;
+  the others are listed in `excluded_runs` with the reason. "End" is the evaluation of the highest policy
+  version;
+- a quantity is one value per (seed, problem): a problem's accuracy at each budget (the mean over its k
+  samples) and its anytime score (their mean over the uniform grid); the estimate is the mean over seeds of
+  the seed's mean over problems, its interval a percentile bootstrap that resamples seeds, then problems
+  within each drawn seed (`bootstrap_seeds_problems`). Where any evaluation involved lacks per-problem
+  values (rows from before sampled evaluation) it falls back to a t-interval over the seeds' stored
+  accuracies (`method` says which);
+- gain = end − start, per problem within a run; paired differences against the reference are arm minus
+  reference within one seed and one problem id (the experiment evaluates both arms of a seed on the same
+  problems; different ids are an error, not something to average over): `end` = end − end,
+  `gain` = gain − gain. Each difference also carries an exact two-sided sign test over seeds;
+- variance ratios and training curves: see `anytime.experiments.training_logs`.
+The bootstrap is seeded (`seed`): the same rows always give the same report.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from anytime.experiments.records import START_STEP, SUCCEEDED, EvaluationPoint, RunRecord
+from anytime.experiments.report import (
+    ArmResult,
+    BudgetEstimates,
+    Estimate,
+    ExcludedRun,
+    ExperimentReport,
+    Method,
+    PairedComparison,
+    SignTest,
+)
+from anytime.experiments.training_logs import training_curve, variance_ratio_rows
+from anytime.stats import (
+    DEFAULT_LEVEL,
+    DEFAULT_RESAMPLES,
+    DEFAULT_SEED,
+    Interval,
+    SeedInterval,
+    bootstrap_seeds_problems,
+    sign_test,
+    t_interval,
+)
+
+
+@dataclass(frozen=True)
+class _Values:
+    """One seed's values of a quantity: `rows` [P][S + 1] per problem (ids sorted; last column the anytime
+    score) or None, and `summary` [S + 1] from the stored accuracies."""
+
+    label: str
+    ids: tuple[str, ...] | None
+    rows: list[list[float]] | None
+    summary: list[float]
+
+    @staticmethod
+    def of(run_id: str, point: EvaluationPoint) -> _Values:
+        if len(point.accuracy) != len(point.budgets):
+            raise ValueError(
+                f"run {run_id} v{point.policy_version}: one accuracy per budget needed; "
+                f"{len(point.budgets)} budgets, {len(point.accuracy)} accuracies"
+            )
+        summary = [*point.accuracy, point.anytime_score]
+        if point.per_problem is None:
+            return _Values(f"{run_id} v{point.policy_version}", None, None, summary)
+        ids = tuple(sorted(point.per_problem))
+        wrong = {p: len(point.per_problem[p]) for p in ids if len(point.per_problem[p]) != len(point.budgets)}
+        if wrong or not ids:
+            raise ValueError(
+                f"run {run_id} v{point.policy_version}: per_problem needs one value per budget "
+                f"({len(point.budgets)}) for at least one problem; got lengths {wrong or 'no problems'}"
+            )
+        rows = [[*point.per_problem[p], math.fsum(point.per_problem[p]) / len(point.budgets)] for p in ids]
+        return _Values(f"{run_id} v{point.policy_version}", ids, rows, summary)
+
+    def minus(self, other: _Values) -> _Values:
+        label = f"({self.label}) − ({other.label})"
+        summary = [a - b for a, b in zip(self.summary, other.summary, strict=True)]
+        if self.rows is None or other.rows is None:
+            return _Values(label, None, None, summary)
+        if self.ids != other.ids:
+            only = sorted(set(self.ids or ()) ^ set(other.ids or ()))
+            raise ValueError(
+                f"{label}: a paired difference needs the same problems; {len(only)} ids are in only one "
+                f"(e.g. {only[:3]}). Evaluate every run of a seed on the same held-out problems."
+            )
+        rows = [
+            [a - b for a, b in zip(r, s, strict=True)] for r, s in zip(self.rows, other.rows, strict=True)
+        ]
+        return _Values(label, self.ids, rows, summary)
+
+    def seed_value(self) -> list[float]:
+        if self.rows is None:
+            return self.summary
+        return [math.fsum(column) / len(self.rows) for column in zip(*self.rows, strict=True)]
+
+
+@dataclass(frozen=True)
+class _Run:
+    record: RunRecord
+    start: _Values
+    end: _Values
+
+
+@dataclass(frozen=True)
+class _Settings:
+    level: float
+    resamples: int
+    seed: int
+
+
+def _estimate(interval: Interval | SeedInterval, signs: Sequence[float] | None) -> Estimate:
+    test = None
+    if signs is not None:
+        count = sign_test(signs)
+        test = SignTest(above=count.above, below=count.below, ties=count.ties, p_value=count.p_value)
+    return Estimate(mean=interval.mean, low=interval.low, high=interval.high, sign_test=test)
+
+
+def _estimates(by_seed: Mapping[int, _Values], settings: _Settings, *, paired: bool) -> BudgetEstimates:
+    seeds = sorted(by_seed)
+    values = [by_seed[s] for s in seeds]
+    rows = [v.rows for v in values]
+    per_seed = [v.seed_value() for v in values]
+    columns = len(per_seed[0])
+    intervals: Sequence[Interval | SeedInterval]
+    if all(r is not None for r in rows):
+        intervals = bootstrap_seeds_problems(
+            [r for r in rows if r is not None],
+            level=settings.level,
+            resamples=settings.resamples,
+            seed=settings.seed,
+        )
+        counts = {len(r) for r in rows if r is not None}
+        method, problems = Method.BOOTSTRAP, (counts.pop() if len(counts) == 1 else None)
+    else:
+        intervals = [t_interval([p[c] for p in per_seed], level=settings.level) for c in range(columns)]
+        method, problems = Method.T_OVER_SEEDS, None
+    out = [_estimate(iv, [p[c] for p in per_seed] if paired else None) for c, iv in enumerate(intervals)]
+    return BudgetEstimates(
+        method=method, seeds=seeds, problems=problems, accuracy=out[:-1], anytime_score=out[-1]
+    )
+
+
+def build_report(
+    arms: Sequence[str],
+    reference: str,
+    runs: Sequence[RunRecord],
+    *,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = DEFAULT_SEED,
+    level: float = DEFAULT_LEVEL,
+) -> ExperimentReport:
+    """The report of an experiment's `runs` (see the module docstring for every definition)."""
+    _validate(arms, reference, runs)
+    included, excluded = _split(runs)
+    budgets = _budgets(included, runs)
+    settings = _Settings(level, resamples, seed)
+    by_arm: dict[str, dict[int, _Run]] = {arm: {} for arm in arms}
+    for run in included:
+        by_arm[run.record.arm][run.record.seed] = run
+    results = [_arm_result(arm, by_arm[arm], settings) for arm in arms]
+    comparisons = [
+        _comparison(arm, reference, by_arm[arm], by_arm[reference], settings)
+        for arm in arms
+        if arm != reference and set(by_arm[arm]) & set(by_arm[reference])
+    ]
+    counts = {len(v.rows) for r in included for v in (r.start, r.end) if v.rows is not None}
+    records = {arm: {s: r.record for s, r in by_arm[arm].items()} for arm in arms}
+    return ExperimentReport(
+        arms=list(arms),
+        reference=reference,
+        budgets=budgets,
+        seeds=sorted({r.record.seed for r in included}),
+        problems_per_evaluation=sorted(counts),
+        level=level,
+        resamples=resamples,
+        bootstrap_seed=seed,
+        results=results,
+        comparisons=comparisons,
+        variance_ratios=[row for arm in arms for row in variance_ratio_rows(arm, records[arm], level)],
+        training=[training_curve(arm, list(records[arm].values())) for arm in arms],
+        excluded_runs=excluded,
+    )
+
+
+def _validate(arms: Sequence[str], reference: str, runs: Sequence[RunRecord]) -> None:
+    if len(set(arms)) != len(arms) or not arms:
+        raise ValueError(f"arms must be distinct names, at least one; got {list(arms)}")
+    if reference not in arms:
+        raise ValueError(f"the reference arm {reference!r} is not one of the arms {list(arms)}")
+    unknown = sorted({r.arm for r in runs} - set(arms))
+    if unknown:
+        raise ValueError(f"runs of arms {unknown} that the experiment does not name (arms: {list(arms)})")
+    pairs = [(r.arm, r.seed) for r in runs]
+    repeated = sorted({p for p in pairs if pairs.count(p) > 1})
+    if repeated:
+        raise ValueError(f"one run per arm and seed; (arm, seed) {repeated} have several")
+
+
+def _split(runs: Sequence[RunRecord]) -> tuple[list[_Run], list[ExcludedRun]]:
+    included, excluded = [], []
+    for record in sorted(runs, key=lambda r: (r.arm, r.seed)):
+        start = next((e for e in record.evaluations if e.step == START_STEP), None)
+        end = max(record.evaluations, key=lambda e: e.policy_version, default=None)
+        if record.status != SUCCEEDED:
+            reason = f"status {record.status}"
+        elif start is None:
+            reason = f"no start evaluation (step {START_STEP})"
+        elif end is None or end.step == START_STEP:
+            reason = "no evaluation after training"
+        else:
+            included.append(_Run(record, _Values.of(record.run_id, start), _Values.of(record.run_id, end)))
+            continue
+        excluded.append(
+            ExcludedRun(
+                run_id=record.run_id, arm=record.arm, seed=record.seed, status=record.status, reason=reason
+            )
+        )
+    return included, excluded
+
+
+def _budgets(included: Sequence[_Run], runs: Sequence[RunRecord]) -> list[int]:
+    grids = {tuple(e.budgets) for r in included for e in r.record.evaluations}
+    if len(grids) > 1:
+        raise ValueError(
+            f"the experiment's runs were evaluated on different budget grids {sorted(grids)}; a report needs "
+            "one grid (the experiment's evaluation settings apply to every run)"
+        )
+    if grids:
+        return list(grids.pop())
+    return next((list(e.budgets) for r in runs for e in r.evaluations), [])
+
+
+def _arm_result(arm: str, runs: Mapping[int, _Run], settings: _Settings) -> ArmResult:
+    seeds = sorted(runs)
+    ids = [runs[s].record.run_id for s in seeds]
+    if not runs:
+        return ArmResult(arm=arm, seeds=[], run_ids=[], start=None, end=None, gain=None)
+    return ArmResult(
+        arm=arm,
+        seeds=seeds,
+        run_ids=ids,
+        start=_estimates({s: r.start for s, r in runs.items()}, settings, paired=False),
+        end=_estimates({s: r.end for s, r in runs.items()}, settings, paired=False),
+        gain=_estimates({s: r.end.minus(r.start) for s, r in runs.items()}, settings, paired=False),
+    )
+
+
+def _comparison(
+    arm: str, reference: str, runs: Mapping[int, _Run], ref_runs: Mapping[int, _Run], settings: _Settings
+) -> PairedComparison:
+    seeds = sorted(set(runs) & set(ref_runs))
+    end = {s: runs[s].end.minus(ref_runs[s].end) for s in seeds}
+    gain = {
+        s: runs[s].end.minus(runs[s].start).minus(ref_runs[s].end.minus(ref_runs[s].start)) for s in seeds
+    }
+    return PairedComparison(
+        arm=arm,
+        reference=reference,
+        seeds=seeds,
+        end=_estimates(end, settings, paired=True),
+        gain=_estimates(gain, settings, paired=True),
+    )

@@ -1,0 +1,110 @@
+"""An experiment's report as data: per arm its estimates with 95 % intervals, the paired differences
+against the reference arm, the training logs' variance ratios and curves, and the runs left out. What the
+API serves as JSON; `estimates` computes it, `markdown` and `figure` render it."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel
+
+
+class Method(StrEnum):
+    BOOTSTRAP = "bootstrap over seeds and problems"
+    T_OVER_SEEDS = "t-interval over seeds (no per-problem values)"
+
+
+class SignTest(BaseModel):
+    """Seeds where the arm is above / below the reference, ties dropped; exact two-sided p."""
+
+    above: int
+    below: int
+    ties: int
+    p_value: float
+
+
+class Estimate(BaseModel):
+    """A mean over seeds with its interval (None with one seed and no per-problem values)."""
+
+    mean: float
+    low: float | None
+    high: float | None
+    sign_test: SignTest | None = None
+
+
+class BudgetEstimates(BaseModel):
+    """Accuracy at each of the report's budgets and the anytime score, over `seeds`."""
+
+    method: Method
+    seeds: list[int]
+    problems: int | None  # per seed; None without per-problem values or when seeds differ
+    accuracy: list[Estimate]
+    anytime_score: Estimate
+
+
+class ArmResult(BaseModel):
+    arm: str
+    seeds: list[int]
+    run_ids: list[str]
+    start: BudgetEstimates | None  # None: no run of the arm entered the statistics
+    end: BudgetEstimates | None
+    gain: BudgetEstimates | None  # end − start
+
+
+class PairedComparison(BaseModel):
+    """`arm` minus `reference`, paired by seed and problem; every estimate carries its sign test."""
+
+    arm: str
+    reference: str
+    seeds: list[int]
+    end: BudgetEstimates
+    gain: BudgetEstimates
+
+
+class VarianceRatio(BaseModel):
+    """Var(Q − V)/Var(Q) of `baseline` at `budget` (None: the summary over budgets)."""
+
+    arm: str
+    baseline: str
+    budget: int | None
+    estimate: Estimate
+    seeds: int
+    steps: int  # logged values, all seeds together
+
+
+class TrainingCurve(BaseModel):
+    """Per step (`steps`), the mean over seeds of the learner's metrics; None where no seed logged one."""
+
+    arm: str
+    steps: list[int]
+    reward: dict[int, list[float | None]]  # training budget → `reward/budget_{b}/mean`
+    anytime_score: list[float | None]
+    anytime_score_metric: str | None
+    variance: dict[str, dict[int, list[float | None]]]  # baseline → budget → ratio
+    variance_summary: dict[str, list[float | None]]
+
+
+class ExcludedRun(BaseModel):
+    run_id: str
+    arm: str
+    seed: int
+    status: str
+    reason: str
+
+
+class ExperimentReport(BaseModel):
+    arms: list[str]
+    reference: str
+    budgets: list[int]
+    seeds: list[int]
+    problems_per_evaluation: list[
+        int
+    ]  # distinct counts over the included evaluations with per-problem values
+    level: float
+    resamples: int
+    bootstrap_seed: int
+    results: list[ArmResult]
+    comparisons: list[PairedComparison]
+    variance_ratios: list[VarianceRatio]
+    training: list[TrainingCurve]
+    excluded_runs: list[ExcludedRun]
