@@ -4,8 +4,7 @@ The learner writes them (`services.learner.metrics`), the experiment report and 
 format lives in one place and a budget or baseline is never parsed out of a name anywhere else:
 - `reward/budget_{b}/mean`: the mean reward of the summaries at budget b;
 - `variance/budget_{b}/{baseline}`: the variance ratio Var(Q − V)/Var(Q) of a baseline at budget b, and
-  `variance/{baseline}` its summary over budgets (`variance/summary/{baseline}`, an older name, is still
-  read and wins over `variance/{baseline}` when a step logged both);
+  `variance/{baseline}` its summary over budgets;
 - `variance/budget_{b}/traces`: how many traces that ratio was taken over (a count, not a ratio).
 """
 
@@ -17,8 +16,7 @@ from collections.abc import Mapping
 MASKED_TRACES = "traces"  # `variance/budget_{b}/traces`: the size of the ratio's mask, not a baseline
 _REWARD = re.compile(r"reward/budget_(\d+)/mean")
 _VARIANCE = re.compile(r"variance/budget_(\d+)/([^/]+)")
-_VARIANCE_SUMMARY = re.compile(r"variance/(?:summary/)?([^/]+)")
-_OLD_SUMMARY_PREFIX = "variance/summary/"
+_VARIANCE_SUMMARY = re.compile(r"variance/([^/]+)")
 
 # (baseline, budget) of a variance ratio; budget None: the summary over budgets.
 RatioKey = tuple[str, int | None]
@@ -63,10 +61,5 @@ def variance_ratio_key(name: str) -> RatioKey | None:
 
 
 def read_variance_ratios(metrics: Mapping[str, float]) -> dict[RatioKey, float]:
-    """One step's variance ratios by `(baseline, budget)`; `variance/summary/{b}` wins over `variance/{b}`."""
-    found: dict[RatioKey, float] = {}
-    for name in sorted(metrics, key=lambda n: n.startswith(_OLD_SUMMARY_PREFIX)):
-        key = variance_ratio_key(name)
-        if key is not None:
-            found[key] = metrics[name]
-    return found
+    """One step's variance ratios by `(baseline, budget)`."""
+    return {key: value for name, value in metrics.items() if (key := variance_ratio_key(name)) is not None}

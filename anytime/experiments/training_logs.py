@@ -18,8 +18,8 @@ from anytime.metric_names import (
 )
 from anytime.stats import t_interval
 
-BASELINE_ORDER = ("brpo", "v1", "v2", "run_baseline", "v2_baseline")
-TRAINING_SCORES = ("anytime/score_uniform", "anytime/score")  # the first one a run logged
+BASELINE_ORDER = ("brpo", "v1", "v2")
+TRAINING_SCORE = "anytime/score"
 
 
 def _baseline_order(name: str) -> tuple[int, str]:
@@ -61,7 +61,7 @@ def training_curve(arm: str, records: Sequence[RunRecord]) -> TrainingCurve:
     per_run = [dict(r.step_metrics) for r in records]  # step → metrics (a repeated step: the last one)
     steps = sorted({step for run in per_run for step in run})
     names = {name for run in per_run for metrics in run.values() for name in metrics}
-    score = next((n for n in TRAINING_SCORES if n in names), None)
+    score = TRAINING_SCORE if TRAINING_SCORE in names else None
 
     def curve(pick: str | None) -> list[float | None]:
         return [

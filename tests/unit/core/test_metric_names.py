@@ -34,12 +34,11 @@ def test_variance_names_read_back_as_baseline_and_budget() -> None:
     assert variance_ratio_key(variance_ratio_metric(64, "brpo")) == ("brpo", 64)
     assert variance_summary_metric("v2") == "variance/v2"
     assert variance_ratio_key(variance_summary_metric("v2")) == ("v2", None)
-    assert variance_ratio_key("variance/summary/v1") == ("v1", None)  # the older summary name
     assert masked_traces_metric(64) == "variance/budget_64/traces"
     assert variance_ratio_key(masked_traces_metric(64)) is None  # a count, not a ratio
     assert variance_ratio_key("reward/budget_64/mean") is None
 
 
-def test_the_older_summary_name_wins_within_a_step() -> None:
-    step = {"variance/brpo": 0.9, "variance/summary/brpo": 0.3, "variance/budget_8/brpo": 0.2, "x": 1.0}
-    assert read_variance_ratios(step) == {("brpo", None): 0.3, ("brpo", 8): 0.2}
+def test_a_step_reads_back_its_ratios_and_summaries_only() -> None:
+    step = {"variance/brpo": 0.9, "variance/budget_8/brpo": 0.2, "variance/budget_8/traces": 4.0, "x": 1.0}
+    assert read_variance_ratios(step) == {("brpo", None): 0.9, ("brpo", 8): 0.2}

@@ -185,14 +185,11 @@ def test_failed_and_unfinished_runs_are_excluded_listed_and_flagged() -> None:
 
 def test_variance_ratios_and_training_curves_from_step_metrics() -> None:
     seed0 = [
-        (0, {"variance/budget_10/brpo": 0.2, "variance/budget_10/traces": 8.0, "variance/brpo": 0.9,
-             "variance/summary/brpo": 0.3, "reward/budget_10/mean": 0.1, "anytime/score": 0.5,
-             "anytime/score_uniform": 0.2}),
+        (0, {"variance/budget_10/brpo": 0.2, "variance/budget_10/traces": 8.0, "variance/brpo": 0.3,
+             "reward/budget_10/mean": 0.1, "anytime/score": 0.5}),
         (1, {"variance/budget_10/brpo": 0.4, "variance/budget_10/v2": 0.8, "reward/budget_10/mean": 0.3}),
     ]  # fmt: skip
-    seed1 = [
-        (1, {"variance/budget_10/brpo": 0.5, "variance/summary/brpo": 0.5, "reward/budget_10/mean": 0.5})
-    ]
+    seed1 = [(1, {"variance/budget_10/brpo": 0.5, "variance/brpo": 0.5, "reward/budget_10/mean": 0.5})]
     runs = _runs()
     runs[1] = _run("brpo", 0, GRPO_START[0], _shifted(GRPO_END[0], 0.25), step_metrics=seed0)
     runs[3] = _run("brpo", 1, GRPO_START[1], _shifted(GRPO_END[1], 0.25), step_metrics=seed1)
@@ -202,14 +199,12 @@ def test_variance_ratios_and_training_curves_from_step_metrics() -> None:
     at10 = ratios["brpo", "brpo", 10]  # seed means 0.3 and 0.5
     assert (at10.estimate.mean, at10.seeds, at10.steps) == (pytest.approx(0.4), 2, 3)
     assert at10.estimate.high == pytest.approx(0.4 + 12.7062047 * 0.1, abs=1e-6)
-    assert ratios["brpo", "brpo", None].estimate.mean == pytest.approx(
-        0.4
-    )  # summary/ wins over variance/brpo
+    assert ratios["brpo", "brpo", None].estimate.mean == pytest.approx(0.4)  # the summary: seeds 0.3 and 0.5
     assert ratios["brpo", "v2", 10].estimate.low is None  # one seed
     brpo = next(c for c in report.training if c.arm == "brpo")
     assert brpo.steps == [0, 1]
     assert brpo.reward == {10: [pytest.approx(0.1), pytest.approx(0.4)]}
-    assert (brpo.anytime_score_metric, brpo.anytime_score) == ("anytime/score_uniform", [0.2, None])
+    assert (brpo.anytime_score_metric, brpo.anytime_score) == ("anytime/score", [0.5, None])
     assert brpo.variance == {"brpo": {10: [0.2, 0.45]}, "v2": {10: [None, 0.8]}}
     assert brpo.variance_summary == {"brpo": [0.3, 0.5]}
     grpo = next(c for c in report.training if c.arm == "grpo")
