@@ -58,6 +58,7 @@ class RunPlan(BaseModel):
             **config.learner.model_dump(),
             brpo=brpo,
             prior=prior,
+            loss_normalizer=brpo.resolved_loss_normalizer,
             temperature=config.rollout.temperature,
             max_staleness=config.rollout.max_staleness,
             eval_budgets=eval_budgets,
@@ -99,7 +100,16 @@ class RunPlan(BaseModel):
         # and knobs left to the device (gradient checkpointing) or off (keep_every) are left out.
         learner = self.learner.model_dump(
             mode="json",
-            exclude={"brpo", "prior", "eval_budgets", "lr", "temperature", "seed", "max_staleness"},
+            exclude={
+                "brpo",
+                "prior",
+                "loss_normalizer",
+                "eval_budgets",
+                "lr",
+                "temperature",
+                "seed",
+                "max_staleness",
+            },
             exclude_none=True,
         )
         return {
@@ -110,7 +120,7 @@ class RunPlan(BaseModel):
             "prior": self.prior_name,
             "budgets": list(self.prior.budgets),
             "probs": list(self.prior.probs),
-            "loss_normalizer": brpo.resolved_loss_normalizer,
+            "loss_normalizer": self.learner.loss_normalizer,
             "eval_budgets": list(self.eval_budgets),
             "eval_samples": self.eval_sampling.num_samples,
             "learner": {**learner, **{knob: getattr(brpo, knob) for knob in _LEARNER_LOGGED}},

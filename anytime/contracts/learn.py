@@ -84,12 +84,16 @@ class LearnerConfig(LearnerSection):
     prior it was resolved to (`prior`: the learner never re-derives it), the rollout's sampling
     temperature and staleness bound, the evaluation grid of the training log and the seed.
 
-    `prior` may be left out by code that builds a config directly (benchmarks, tests): it is then the
-    algorithm's (`BRPOConfig.budget_prior`), resolved here once.
+    `prior` and `loss_normalizer` may be left out by code that builds a config directly (benchmarks,
+    tests): they are then the algorithm's (`BRPOConfig.budget_prior`, `.resolved_loss_normalizer`),
+    resolved here once.
     """
 
     brpo: BRPOConfig = BRPOConfig()
     prior: BudgetPrior
+    loss_normalizer: int = Field(
+        gt=0, description="tokens per tree in the seq_sum_const denominator, as the plan resolved it"
+    )
     temperature: float = Field(default=1.0, gt=0, description="the rollout's sampling temperature")
     max_staleness: int = Field(
         default=0, ge=0, description="accept trajectories this many policy versions older than the learner"
@@ -103,11 +107,15 @@ class LearnerConfig(LearnerSection):
 
     @model_validator(mode="before")
     @classmethod
-    def _resolve_prior(cls, data: Any) -> Any:
+    def _resolve_plan_facts(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("prior") is None:
             brpo = data.get("brpo", BRPOConfig())
             brpo = brpo if isinstance(brpo, BRPOConfig) else BRPOConfig.model_validate(brpo)
             data = {**data, "brpo": brpo, "prior": brpo.budget_prior()}
+        if isinstance(data, dict) and data.get("loss_normalizer") is None:
+            brpo = data.get("brpo", BRPOConfig())
+            brpo = brpo if isinstance(brpo, BRPOConfig) else BRPOConfig.model_validate(brpo)
+            data = {**data, "brpo": brpo, "loss_normalizer": brpo.resolved_loss_normalizer}
         return data
 
     @model_validator(mode="after")

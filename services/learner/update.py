@@ -346,5 +346,5 @@ class PPOUpdate:
     def _normaliser(self, batch: StepBatch, trees: Sequence[int]) -> float:
         """One denominator for all micro-batches of a mini-batch, on every rank (docs/method.md §2.8)."""
         if self.config.brpo.aggregation is LossAggregation.SEQ_SUM_CONST:
-            return float(len(trees) * self.config.brpo.resolved_loss_normalizer)
+            return float(len(trees) * self.config.loss_normalizer)
         return float(max(1, sum(int(batch.trees[i].trainable.sum()) for i in trees)))
