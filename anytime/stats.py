@@ -1,20 +1,36 @@
-"""Intervals and tests for evaluations and experiments: one percentile bootstrap (seeds, then problems), a
-t-interval over seeds, and an exact two-sided sign test. Pure numerics; numpy is imported on first use, so
-the modules that import this one stay numpy-free at import.
+"""Intervals and tests for evaluations and experiments: the crossed t-interval over seeds and shared
+problems (an experiment's estimates), a percentile bootstrap over problems (one evaluation), a t-interval
+over seeds, and an exact two-sided sign test. Pure numerics; numpy is imported on first use, so the modules
+that import this one stay numpy-free at import.
 
 Simplifications first:
+- the crossed t-interval (`crossed_t_intervals`) is for an experiment's seeds that were all evaluated on
+  the same problems (a crossed design): each value y[s, p] is read as μ + seed_s + problem_p + residual,
+  and the grand mean ȳ (over seeds of the mean over problems) gets the two-way ANOVA variance
+      V = MS_seed / (nP) + max(0, MS_problem − MS_residual) / (nP),
+  MS_seed = P·Σ_s (ȳ_s − ȳ)² / (n − 1), MS_problem = n·Σ_p (ȳ_p − ȳ)² / (P − 1),
+  MS_residual = Σ (y − ȳ_s − ȳ_p + ȳ)² / ((n − 1)(P − 1)). The first term is exactly the t-interval over
+  the seed means' sd² / n; the second is the variance the shared problems add (their variance component
+  over P, method of moments, clamped at 0). The half width is `t(1 − α/2, df)·√V`, df by Satterthwaite
+  rounded down (n − 1 when the problem term is 0), but never less than the t-interval over the seed
+  means' `t(1 − α/2, n − 1)·√(MS_seed / (nP))`: Satterthwaite's df runs high exactly when the seed term
+  is small by chance, which the t-interval's n − 1 df allow for (without this floor 2 seeds cover about
+  0.93). No interval from a single seed (the seeds' variance is then unknown); one problem gives the
+  t-interval over seeds. Why not a bootstrap: with 3 seeds a percentile bootstrap over seeds is
+  about ±1.96·√(2/3)·SE where t(0.975, 2) is 4.30, and resampling problems independently within each seed
+  treats the shared problems as n·P independent ones; both make intervals too narrow (simulated coverage
+  in tests/unit/experiments/test_interval_coverage.py);
 - the bootstrap is a percentile bootstrap of a mean: the interval is the (α/2, 1 − α/2) quantiles of the
   resampled statistic, linear between order statistics (numpy's default quantile);
 - what is resampled is the *problem*: an evaluation draws k samples per problem, and those k share their
   problem, so they are not k independent draws of the evaluation set. Pass one value per problem (its mean
   over its k samples) and the problems are resampled with replacement, each problem's samples together;
-- with several seeds (an experiment's runs of one arm) it resamples seeds with replacement, then, inside
-  each drawn seed, that seed's problems with replacement; the statistic is the mean over the drawn seeds of
-  the mean over their drawn problems, which is the mean over all drawn (seed, problem) values when every
-  seed has the same number of problems (the paired design evaluates every seed on an equally large
-  held-out set). One seed (one evaluation) is the bootstrap over its problems;
-- the t-interval (the fallback when rows carry no per-problem values) treats the seeds' values as a normal
-  sample: `mean ± t(1 − α/2, n − 1) · sd / √n`, sd with n − 1; no interval from a single seed;
+- given several seeds the bootstrap resamples seeds with replacement, then, inside each drawn seed, that
+  seed's problems with replacement; the statistic is the mean over the drawn seeds of the mean over their
+  drawn problems. That ignores a crossed design and undercovers with few seeds: the experiment report
+  uses the crossed t-interval; the bootstrap's use is one evaluation (one seed, its problems);
+- the t-interval treats one value per seed as a normal sample: `mean ± t(1 − α/2, n − 1) · sd / √n`, sd
+  with n − 1; no interval from a single seed;
 - the sign test counts seeds whose value is above 0 and below 0; ties (|value| ≤ `TIE_TOLERANCE`, which
   absorbs the rounding of a mean of differences) are dropped; p = min(1, 2 · P(X ≤ min(above, below))),
   X ~ Binomial(above + below, 1/2); p = 1 when every seed ties.
@@ -23,6 +39,7 @@ The bootstrap's seed is fixed by default: the same values always give the same i
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -102,7 +119,8 @@ def bootstrap_seeds_problems(
     values: [n seeds][P_s problems][C columns] (one seed: an evaluation's [P][C] rows); every column is
     resampled with the same draws (`seed_problem_draws`), so the budgets' intervals and the anytime score's
     come from the same resampled seeds and problems. The point estimate is the mean over seeds of each
-    seed's mean over its problems.
+    seed's mean over its problems. For an experiment's seeds on shared problems use `crossed_t_intervals`:
+    this one's intervals over a few seeds are too narrow (see the module docstring).
     """
     import numpy as np
 
@@ -140,6 +158,56 @@ def bootstrap_seeds_problems(
     ]
 
 
+def crossed_t_intervals(
+    values: Sequence[Sequence[Sequence[float]]], *, level: float = DEFAULT_LEVEL
+) -> list[SeedInterval]:
+    """One crossed t-interval (see the module docstring) per column of the mean over seeds of the mean over
+    problems.
+
+    values: [n seeds][P problems][C columns], every seed on the same P problems in the same order (a paired
+    difference is just another column: its per-problem differences). The columns are independent: each gets
+    its own variance and df. `low`/`high` are None with one seed.
+    """
+    import numpy as np
+
+    _check(level, 1)
+    wanted = "[seeds][problems][columns] values, every seed on the same (at least one) problems"
+    try:
+        y = np.asarray(values, dtype=np.float64)
+    except ValueError as err:  # ragged: seeds with different problem counts or column counts
+        raise ValueError(f"a crossed interval needs {wanted}; got ragged values ({err})") from err
+    if y.ndim != 3 or 0 in y.shape:
+        raise ValueError(f"a crossed interval needs {wanted}; got shape {y.shape}")
+    n, p, _ = y.shape
+    seed_means, problem_means = y.mean(axis=1), y.mean(axis=0)  # [n, C], [P, C]
+    grand = seed_means.mean(axis=0)  # [C]
+    if n == 1:
+        return [SeedInterval(mean=float(m), low=None, high=None) for m in grand]
+    seed_term = p * ((seed_means - grand) ** 2).sum(axis=0) / (n - 1) / (n * p)  # MS_seed / (nP)
+    if p > 1:
+        residual = y - seed_means[:, None, :] - problem_means[None, :, :] + grand
+        ms_problem = n * ((problem_means - grand) ** 2).sum(axis=0) / (p - 1)
+        ms_residual = (residual**2).sum(axis=(0, 1)) / ((n - 1) * (p - 1))
+        problem_term = np.maximum(ms_problem - ms_residual, 0.0) / (n * p)
+    else:
+        ms_problem = ms_residual = problem_term = np.zeros_like(grand)
+    # Satterthwaite's df: V² / Σ (c_i·MS_i)² / df_i over the mean squares in V (used where problem_term > 0).
+    problem_df = max(p - 1, 1)
+    satterthwaite = (
+        seed_term**2 / (n - 1)
+        + (ms_problem / (n * p)) ** 2 / problem_df
+        + (ms_residual / (n * p)) ** 2 / ((n - 1) * problem_df)
+    )
+    out = []
+    tail = 1.0 - (1.0 - level) / 2.0
+    seeds_only = student_t_quantile(tail, n - 1)
+    for mean, seeds, problems, spread in zip(grand, seed_term, problem_term, satterthwaite, strict=True):
+        df = max(1, math.floor((seeds + problems) ** 2 / spread)) if problems > 0 else n - 1
+        half = max(student_t_quantile(tail, df) * math.sqrt(seeds + problems), seeds_only * math.sqrt(seeds))
+        out.append(SeedInterval(mean=float(mean), low=float(mean - half), high=float(mean + half)))
+    return out
+
+
 def t_interval(values: Sequence[float], *, level: float = DEFAULT_LEVEL) -> SeedInterval:
     """The mean of one value per seed and its Student-t interval (none from a single seed)."""
     if not values:
@@ -175,6 +243,7 @@ def student_t_cdf(t: float, df: int) -> float:
     return 0.5 + math.copysign(inside / 2, t)
 
 
+@functools.cache  # pure; the crossed intervals ask for the same few df over and over
 def student_t_quantile(q: float, df: int) -> float:
     """The q-quantile of Student's t with integer `df` (bisection on `student_t_cdf`, to 1e-12)."""
     if not 0.0 < q < 1.0:

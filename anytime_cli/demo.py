@@ -24,6 +24,8 @@ from anytime_cli.runs import evaluations, last_step
 from anytime_cli.up import export_line, mlflow_runs_page, stack_failure
 
 WARM_START_BATCH = 32
+TRAIN_PROBLEMS = 4000  # drawn with repeats from the train split
+HELD_OUT_PROBLEMS = 200  # distinct problems of the eval split (which holds 326 / 517 of them)
 WARM_START_LR = 1e-3
 
 
@@ -34,14 +36,20 @@ def prepare_model(
     import torch
 
     from anytime.problems import write_problems
-    from anytime.synth import get_task
+    from anytime.synth import HELD_OUT_RULE, get_task
     from anytime.tinymodel.build import build_tiny_model
     from anytime_cli.commands import run_sft
 
     base, warm = workdir / "tiny-base", workdir / "tiny-sft"
     train, held_out = workdir / "train.jsonl", workdir / "eval.jsonl"
     marker = workdir / "warm-start.json"
-    wanted: dict[str, Any] = {"seed": seed, "steps": steps, "batch": WARM_START_BATCH, "lr": WARM_START_LR}
+    wanted: dict[str, Any] = {
+        "seed": seed,
+        "steps": steps,
+        "batch": WARM_START_BATCH,
+        "lr": WARM_START_LR,
+        "split": HELD_OUT_RULE,  # a cache written before the split held overlapping train and eval files
+    }
     if task_name != "digit-chain":
         wanted["task"] = task_name
     if marker.is_file() and json.loads(marker.read_text()) == wanted and (warm / "config.json").is_file():
@@ -51,10 +59,10 @@ def prepare_model(
     workdir.mkdir(parents=True, exist_ok=True)
     typer.echo("1/6 building the tiny reasoner")
     build_tiny_model(base, seed=seed)
-    typer.echo(f"2/6 synthetic {task_name} data (train and held-out eval, different seeds)")
+    typer.echo(f"2/6 synthetic {task_name} data (train and held-out eval, from disjoint splits)")
     task = get_task(task_name)
-    write_problems(task.generate(4000, seed), train)
-    write_problems(task.generate(200, seed + 10_000), held_out)
+    write_problems(task.generate(TRAIN_PROBLEMS, seed, split="train"), train)
+    write_problems(task.generate(HELD_OUT_PROBLEMS, seed, split="eval"), held_out)
     typer.echo(f"3/6 supervised warm start ({steps} steps)")
     started = time.perf_counter()
     run_sft(base, train, warm, steps=steps, batch_size=WARM_START_BATCH, lr=WARM_START_LR, seed=seed)

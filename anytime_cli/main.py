@@ -92,17 +92,25 @@ def data_synth(
     task: Annotated[str, typer.Option(help="Synthetic task name.")] = "digit-chain",
     n: Annotated[int, typer.Option(min=1, help="Number of problems.")] = 1000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    split: Annotated[
+        str, typer.Option(help="train (draws may repeat) or eval (distinct held-out problems).")
+    ] = "train",
 ) -> None:
-    """Write N synthetic problems with answers and worked traces: {id, problem, answer, trace}."""
-    from anytime.problems import write_problems
-    from anytime.synth import get_task
+    """Write N synthetic problems with answers and worked traces: {id, problem, answer, trace}.
 
+    Train and eval problems come from disjoint splits of the task's problem space (a hash of the text)."""
+    from anytime.problems import write_problems
+    from anytime.synth import SPLITS, get_task
+
+    chosen = next((s for s in SPLITS if s == split), None)
+    if chosen is None:
+        raise CliError(f"--split must be one of {', '.join(SPLITS)}; got {split!r}")
     try:
-        generator = get_task(task)
+        problems = get_task(task).generate(n, seed, split=chosen)
     except ValueError as err:
         raise CliError(str(err)) from None
-    count = write_problems(generator.generate(n, seed), out)
-    typer.echo(f"{count} {task} problems written to {out}")
+    count = write_problems(problems, out)
+    typer.echo(f"{count} {task} problems ({chosen} split) written to {out}")
 
 
 @app.command("sft")

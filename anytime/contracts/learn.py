@@ -55,6 +55,12 @@ class LearnerSection(BaseModel):
         description="pad every micro-batch to exactly micro_batch_tokens (fixed shapes: no flex recompiles)",
     )
     old_logprobs: OldLogProbs = OldLogProbs.RECOMPUTE
+    step_without_signal: bool = Field(
+        default=True,
+        description="step the optimizer on a mini-batch whose trainable tokens all have advantage 0, as the "
+        "authors' trainer does (AdamW's momentum and weight decay still move the weights); false: skip it. "
+        "One setting for every compared arm: saturated GRPO groups hit it more often",
+    )
     behaviour_weight_cap: float = Field(
         default=2.0,
         gt=1,

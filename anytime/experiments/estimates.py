@@ -1,7 +1,7 @@
 """An experiment's numbers: its arms × seeds runs turned into estimates with 95 % intervals, paired
 differences against a reference arm, and the training logs' variance ratios and curves
 (`build_report`). Pure and torch-free: the caller reads the rows (`report_inputs`); numpy (for the
-bootstrap) is imported on first use.
+intervals) is imported on first use.
 
 Simplifications and definitions first (the numerics are in `anytime.stats`):
 - only runs with status `succeeded`, a start evaluation (step −1) and a later one enter any statistic;
@@ -9,16 +9,19 @@ Simplifications and definitions first (the numerics are in `anytime.stats`):
   version;
 - a quantity is one value per (seed, problem): a problem's accuracy at each budget (the mean over its k
   samples) and its anytime score (their mean over the uniform grid); the estimate is the mean over seeds of
-  the seed's mean over problems, its interval a percentile bootstrap that resamples seeds, then problems
-  within each drawn seed (`bootstrap_seeds_problems`). Where any evaluation involved lacks per-problem
-  values (rows from before sampled evaluation) it falls back to a t-interval over the seeds' stored
+  the seed's mean over problems. Every seed is evaluated on the same problems (a crossed design), so the
+  interval is the crossed t-interval (`crossed_t_intervals`): the t-interval over the seed means, widened
+  by the variance the shared problems add, Student-t with Satterthwaite df (n − 1 when the problems add
+  none); no interval from one seed. Where the seeds' problem ids differ it is the t-interval over the seed
+  means (each seed mean then carries its own problems' variance); where any evaluation involved lacks
+  per-problem values (rows from before sampled evaluation), the t-interval over the seeds' stored
   accuracies (`method` says which);
 - gain = end − start, per problem within a run; paired differences against the reference are arm minus
   reference within one seed and one problem id (the experiment evaluates both arms of a seed on the same
   problems; different ids are an error, not something to average over): `end` = end − end,
   `gain` = gain − gain. Each difference also carries an exact two-sided sign test over seeds;
 - variance ratios and training curves: see `anytime.experiments.training_logs`.
-The bootstrap is seeded (`seed`): the same rows always give the same report.
+No resampling: the same rows always give the same report.
 """
 
 from __future__ import annotations
@@ -39,16 +42,7 @@ from anytime.experiments.report import (
     SignTest,
 )
 from anytime.experiments.training_logs import training_curve, variance_ratio_rows
-from anytime.stats import (
-    DEFAULT_LEVEL,
-    DEFAULT_RESAMPLES,
-    DEFAULT_SEED,
-    Interval,
-    SeedInterval,
-    bootstrap_seeds_problems,
-    sign_test,
-    t_interval,
-)
+from anytime.stats import DEFAULT_LEVEL, SeedInterval, crossed_t_intervals, sign_test, t_interval
 
 
 @dataclass(frozen=True)
@@ -110,14 +104,7 @@ class _Run:
     end: _Values
 
 
-@dataclass(frozen=True)
-class _Settings:
-    level: float
-    resamples: int
-    seed: int
-
-
-def _estimate(interval: Interval | SeedInterval, signs: Sequence[float] | None) -> Estimate:
+def _estimate(interval: SeedInterval, signs: Sequence[float] | None) -> Estimate:
     test = None
     if signs is not None:
         count = sign_test(signs)
@@ -125,25 +112,20 @@ def _estimate(interval: Interval | SeedInterval, signs: Sequence[float] | None) 
     return Estimate(mean=interval.mean, low=interval.low, high=interval.high, sign_test=test)
 
 
-def _estimates(by_seed: Mapping[int, _Values], settings: _Settings, *, paired: bool) -> BudgetEstimates:
+def _estimates(by_seed: Mapping[int, _Values], level: float, *, paired: bool) -> BudgetEstimates:
     seeds = sorted(by_seed)
     values = [by_seed[s] for s in seeds]
     rows = [v.rows for v in values]
     per_seed = [v.seed_value() for v in values]
     columns = len(per_seed[0])
-    intervals: Sequence[Interval | SeedInterval]
-    if all(r is not None for r in rows):
-        intervals = bootstrap_seeds_problems(
-            [r for r in rows if r is not None],
-            level=settings.level,
-            resamples=settings.resamples,
-            seed=settings.seed,
-        )
-        counts = {len(r) for r in rows if r is not None}
-        method, problems = Method.BOOTSTRAP, (counts.pop() if len(counts) == 1 else None)
+    counts = {len(r) for r in rows if r is not None}
+    problems = counts.pop() if len(counts) == 1 and all(r is not None for r in rows) else None
+    if all(r is not None for r in rows) and len({v.ids for v in values}) == 1:
+        intervals = crossed_t_intervals([r for r in rows if r is not None], level=level)
+        method = Method.CROSSED
     else:
-        intervals = [t_interval([p[c] for p in per_seed], level=settings.level) for c in range(columns)]
-        method, problems = Method.T_OVER_SEEDS, None
+        intervals = [t_interval([p[c] for p in per_seed], level=level) for c in range(columns)]
+        method = Method.T_OVER_SEEDS
     out = [_estimate(iv, [p[c] for p in per_seed] if paired else None) for c, iv in enumerate(intervals)]
     return BudgetEstimates(
         method=method, seeds=seeds, problems=problems, accuracy=out[:-1], anytime_score=out[-1]
@@ -155,21 +137,18 @@ def build_report(
     reference: str,
     runs: Sequence[RunRecord],
     *,
-    resamples: int = DEFAULT_RESAMPLES,
-    seed: int = DEFAULT_SEED,
     level: float = DEFAULT_LEVEL,
 ) -> ExperimentReport:
     """The report of an experiment's `runs` (see the module docstring for every definition)."""
     _validate(arms, reference, runs)
     included, excluded = _split(runs)
     budgets = _budgets(included, runs)
-    settings = _Settings(level, resamples, seed)
     by_arm: dict[str, dict[int, _Run]] = {arm: {} for arm in arms}
     for run in included:
         by_arm[run.record.arm][run.record.seed] = run
-    results = [_arm_result(arm, by_arm[arm], settings) for arm in arms]
+    results = [_arm_result(arm, by_arm[arm], level) for arm in arms]
     comparisons = [
-        _comparison(arm, reference, by_arm[arm], by_arm[reference], settings)
+        _comparison(arm, reference, by_arm[arm], by_arm[reference], level)
         for arm in arms
         if arm != reference and set(by_arm[arm]) & set(by_arm[reference])
     ]
@@ -182,8 +161,6 @@ def build_report(
         seeds=sorted({r.record.seed for r in included}),
         problems_per_evaluation=sorted(counts),
         level=level,
-        resamples=resamples,
-        bootstrap_seed=seed,
         results=results,
         comparisons=comparisons,
         variance_ratios=[row for arm in arms for row in variance_ratio_rows(arm, records[arm], level)],
@@ -240,7 +217,7 @@ def _budgets(included: Sequence[_Run], runs: Sequence[RunRecord]) -> list[int]:
     return next((list(e.budgets) for r in runs for e in r.evaluations), [])
 
 
-def _arm_result(arm: str, runs: Mapping[int, _Run], settings: _Settings) -> ArmResult:
+def _arm_result(arm: str, runs: Mapping[int, _Run], level: float) -> ArmResult:
     seeds = sorted(runs)
     ids = [runs[s].record.run_id for s in seeds]
     if not runs:
@@ -249,14 +226,14 @@ def _arm_result(arm: str, runs: Mapping[int, _Run], settings: _Settings) -> ArmR
         arm=arm,
         seeds=seeds,
         run_ids=ids,
-        start=_estimates({s: r.start for s, r in runs.items()}, settings, paired=False),
-        end=_estimates({s: r.end for s, r in runs.items()}, settings, paired=False),
-        gain=_estimates({s: r.end.minus(r.start) for s, r in runs.items()}, settings, paired=False),
+        start=_estimates({s: r.start for s, r in runs.items()}, level, paired=False),
+        end=_estimates({s: r.end for s, r in runs.items()}, level, paired=False),
+        gain=_estimates({s: r.end.minus(r.start) for s, r in runs.items()}, level, paired=False),
     )
 
 
 def _comparison(
-    arm: str, reference: str, runs: Mapping[int, _Run], ref_runs: Mapping[int, _Run], settings: _Settings
+    arm: str, reference: str, runs: Mapping[int, _Run], ref_runs: Mapping[int, _Run], level: float
 ) -> PairedComparison:
     seeds = sorted(set(runs) & set(ref_runs))
     end = {s: runs[s].end.minus(ref_runs[s].end) for s in seeds}
@@ -267,6 +244,6 @@ def _comparison(
         arm=arm,
         reference=reference,
         seeds=seeds,
-        end=_estimates(end, settings, paired=True),
-        gain=_estimates(gain, settings, paired=True),
+        end=_estimates(end, level, paired=True),
+        gain=_estimates(gain, level, paired=True),
     )

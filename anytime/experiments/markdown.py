@@ -36,8 +36,7 @@ def report_markdown(report: ExperimentReport) -> str:
         "",
         f"Arms: {', '.join(report.arms)} (reference: **{ref}**) · seeds: {seeds} ({len(report.seeds)})"
         f" · problems per evaluation: {problems} · budgets: {', '.join(map(str, budgets))}"
-        f" · {pct} intervals: {Method.BOOTSTRAP.value}"
-        f" ({report.resamples} resamples, seed {report.bootstrap_seed}) unless marked †",
+        f" · {pct} intervals: {Method.CROSSED.value} (Student t, Satterthwaite df) unless marked †",
         "",
         "| arm | seeds | anytime score start → end | "
         + " | ".join(f"accuracy @ {b} (end)" for b in budgets)
@@ -63,10 +62,13 @@ def report_markdown(report: ExperimentReport) -> str:
     lines += [
         "",
         f"How to read this: each value is the mean over seeds [{pct} interval]; a paired difference whose"
-        f" interval excludes 0 separates the arm from {ref} on these problems and seeds; the sign test asks"
-        " whether the arm wins on more seeds than chance (with n seeds its smallest two-sided p is 2/2^n:"
-        f" {2 / 2 ** max(len(report.seeds), 1):.3g} here). "
-        "† marks a t-interval over the seeds' stored accuracies (those rows carry no per-problem values).",
+        f" interval excludes 0 separates the arm from {ref} on new seeds and problems alike; the sign test"
+        " asks whether the arm wins on more seeds than chance (with n seeds its smallest two-sided p is"
+        f" 2/2^n: {2 / 2 ** max(len(report.seeds), 1):.3g} here). "
+        "Every seed is evaluated on the same problems, so an interval is the t-interval over the seed means"
+        " (n − 1 df) widened by the variance the shared problems add."
+        " † marks a t-interval over seed means alone (rows without per-problem values, or seeds evaluated on"
+        " different problems).",
         "",
     ]
     return "\n".join(lines)

@@ -10,8 +10,15 @@ from pydantic import BaseModel
 
 
 class Method(StrEnum):
-    BOOTSTRAP = "bootstrap over seeds and problems"
-    T_OVER_SEEDS = "t-interval over seeds (no per-problem values)"
+    """How an estimate's interval was made (`anytime.stats` gives the formulas).
+
+    CROSSED: every seed on the same problems; the t-interval over the seed means widened by the variance
+    the shared problems add (Satterthwaite df). T_OVER_SEEDS: the t-interval over one value per seed (the
+    seeds' stored accuracies where rows carry no per-problem values, or the seed means where the seeds were
+    evaluated on different problems)."""
+
+    CROSSED = "crossed t-interval over seeds and shared problems"
+    T_OVER_SEEDS = "t-interval over seed means"
 
 
 class SignTest(BaseModel):
@@ -24,7 +31,7 @@ class SignTest(BaseModel):
 
 
 class Estimate(BaseModel):
-    """A mean over seeds with its interval (None with one seed and no per-problem values)."""
+    """A mean over seeds with its interval (None with one seed)."""
 
     mean: float
     low: float | None
@@ -101,8 +108,6 @@ class ExperimentReport(BaseModel):
         int
     ]  # distinct counts over the included evaluations with per-problem values
     level: float
-    resamples: int
-    bootstrap_seed: int
     results: list[ArmResult]
     comparisons: list[PairedComparison]
     variance_ratios: list[VarianceRatio]

@@ -17,6 +17,9 @@ Why one operation per problem: the operation is then the only operation token in
 step reads it by what it is, not by where it is. Per-step operations need induction-style lookups
 ("the operand after label C"), which a 3M-parameter model does not learn reliably within its 10-minute
 warm start (tried: 15-20 % accuracy after 450 steps).
+
+The problem space is small (10 starts x 26 operations x the step counts: 1,560 problems for 3-8 steps),
+so `generate` draws train and held-out problems from disjoint splits of it (`anytime.synth.split`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import random
 from dataclasses import dataclass
 
 from anytime.problems import Problem
+from anytime.synth.split import HELD_OUT_RULE, SPLITS, Split, SplitTooSmallError, split_of
 
 LABELS = "ABCDEFGHIJKL"
 COUNT_WORDS = (
@@ -56,6 +60,23 @@ def apply_op(value: int, op: str, operand: int) -> int:
 
 
 @dataclass(frozen=True)
+class Chain:
+    """One problem: start at `start`, apply `op``operand` `steps` times, keeping the last digit."""
+
+    start: int
+    op: str
+    operand: int
+    steps: int
+
+    @property
+    def text(self) -> str:
+        return (
+            f"Digit chain: start at {self.start}. Apply {self.op}{self.operand} {COUNT_WORDS[self.steps]} "
+            "times, keeping only the last digit each time."
+        )
+
+
+@dataclass(frozen=True)
 class DigitChainTask:
     name: str = "digit-chain"
     min_steps: int = 3
@@ -79,18 +100,32 @@ class DigitChainTask:
         """Strings the tokenizer keeps as one token: the operation with its operand ("+5", "*9")."""
         return tuple(f"{op}{d}" for op in "+-" for d in range(1, 10)) + tuple(f"*{d}" for d in range(2, 10))
 
-    def sample(self, rng: random.Random, index: int) -> Problem:
+    def problem_space(self) -> list[Chain]:
+        """Every distinct problem this task can pose, in a fixed order."""
+        return [
+            Chain(start, op, operand, steps)
+            for start in range(10)
+            for op in "+-*"
+            for operand in (range(2, 10) if op == "*" else range(1, 10))
+            for steps in range(self.min_steps, self.max_steps + 1)
+        ]
+
+    def split_size(self, split: Split) -> int:
+        """How many distinct problems `split` holds."""
+        return sum(split_of(chain.text) == split for chain in self.problem_space())
+
+    def draw(self, rng: random.Random) -> Chain:
+        """One problem from the task's distribution (which may repeat a problem drawn before)."""
         start = rng.randrange(10)
         op = rng.choice("+-*")
         operand = rng.randint(2, 9) if op == "*" else rng.randint(1, 9)
-        steps = rng.randint(self.min_steps, self.max_steps)
-        problem = (
-            f"Digit chain: start at {start}. Apply {op}{operand} {COUNT_WORDS[steps]} times, "
-            "keeping only the last digit each time."
-        )
+        return Chain(start, op, operand, rng.randint(self.min_steps, self.max_steps))
+
+    def pose(self, chain: Chain, rng: random.Random, problem_id: str) -> Problem:
+        """The problem with its answer and a worked trace whose re-check probability `rng` draws."""
         recheck_prob = rng.uniform(0.0, self.max_recheck_prob)
-        trace, answer = self.solve(start, [(op, operand)] * steps, rng, recheck_prob)
-        return Problem(id=f"{self.name}-{index}", problem=problem, answer=str(answer), trace=trace)
+        trace, answer = self.solve(chain.start, [(chain.op, chain.operand)] * chain.steps, rng, recheck_prob)
+        return Problem(id=problem_id, problem=chain.text, answer=str(answer), trace=trace)
 
     def solve(
         self, start: int, ops: list[tuple[str, int]], rng: random.Random, recheck_prob: float
@@ -108,6 +143,30 @@ class DigitChainTask:
         lines.append(f"so the result is {value}")
         return "\n".join(lines), value
 
-    def generate(self, n: int, seed: int) -> list[Problem]:
+    def generate(self, n: int, seed: int, split: Split = "train") -> list[Problem]:
+        """`n` problems of `split`, the same for the same seed.
+
+        `"train"` draws from the task's distribution restricted to the train split, repeats allowed (the
+        warm start and the RL pool draw more problems than the split holds); `"eval"` draws `n` distinct
+        held-out problems, uniformly without replacement, and refuses more than the split holds.
+        """
         rng = random.Random(seed)
-        return [self.sample(rng, index) for index in range(n)]
+        if split == "train":
+            problems: list[Problem] = []
+            while len(problems) < n:
+                chain = self.draw(rng)
+                if split_of(chain.text) == "train":
+                    problems.append(self.pose(chain, rng, f"{self.name}-{len(problems)}"))
+            return problems
+        if split != "eval":
+            raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+        held_out = [chain for chain in self.problem_space() if split_of(chain.text) == "eval"]
+        if n > len(held_out):
+            raise SplitTooSmallError(
+                f"{self.name}: asked for {n} distinct held-out problems, but its eval split holds only "
+                f"{len(held_out)} ({HELD_OUT_RULE} over {len(self.problem_space())} problems); "
+                f"ask for at most {len(held_out)}"
+            )
+        return [
+            self.pose(chain, rng, f"{self.name}-eval-{i}") for i, chain in enumerate(rng.sample(held_out, n))
+        ]

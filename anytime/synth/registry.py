@@ -6,6 +6,7 @@ from typing import Protocol
 
 from anytime.problems import Problem
 from anytime.synth.chain import DigitChainTask
+from anytime.synth.split import Split
 
 
 class SyntheticTask(Protocol):
@@ -17,7 +18,14 @@ class SyntheticTask(Protocol):
         """Strings the tiny model's tokenizer should keep as single tokens."""
         ...
 
-    def generate(self, n: int, seed: int) -> list[Problem]: ...
+    def generate(self, n: int, seed: int, split: Split = "train") -> list[Problem]:
+        """`n` problems of `split` (see `anytime.synth.split`): train draws may repeat, eval draws are
+        distinct and refused (`SplitTooSmallError`) beyond `split_size("eval")`."""
+        ...
+
+    def split_size(self, split: Split) -> int:
+        """How many distinct problems `split` holds."""
+        ...
 
 
 # `digit-chain-detours` is the task with headroom (the default for experiments): chains of 3 to 12 steps,

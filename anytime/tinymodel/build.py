@@ -32,9 +32,10 @@ class TinyModelSpec:
 
 
 def tokenizer_corpus(spec: TinyModelSpec, fmt: SummaryFormat, seed: int) -> Iterator[str]:
-    """The project's own data: every synthetic task's problems, traces and answers in the summary format."""
+    """The project's own data: every synthetic task's training problems, traces and answers in the summary
+    format (the held-out split stays out of everything the model is built from)."""
     for task in TASKS.values():
-        for problem in task.generate(spec.corpus_problems_per_task, seed):
+        for problem in task.generate(spec.corpus_problems_per_task, seed, split="train"):
             yield problem.problem
             yield f"{problem.trace}\n{fmt.think_end}{fmt.delimiter}\\boxed{{{problem.answer}}}"
     yield fmt.ellipsis + fmt.delimiter

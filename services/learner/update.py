@@ -16,9 +16,11 @@ the gradients are summed over the ranks before clipping, and the statistics are 
 docstring of `distributed` says why this equals one process). Without one it is the single-process update.
 
 Simplifications, stated first: one PPO epoch, no shuffling, no reference-policy KL. A mini-batch in which
-every trainable token has advantage 0 carries no gradient; it is not stepped, so decoupled weight decay does
-not shrink the weights on a step without signal (`optim/skipped_steps` counts them). A non-finite gradient
-norm abandons the update (the caller marks the learner broken).
+every trainable token has advantage 0 carries no policy gradient; it is stepped all the same, as the
+authors' trainer does (AdamW's momentum and decoupled weight decay still move the weights;
+`optim/zero_signal_steps` counts them), unless `step_without_signal` is off, when it is skipped
+(`optim/skipped_steps`). A non-finite gradient norm abandons the update (the caller marks the learner
+broken).
 
 Stale trajectories (`LearnerConfig.max_staleness` >= 1: the next step's rollout ran while this learner
 trained, so it sampled with an older policy version) get the decoupled PPO objective (Hilton et al. 2021,
@@ -97,6 +99,7 @@ class UpdateStats:
     grad_norms: list[float] = field(default_factory=list)
     optimizer_steps: int = 0
     skipped_steps: int = 0
+    zero_signal_steps: int = 0  # stepped although every advantage was 0
     micro_batches: int = 0
     # behaviour weights over the trainable tokens of stale trajectories: count, sum, truncated count
     stale_tokens: float = 0.0
@@ -123,12 +126,13 @@ class UpdateStats:
         self.behaviour_weight_sum += float(weights[stale].sum())
         self.behaviour_truncated += float(truncated[stale].sum())
 
-    def end_minibatch(self, grad_norm: float, stepped: bool) -> None:
+    def end_minibatch(self, grad_norm: float, stepped: bool, has_signal: bool) -> None:
         self.minibatch_losses.append(self._loss)
         self._loss = 0.0
         self.grad_norms.append(grad_norm)
         self.optimizer_steps += int(stepped)
         self.skipped_steps += int(not stepped)
+        self.zero_signal_steps += int(stepped and not has_signal)
 
     @classmethod
     def merged(cls, parts: Sequence[UpdateStats]) -> UpdateStats:
@@ -138,6 +142,7 @@ class UpdateStats:
             grad_norms=list(first.grad_norms),
             optimizer_steps=first.optimizer_steps,
             skipped_steps=first.skipped_steps,
+            zero_signal_steps=first.zero_signal_steps,
         )
         merged.minibatch_losses = [
             sum(losses) for losses in zip(*(p.minibatch_losses for p in parts), strict=True)
@@ -160,6 +165,7 @@ class UpdateStats:
         metrics["optim/lr"] = lr
         metrics["optim/steps"] = float(self.optimizer_steps)
         metrics["optim/skipped_steps"] = float(self.skipped_steps)
+        metrics["optim/zero_signal_steps"] = float(self.zero_signal_steps)
         if self.stale_tokens > 0:
             metrics["policy/behaviour_weight_mean"] = self.behaviour_weight_sum / self.stale_tokens
             metrics["policy/behaviour_weight_truncated_fraction"] = (
@@ -237,10 +243,11 @@ class PPOUpdate:
                 raise FloatingPointError(
                     f"non-finite gradient norm in mini-batch {index}; the update was abandoned"
                 )
-            if has_signal:
+            stepped = has_signal or self.config.step_without_signal
+            if stepped:
                 optimizer.step()
                 self.trainer_state.scheduler.step()
-            stats.end_minibatch(grad_norm, has_signal)
+            stats.end_minibatch(grad_norm, stepped, has_signal)
         optimizer.zero_grad(set_to_none=True)
         if self.parallel is not None:
             stats = UpdateStats.merged(self.parallel.gather(stats))

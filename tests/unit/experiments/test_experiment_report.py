@@ -6,6 +6,7 @@ Values are multiples of 1/4, so sums and differences are exact in floating point
   budget 20: seed 0 (.5 + .75 + .75)/3 = 2/3, seed 1 (.5 + .5 + .75)/3 = 1.75/3 → 3.75/6 = 0.625
   anytime score (mean over the grid) 0.5; start 0.25 / 2.75/6 / (0.25 + 2.75/6)/2.
 brpo starts where grpo starts and ends 0.25 above it on every problem (`_shifted`).
+Intervals are crossed t-intervals (`anytime.stats`); their hand computations are in the tests.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from anytime.experiments.figure import report_png
 from anytime.experiments.markdown import report_markdown
 from anytime.experiments.records import EvaluationPoint, RunRecord
 from anytime.experiments.report import ArmResult, ExperimentReport, Method
-from tests.unit.experiments.test_stats import direct_bootstrap
+from anytime.stats import crossed_t_intervals, t_interval
 
 BUDGETS = [10, 20]
 Rows = dict[str, list[float]]
@@ -88,27 +89,30 @@ def _result(report: ExperimentReport, arm: str) -> ArmResult:
 
 
 def test_arm_means_and_intervals_match_hand_computation() -> None:
-    report = build_report(["brpo", "grpo"], "grpo", _runs(), resamples=300, seed=5)
+    report = build_report(["brpo", "grpo"], "grpo", _runs())
     grpo = _result(report, "grpo")
     assert grpo.end is not None and grpo.start is not None and grpo.gain is not None
-    assert grpo.end.method is Method.BOOTSTRAP
+    assert grpo.end.method is Method.CROSSED
     assert (grpo.end.seeds, grpo.end.problems) == ([0, 1], 3)
     assert [e.mean for e in grpo.end.accuracy] == pytest.approx([0.375, 0.625])
     assert grpo.end.anytime_score.mean == pytest.approx(0.5)
     assert [e.mean for e in grpo.start.accuracy] == pytest.approx([0.25, 2.75 / 6])
     assert [e.mean for e in grpo.gain.accuracy] == pytest.approx([0.125, 0.625 - 2.75 / 6])
-    # The interval is the direct bootstrap of the same per-problem values with the same seed.
-    for j in range(2):
-        direct = direct_bootstrap([[rows[p][j] for p in "abc"] for rows in GRPO_END.values()], 300, 5)
-        assert (grpo.end.accuracy[j].low, grpo.end.accuracy[j].high) == pytest.approx(direct, abs=1e-12)
-    anytime = [[sum(rows[p]) / 2 for p in "abc"] for rows in GRPO_END.values()]
-    score = grpo.end.anytime_score
-    assert (score.low, score.high) == pytest.approx(direct_bootstrap(anytime, 300, 5), abs=1e-12)
+    # Budget 10 by hand (test_stats.test_crossed_t_interval_by_hand): V = (1/96 + 1/8 − 1/24)/6 = 1/64,
+    # df 1 → 0.375 ± 12.7062047/8.
+    at10 = grpo.end.accuracy[0]
+    assert (at10.low, at10.high) == pytest.approx((0.375 - 1.58827559, 0.375 + 1.58827559), abs=1e-6)
+    # Every column is the crossed interval of the same per-problem values.
+    per_problem = [[[*seed[p], sum(seed[p]) / 2] for p in "abc"] for seed in GRPO_END.values()]
+    expected = crossed_t_intervals(per_problem)
+    got = [*grpo.end.accuracy, grpo.end.anytime_score]
+    for e, interval in zip(got, expected, strict=True):
+        assert (e.low, e.high) == pytest.approx((interval.low, interval.high), abs=1e-12)
     assert report.seeds == [0, 1] and report.problems_per_evaluation == [3]
 
 
 def test_constant_paired_difference_gives_a_zero_width_interval_at_that_constant() -> None:
-    report = build_report(["brpo", "grpo"], "grpo", _runs(0.25), resamples=200)
+    report = build_report(["brpo", "grpo"], "grpo", _runs(0.25))
     (comparison,) = report.comparisons
     assert (comparison.arm, comparison.reference, comparison.seeds) == ("brpo", "grpo", [0, 1])
     for estimates in (comparison.end, comparison.gain):  # starts are equal, so gain − gain = end − end
@@ -118,15 +122,17 @@ def test_constant_paired_difference_gives_a_zero_width_interval_at_that_constant
             assert (e.sign_test.above, e.sign_test.below, e.sign_test.p_value) == (2, 0, 0.5)
 
 
-def test_paired_difference_equals_direct_bootstrap_of_per_problem_differences() -> None:
+def test_paired_difference_is_the_crossed_interval_of_per_problem_differences() -> None:
     shifts = {0: {"a": 0.25, "b": 0.0, "c": 0.25}, 1: {"a": 0.25, "b": 0.25, "c": -0.25}}
-    report = build_report(["brpo", "grpo"], "grpo", _runs(shifts), resamples=300, seed=11)
+    report = build_report(["brpo", "grpo"], "grpo", _runs(shifts))
     (comparison,) = report.comparisons
-    differences = [[shifts[s][p] for p in "abc"] for s in (0, 1)]  # the same at both budgets
-    direct = direct_bootstrap(differences, 300, 11)
+    assert comparison.end.method is Method.CROSSED and comparison.end.problems == 3
+    # The differences are the shifts at both budgets. By hand: MS_problem = 1/32 < MS_residual = 7/96, so
+    # the shared problems add nothing and the interval is the t-interval over the seeds' mean differences
+    # 1/6 and 1/12: 1/8 ± t(0.975, 1) · (1/24).
     for e in [*comparison.end.accuracy, comparison.end.anytime_score]:
         assert e.mean == pytest.approx((0.5 / 3 + 0.25 / 3) / 2)
-        assert (e.low, e.high) == pytest.approx(direct, abs=1e-12)
+        assert (e.low, e.high) == pytest.approx((0.125 - 12.7062047 / 24, 0.125 + 12.7062047 / 24), abs=1e-6)
         assert e.sign_test is not None and (e.sign_test.above, e.sign_test.below) == (2, 0)
     assert [e.mean for e in comparison.gain.accuracy] == pytest.approx([0.125, 0.125])
 
@@ -167,12 +173,35 @@ def test_missing_per_problem_values_fall_back_to_a_t_interval_over_seeds() -> No
     assert "†" in report_markdown(report)
 
 
+def test_seeds_on_different_problems_fall_back_to_the_t_interval_over_seed_means() -> None:
+    # grpo's seed 1 is evaluated on problems a, b, d (not crossed with seed 0's a, b, c): each seed mean
+    # then carries its own problems' variance, and the interval is the t-interval over the seed means.
+    runs = _runs()
+    renamed = {("d" if p == "c" else p): v for p, v in GRPO_END[1].items()}
+    runs[2] = _run("grpo", 1, {("d" if p == "c" else p): v for p, v in GRPO_START[1].items()}, renamed)
+    grpo = _result(build_report(["grpo"], "grpo", [r for r in runs if r.arm == "grpo"]), "grpo")
+    assert grpo.end is not None and grpo.end.method is Method.T_OVER_SEEDS and grpo.end.problems == 3
+    at10 = grpo.end.accuracy[0]  # seed means 1/3 and 5/12
+    expected = t_interval([1 / 3, 1.25 / 3])
+    assert (at10.mean, at10.low, at10.high) == pytest.approx((expected.mean, expected.low, expected.high))
+
+
+def test_one_seed_has_no_interval() -> None:
+    runs = [r for r in _runs() if r.seed == 0]
+    report = build_report(["brpo", "grpo"], "grpo", runs)
+    grpo = _result(report, "grpo")
+    assert grpo.end is not None and grpo.end.method is Method.CROSSED
+    assert (grpo.end.anytime_score.low, grpo.end.anytime_score.high) == (None, None)
+    assert "[no CI: one seed]" in report_markdown(report)
+    report_png(report)  # draws without bands
+
+
 def test_failed_and_unfinished_runs_are_excluded_listed_and_flagged() -> None:
-    clean = build_report(["brpo", "grpo"], "grpo", _runs(), resamples=100)
+    clean = build_report(["brpo", "grpo"], "grpo", _runs())
     odd = {"a": [1.0, 1.0], "b": [1.0, 1.0], "c": [1.0, 1.0]}
     unfinished = RunRecord("grpo", 2, "grpo-2", "succeeded", [_point(0, -1, GRPO_START[0])], [])
     runs = [*_runs(), _run("brpo", 2, odd, odd, status="failed"), unfinished]
-    report = build_report(["brpo", "grpo"], "grpo", runs, resamples=100)
+    report = build_report(["brpo", "grpo"], "grpo", runs)
     assert report.results == clean.results and report.comparisons == clean.comparisons
     assert report.seeds == [0, 1]
     assert [(r.run_id, r.status, r.reason) for r in report.excluded_runs] == [
@@ -193,7 +222,7 @@ def test_variance_ratios_and_training_curves_from_step_metrics() -> None:
     runs = _runs()
     runs[1] = _run("brpo", 0, GRPO_START[0], _shifted(GRPO_END[0], 0.25), step_metrics=seed0)
     runs[3] = _run("brpo", 1, GRPO_START[1], _shifted(GRPO_END[1], 0.25), step_metrics=seed1)
-    report = build_report(["brpo", "grpo"], "grpo", runs, resamples=50)
+    report = build_report(["brpo", "grpo"], "grpo", runs)
     ratios = {(r.arm, r.baseline, r.budget): r for r in report.variance_ratios}
     assert set(ratios) == {("brpo", "brpo", 10), ("brpo", "brpo", None), ("brpo", "v2", 10)}  # no `traces`
     at10 = ratios["brpo", "brpo", 10]  # seed means 0.3 and 0.5
@@ -214,16 +243,17 @@ def test_variance_ratios_and_training_curves_from_step_metrics() -> None:
 
 def test_report_is_deterministic_and_round_trips_through_json() -> None:
     shifts = {0: {"a": 0.25, "b": 0.0, "c": 0.25}, 1: {"a": 0.25, "b": 0.25, "c": -0.25}}
-    one = build_report(["brpo", "grpo"], "grpo", _runs(shifts), resamples=200, seed=1)
-    two = build_report(["brpo", "grpo"], "grpo", list(reversed(_runs(shifts))), resamples=200, seed=1)
+    one = build_report(["brpo", "grpo"], "grpo", _runs(shifts))
+    two = build_report(["brpo", "grpo"], "grpo", list(reversed(_runs(shifts))))
     assert one == two
     assert ExperimentReport.model_validate_json(one.model_dump_json()) == one
     json.loads(one.model_dump_json())
 
 
 def test_markdown_names_every_arm_and_the_reference() -> None:
-    report = build_report(["brpo", "brpo-v2", "grpo"], "grpo", _runs(), resamples=50)
+    report = build_report(["brpo", "brpo-v2", "grpo"], "grpo", _runs())
     markdown = report_markdown(report)
+    assert Method.CROSSED.value in markdown  # the header names the interval
     assert "| brpo | 2 | 0.354 [" in markdown  # brpo starts as grpo: (0.25 + 2.75/6)/2
     assert "grpo (reference)" in markdown and "reference: **grpo**" in markdown
     assert "| brpo-v2 | 0 | no run entered the statistics |" in markdown
@@ -231,11 +261,11 @@ def test_markdown_names_every_arm_and_the_reference() -> None:
 
 
 def test_png_is_a_valid_png() -> None:
-    data = report_png(build_report(["brpo", "grpo"], "grpo", _runs(), resamples=50))
+    data = report_png(build_report(["brpo", "grpo"], "grpo", _runs()))
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
     width, height = struct.unpack(">II", data[16:24])
     assert (width, height) == (1100, 420)
-    alone = report_png(build_report(["grpo"], "grpo", [r for r in _runs() if r.arm == "grpo"], resamples=50))
+    alone = report_png(build_report(["grpo"], "grpo", [r for r in _runs() if r.arm == "grpo"]))
     assert alone[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -247,7 +277,7 @@ def test_a_paired_difference_on_different_problems_is_an_error() -> None:
     moved = {"d" if p == "c" else p: v for p, v in _shifted(GRPO_END[0], 0.25).items()}
     runs[1] = _run("brpo", 0, {"d" if p == "c" else p: v for p, v in GRPO_START[0].items()}, moved)
     with pytest.raises(ValueError, match="same problems"):
-        build_report(["brpo", "grpo"], "grpo", runs, resamples=10)
+        build_report(["brpo", "grpo"], "grpo", runs)
 
 
 def test_bad_inputs_say_what_is_wrong() -> None:

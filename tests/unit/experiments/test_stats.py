@@ -1,8 +1,10 @@
-"""`anytime.stats` on hand-made values: the bootstrap (seeds, then problems; one seed: an evaluation's
-problems) against a direct loop and known answers, the t-interval, the sign test."""
+"""`anytime.stats` on hand-made values: the crossed t-interval (seeds × shared problems) by hand and
+against a direct loop, the bootstrap (seeds, then problems; one seed: an evaluation's problems) against a
+direct loop and known answers, the t-interval, the sign test. Its coverage: test_interval_coverage."""
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Any
 
@@ -11,8 +13,10 @@ import pytest
 
 from anytime.stats import (
     Interval,
+    SeedInterval,
     binomial_two_sided_p,
     bootstrap_seeds_problems,
+    crossed_t_intervals,
     sign_test,
     student_t_quantile,
     t_interval,
@@ -34,9 +38,84 @@ def direct_bootstrap(per_seed: list[list[float]], resamples: int, seed: int) -> 
     return float(low), float(high)
 
 
+def direct_crossed(y: list[list[float]], level: float = 0.95) -> tuple[float, float]:
+    """The documented crossed t-interval written out with loops over y[seed][problem] (n, P ≥ 2)."""
+    n, p = len(y), len(y[0])
+    grand = sum(map(sum, y)) / (n * p)
+    seed = [sum(row) / p for row in y]
+    problem = [sum(row[j] for row in y) / n for j in range(p)]
+    ms_seed = p * sum((m - grand) ** 2 for m in seed) / (n - 1)
+    ms_problem = n * sum((m - grand) ** 2 for m in problem) / (p - 1)
+    ms_residual = sum((y[i][j] - seed[i] - problem[j] + grand) ** 2 for i in range(n) for j in range(p)) / (
+        (n - 1) * (p - 1)
+    )
+    a, b = ms_seed / (n * p), max(ms_problem - ms_residual, 0.0) / (n * p)
+    q = 1 - (1 - level) / 2
+    if b > 0:
+        spread = a**2 / (n - 1) + (ms_problem / (n * p)) ** 2 / (p - 1)
+        spread += (ms_residual / (n * p)) ** 2 / ((n - 1) * (p - 1))
+        df = max(1, math.floor((a + b) ** 2 / spread))
+    else:
+        df = n - 1
+    half = max(student_t_quantile(q, df) * math.sqrt(a + b), student_t_quantile(q, n - 1) * math.sqrt(a))
+    return grand - half, grand + half
+
+
 def _one_column(values: list[float], **kwargs: Any) -> Interval:
     """An evaluation's bootstrap of one column: one seed, one value per problem."""
     return bootstrap_seeds_problems([[[v] for v in values]], **kwargs)[0]
+
+
+# ------------------------------------------------------------------------------- crossed t-interval
+
+
+def test_crossed_t_interval_by_hand() -> None:
+    # y[seed][problem] = [[.25, .25, .5], [0, .5, .75]]: seed means 1/3, 5/12; problem means 1/8, 3/8, 5/8;
+    # grand 3/8. MS_seed = 3·2·(1/24)²/1 = 1/96, MS_problem = 2·(2·(1/4)²)/2 = 1/8, residuals ±1/6, ∓1/12,
+    # ∓1/12 → MS_residual = (1/12)/2 = 1/24. V = (1/96 + 1/8 − 1/24)/6 = 1/64, √V = 1/8.
+    # Satterthwaite: V² = 81/331776 over (1/576)² + (1/48)²/2 + (1/144)²/2 = 81/331776 → df 1.
+    (got,) = crossed_t_intervals([[[0.25], [0.25], [0.5]], [[0.0], [0.5], [0.75]]])
+    assert got.mean == pytest.approx(0.375)
+    assert (got.low, got.high) == pytest.approx((0.375 - 12.7062047 / 8, 0.375 + 12.7062047 / 8), abs=1e-6)
+
+
+def test_shared_problems_that_add_nothing_give_the_t_interval_over_seed_means() -> None:
+    # y = [[.25, 0, .25], [.25, .25, −.25]]: MS_problem = 1/32 < MS_residual = 7/96, so the problem term is
+    # 0 and the interval is the t-interval over the seed means 1/6 and 1/12: 1/8 ± 12.706 · (1/24).
+    values = [[0.25, 0.0, 0.25], [0.25, 0.25, -0.25]]
+    (got,) = crossed_t_intervals([[[v] for v in row] for row in values])
+    seeds = t_interval([sum(row) / 3 for row in values])
+    assert (got.mean, got.low, got.high) == pytest.approx((seeds.mean, seeds.low, seeds.high), abs=1e-12)
+    assert got.high == pytest.approx(0.125 + 12.7062047 / 24, abs=1e-6)
+
+
+def test_crossed_t_interval_equals_a_direct_loop_and_is_never_narrower_than_over_seeds() -> None:
+    rng = np.random.default_rng(3)
+    for n, p in [(2, 5), (3, 32), (6, 17)]:
+        problems = rng.normal(0, rng.uniform(0, 0.3), (1, p, 8))
+        y = rng.normal(0.5, 0.1, (n, 1, 8)) + problems + rng.normal(0, 0.2, (n, p, 8))  # 8 columns
+        got = crossed_t_intervals(y.tolist())
+        for c, interval in enumerate(got):
+            column = y[:, :, c].tolist()
+            assert interval.mean == pytest.approx(np.mean(column), abs=1e-12)
+            assert (interval.low, interval.high) == pytest.approx(direct_crossed(column), abs=1e-12)
+            seeds = t_interval([sum(row) / p for row in column])
+            low, high = interval.low, interval.high
+            assert low is not None and high is not None and seeds.low is not None and seeds.high is not None
+            assert low <= seeds.low + 1e-12 and high >= seeds.high - 1e-12
+
+
+def test_crossed_t_interval_edge_cases() -> None:
+    # One seed: no interval; one problem: the t-interval over seeds; a constant: zero width at it.
+    assert crossed_t_intervals([[[0.5], [1.0]]]) == [SeedInterval(mean=0.75, low=None, high=None)]
+    (one_problem,) = crossed_t_intervals([[[0.5]], [[0.7]]])
+    seeds = t_interval([0.5, 0.7])
+    assert (one_problem.low, one_problem.high) == pytest.approx((seeds.low, seeds.high), abs=1e-12)
+    assert crossed_t_intervals([[[0.25]] * 3] * 2) == [SeedInterval(mean=0.25, low=0.25, high=0.25)]
+    with pytest.raises(ValueError, match="same"):
+        crossed_t_intervals([[[1.0], [0.0]], [[1.0]]])
+    with pytest.raises(ValueError, match="level"):
+        crossed_t_intervals([[[1.0]], [[0.0]]], level=0.0)
 
 
 # ------------------------------------------------------------------------------------------ bootstrap

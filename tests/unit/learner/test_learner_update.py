@@ -89,14 +89,29 @@ def test_one_update_moves_log_probs_with_the_sign_of_the_advantage(tiny_model_di
     assert metrics["loss/policy"] < 0 and metrics["optim/grad_norm"] > 0 and metrics["optim/lr"] == 1e-4
 
 
-def test_zero_advantages_leave_the_weights_unchanged(tiny_model_dir: Path, facts) -> None:
-    config = LearnerConfig(brpo=BRPO, lr=1e-2)  # weight decay 0.01 on: it must not act without signal
+def test_zero_advantages_are_stepped_as_the_authors_do(tiny_model_dir: Path, facts) -> None:
+    config = LearnerConfig(brpo=BRPO, lr=1e-2)  # weight decay 0.01: it acts even without signal
+    learner = Learner.from_model_dir(tiny_model_dir, config, device="cpu")
+    before = _parameters(learner.model)
+    trajectories, verdicts = _step_data(facts, seed=1, reward_rate=1.0)  # every summary right
+    metrics = learner.step(trajectories, verdicts)
+    assert metrics["advantage/nonzero_token_share"] == 0
+    assert metrics["optim/steps"] == 2 and metrics["optim/zero_signal_steps"] == 2
+    assert metrics["optim/skipped_steps"] == 0 and metrics["optim/grad_norm"] == 0
+    # Decoupled weight decay shrank every decayed weight by lr · wd per step: (1 - 1e-4)².
+    name, weight = next((n, p) for n, p in learner.model.named_parameters() if p.ndim == 2)
+    assert torch.allclose(weight, before[name] * (1 - 1e-2 * 0.01) ** 2, atol=1e-7)
+
+
+def test_zero_advantages_leave_the_weights_unchanged_when_told_to_skip(tiny_model_dir: Path, facts) -> None:
+    config = LearnerConfig(brpo=BRPO, lr=1e-2, step_without_signal=False)
     learner = Learner.from_model_dir(tiny_model_dir, config, device="cpu")
     before = _parameters(learner.model)
     trajectories, verdicts = _step_data(facts, seed=1, reward_rate=1.0)  # every summary right
     metrics = learner.step(trajectories, verdicts)
     assert metrics["advantage/nonzero_token_share"] == 0
     assert metrics["optim/steps"] == 0 and metrics["optim/skipped_steps"] == 2
+    assert metrics["optim/zero_signal_steps"] == 0
     assert metrics["optim/grad_norm"] == 0 and metrics["loss/policy"] == 0
     assert all(torch.equal(before[name], p) for name, p in learner.model.named_parameters())
     assert learner.policy_version == 1  # the step was consumed all the same
