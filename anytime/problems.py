@@ -6,11 +6,11 @@ Every record has `problem` and `answer`; `id` and `trace` are optional. Other ke
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 Answer = str | int | float | list[str | int | float]
 
@@ -22,6 +22,37 @@ class Problem(BaseModel):
     problem: str
     answer: Answer
     trace: str | None = None
+
+
+class Contamination(BaseModel):
+    """How many of a run's evaluation problems also appear in its training dataset (the same problem text,
+    whitespace and case aside): held-out scores mean nothing for those."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    eval_problems: int = Field(ge=0, description="Evaluation problems the run evaluates on.")
+    in_training: int = Field(ge=0, description="Of those, how many are in the training dataset.")
+
+    @classmethod
+    def measure(cls, train: Sequence[Problem], evaluated: Sequence[Problem]) -> Contamination:
+        seen = {problem_key(p.problem) for p in train}
+        return cls(
+            eval_problems=len(evaluated), in_training=sum(problem_key(p.problem) in seen for p in evaluated)
+        )
+
+    def warning(self) -> str | None:
+        """What to tell a user when the held-out set is not held out; None when it is."""
+        if self.in_training == 0:
+            return None
+        return (
+            f"{self.in_training} of the {self.eval_problems} evaluation problems are also in the training "
+            "dataset: their held-out scores measure memory, not reasoning; remove them from one of the files"
+        )
+
+
+def problem_key(text: str) -> str:
+    """A problem's text as the contamination check compares it: whitespace collapsed, case folded."""
+    return " ".join(text.split()).casefold()
 
 
 class ProblemSetError(ValueError):

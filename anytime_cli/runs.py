@@ -74,6 +74,8 @@ def create(
     client = ApiClient.from_settings(api, api_key)
     run = client.json("POST", "/v1/runs", json=read_config(config))
     typer.echo(run["id"])
+    for warning in run.get("warnings", []):
+        typer.echo(f"warning: {warning}", err=True)
     if watch_run:
         follow(client, run["id"])
 

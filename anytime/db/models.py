@@ -92,6 +92,9 @@ class Run(Base):
     # The run's plan (`RunPlan` as JSON), resolved once when the run is created; every job is built from it.
     # NULL only on runs created before plans were stored: `run_plan()` resolves theirs from the config.
     plan: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # How many evaluation problems are also training problems (`Contamination` as JSON), measured at the door
+    # where the API could read both datasets; NULL when it could not (no evaluation set, or older runs).
+    contamination: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     status: Mapped[RunStatus] = mapped_column(
         Enum(
             RunStatus,

@@ -36,6 +36,7 @@ from anytime.db.models import (
     new_run_id,
     utcnow,
 )
+from anytime.problems import Contamination
 from anytime.run_config import RunConfig
 from anytime.run_plan import RunPlan
 
@@ -92,7 +93,7 @@ class SampledEvaluation:
 # ---------------------------------------------------------------------------------------------- runs
 
 
-def create_run(session: Session, config: RunConfig) -> Run:
+def create_run(session: Session, config: RunConfig, contamination: Contamination | None = None) -> Run:
     """A queued run with its plan (resolved from `config` here, the one time it is: jobs, `GET /v1/runs/{id}`
     and MLflow read the stored plan) and its budget rows (the plan's prior); flushed, so `run.id` is set
     (the caller commits)."""
@@ -103,6 +104,7 @@ def create_run(session: Session, config: RunConfig) -> Run:
         name=config.name,
         config=config.model_dump(mode="json"),
         plan=plan.model_dump(mode="json"),
+        contamination=None if contamination is None else contamination.model_dump(mode="json"),
         status=RunStatus.QUEUED,
         cancel_requested=False,
         policy_version=0,

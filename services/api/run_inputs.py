@@ -26,7 +26,7 @@ from pathlib import Path
 from fastapi.exceptions import RequestValidationError
 
 from anytime.model_dir import is_hub_id
-from anytime.problems import Problem, ProblemSetError, load_problems
+from anytime.problems import Contamination, Problem, ProblemSetError, load_problems
 from anytime.run_config import RunConfig
 
 
@@ -38,11 +38,26 @@ class InputProblem:
     message: str
 
 
+@dataclass(frozen=True)
+class InputReport:
+    """What the door found: every problem with the inputs, and how contaminated the held-out set is
+    (None without an evaluation set, or when a dataset could not be read)."""
+
+    problems: list[InputProblem]
+    contamination: Contamination | None
+
+
 def check_run_inputs(config: RunConfig, roots: Sequence[Path]) -> list[InputProblem]:
     """Every problem with the config's model and datasets (empty: the workers can use them).
 
     `roots` are resolved folders (`ApiSettings.resolved_data_roots`).
     """
+    return inspect_run_inputs(config, roots).problems
+
+
+def inspect_run_inputs(config: RunConfig, roots: Sequence[Path]) -> InputReport:
+    """`check_run_inputs`, with the contamination of the evaluation problems the run will evaluate on
+    (the first `eval_problems` of the evaluation set, as the driver cuts it)."""
     problems: list[InputProblem] = []
     model = _model_problem(config.model, roots)
     if model is not None:
@@ -56,14 +71,20 @@ def check_run_inputs(config: RunConfig, roots: Sequence[Path]) -> list[InputProb
                 f"{config.dataset} holds {len(train)} problems; lower it to at most {len(train)}",
             )
         )
+    contamination = None
     if config.evaluation.dataset is not None:
-        _load_dataset("eval_dataset", config.evaluation.dataset, roots, problems)
-    return problems
+        held_out = _load_dataset("eval_dataset", config.evaluation.dataset, roots, problems)
+        if train is not None and held_out is not None:
+            evaluated = held_out[: config.evaluation.problems]
+            contamination = Contamination.measure(train, evaluated)
+    return InputReport(problems, contamination)
 
 
-def require_run_inputs(config: RunConfig, roots: Sequence[Path]) -> None:
-    """`check_run_inputs`, raised as the 422 FastAPI gives a bad body (one entry per field)."""
-    problems = check_run_inputs(config, roots)
+def require_run_inputs(config: RunConfig, roots: Sequence[Path]) -> Contamination | None:
+    """`inspect_run_inputs`, its problems raised as the 422 FastAPI gives a bad body (one entry per
+    field); the contamination of usable inputs returned."""
+    report = inspect_run_inputs(config, roots)
+    problems = report.problems
     if problems:
         raise RequestValidationError(
             [
@@ -76,6 +97,7 @@ def require_run_inputs(config: RunConfig, roots: Sequence[Path]) -> None:
                 for problem in problems
             ]
         )
+    return report.contamination
 
 
 def outside_roots_message(field: str, roots: Sequence[Path]) -> str:

@@ -21,6 +21,7 @@ from anytime.contracts.verify import BudgetReward
 from anytime.db import repository
 from anytime.db.experiments import ARM_NAME_LENGTH, Experiment, Member, experiment_status
 from anytime.db.models import Checkpoint, Run, RunStatus
+from anytime.problems import Contamination
 from anytime.run_plan import RunPlan
 
 
@@ -72,6 +73,10 @@ class RunOut(_FromRow):
         "the rollout's, learner's and evaluation's settings every job of the run is built from. Null for a "
         "stored config this version no longer validates."
     )
+    contamination: Contamination | None = Field(
+        description="How many of the evaluation problems are also training problems, measured when the run "
+        "was created (null: no evaluation set, or a run created before it was measured)."
+    )
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -91,6 +96,14 @@ class RunOut(_FromRow):
                 return {**_row_fields(data), "plan": None}
             return {**_row_fields(data), "config": config.flat(), "plan": plan.model_dump(mode="json")}
         return data
+
+    @computed_field(  # type: ignore[prop-decorator]
+        description="What the run's user should know, e.g. evaluation problems that are training ones too."
+    )
+    @property
+    def warnings(self) -> list[str]:
+        warning = None if self.contamination is None else self.contamination.warning()
+        return [] if warning is None else [warning]
 
     @computed_field(  # type: ignore[prop-decorator]
         description="What the run resolves to (its plan, `RunPlan.resolved`): S, A, baseline, summary mode, "

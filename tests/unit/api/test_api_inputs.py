@@ -157,3 +157,28 @@ def test_data_roots_setting_forms_and_default(monkeypatch: pytest.MonkeyPatch, t
     (tmp_path / "link").symlink_to(tmp_path / "a", target_is_directory=True)
     monkeypatch.setenv("ANYTIME_DATA_ROOTS", f"{tmp_path}/link/../b,{tmp_path}/link")
     assert ApiSettings().resolved_data_roots == (tmp_path.resolve() / "b", tmp_path.resolve() / "a")
+
+
+def test_evaluation_problems_that_are_training_problems_are_counted_and_warned(
+    api: Api, tmp_path: Path
+) -> None:
+    # The training file holds "0 + 1?" … "7 + 1?"; the evaluation file two of them (one spaced and cased
+    # otherwise) and two new ones; the run evaluates on the first three.
+    rows = ['{"problem": "3 + 1?", "answer": 4}', '{"problem": "  5  +  1? ", "answer": 6}',
+            '{"problem": "9 + 1?", "answer": 10}', '{"problem": "0 + 1?", "answer": 1}']  # fmt: skip
+    (tmp_path / "data" / "eval.jsonl").write_text("\n".join(rows) + "\n")
+    body = {**CONFIG, "eval_dataset": "data/eval.jsonl", "eval_problems": 3}
+    created = api.client.post("/v1/runs", json=body)
+    assert created.status_code == 201
+    run = api.client.get(f"/v1/runs/{created.json()['id']}").json()
+    assert run["contamination"] == {"eval_problems": 3, "in_training": 2}
+    assert created.json()["warnings"] == run["warnings"]
+    assert run["warnings"] == [
+        "2 of the 3 evaluation problems are also in the training dataset: their held-out scores measure "
+        "memory, not reasoning; remove them from one of the files"
+    ]
+    (tmp_path / "data" / "held-out.jsonl").write_text('{"problem": "9 + 1?", "answer": 10}\n')
+    clean = api.client.post("/v1/runs", json={**CONFIG, "eval_dataset": "data/held-out.jsonl"}).json()
+    assert clean["contamination"] == {"eval_problems": 1, "in_training": 0} and clean["warnings"] == []
+    alone = api.client.post("/v1/runs", json=CONFIG).json()  # no evaluation set: nothing to measure
+    assert alone["contamination"] is None and alone["warnings"] == []
