@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from anytime.experiments.records import START_STEP, SUCCEEDED, EvaluationPoint, RunRecord
 from anytime.experiments.report import (
     ArmResult,
+    ArmSettings,
     BudgetEstimates,
     Estimate,
     ExcludedRun,
@@ -166,6 +167,7 @@ def build_report(
         variance_ratios=[row for arm in arms for row in variance_ratio_rows(arm, records[arm], level)],
         training=[training_curve(arm, list(records[arm].values())) for arm in arms],
         excluded_runs=excluded,
+        settings=[arm_settings(arm, [r for r in runs if r.arm == arm]) for arm in arms],
     )
 
 
@@ -246,4 +248,21 @@ def _comparison(
         seeds=seeds,
         end=_estimates(end, level, paired=True),
         gain=_estimates(gain, level, paired=True),
+    )
+
+
+_PER_SEED = ("name", "seed", "eval_seed")
+
+
+def arm_settings(arm: str, runs: Sequence[RunRecord]) -> ArmSettings:
+    """The arm's resolved config (its first run's, by seed) and its worst contamination."""
+    first = min(runs, key=lambda r: r.seed, default=None)
+    resolved = {} if first is None else {k: v for k, v in first.resolved.items() if k not in _PER_SEED}
+    measured = [r.contamination for r in runs if r.contamination is not None]
+    worst = max(measured, key=lambda c: c["in_training"], default=None)
+    return ArmSettings(
+        arm=arm,
+        resolved=resolved,
+        eval_problems=None if worst is None else worst["eval_problems"],
+        in_training=None if worst is None else worst["in_training"],
     )

@@ -56,6 +56,7 @@ def report_markdown(report: ExperimentReport) -> str:
             + " | ".join(_ci(e) for e in result.end.accuracy)
             + f" | {delta} | {'—' if c is None else _sign(c.end.anytime_score)} |"
         )
+    lines += _contamination_lines(report)
     lines += _difference_lines(report, pct)
     lines += _variance_lines(report, pct)
     lines += _excluded_lines(report)
@@ -120,3 +121,22 @@ def _excluded_lines(report: ExperimentReport) -> list[str]:
     lines = ["", f"**⚠ {len(report.excluded_runs)} run(s) left out of every statistic above:**", ""]
     lines += [f"- {r.run_id} ({r.arm}, seed {r.seed}): {r.reason}" for r in report.excluded_runs]
     return lines
+
+
+def _contamination_lines(report: ExperimentReport) -> list[str]:
+    """Whether the held-out problems are held out: each arm's worst run, as measured when it was created."""
+    dirty = [c for c in report.settings if c.in_training]
+    unmeasured = [c.arm for c in report.settings if c.in_training is None]
+    if dirty:
+        lines = [
+            f"**Contaminated:** arm {c.arm}: {c.in_training} of its {c.eval_problems} evaluation problems "
+            "are also training problems; its held-out scores partly measure memory."
+            for c in dirty
+        ]
+    elif report.settings and not unmeasured:
+        lines = ["Held out: no arm's evaluation problems appear in its training dataset."]
+    else:
+        lines = []
+    if unmeasured:
+        lines.append(f"Contamination not measured for: {', '.join(unmeasured)} (created before it was).")
+    return [*lines, ""] if lines else []

@@ -3,7 +3,8 @@ Plain data, filled from SQL by `anytime.experiments.report_inputs` (or by hand i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 # RunStatus.SUCCEEDED's value (anytime.db.models, not imported: it pulls in SQLAlchemy; a test ties them).
 SUCCEEDED = "succeeded"
@@ -33,3 +34,7 @@ class RunRecord:
     status: str
     evaluations: list[EvaluationPoint]
     step_metrics: list[tuple[int, dict[str, float]]]
+    # The run's config as it ran (`anytime.run_plan.resolved_params`), and its evaluation problems that are
+    # training problems too (`anytime.problems.Contamination` as JSON; None: not measured).
+    resolved: dict[str, Any] = field(default_factory=dict)
+    contamination: dict[str, int] | None = None

@@ -5,6 +5,7 @@ API serves as JSON; `estimates` computes it, `markdown` and `figure` render it."
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -99,6 +100,16 @@ class ExcludedRun(BaseModel):
     reason: str
 
 
+class ArmSettings(BaseModel):
+    """What an arm ran with: the resolved config of its first run (the per-seed fields `name`, `seed` and
+    `eval_seed` left out) and the most contaminated of its runs' evaluation sets."""
+
+    arm: str
+    resolved: dict[str, Any]
+    eval_problems: int | None  # None: no run measured it
+    in_training: int | None
+
+
 class ExperimentReport(BaseModel):
     arms: list[str]
     reference: str
@@ -113,3 +124,4 @@ class ExperimentReport(BaseModel):
     variance_ratios: list[VarianceRatio]
     training: list[TrainingCurve]
     excluded_runs: list[ExcludedRun]
+    settings: list[ArmSettings] = []

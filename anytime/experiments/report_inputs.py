@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from statistics import fmean
+from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from anytime.db import repository
 from anytime.db.experiments import Member
 from anytime.experiments.records import EvaluationPoint, RunRecord
+from anytime.run_plan import resolved_params
 
 MAX_STEPS = 100_000  # RunConfig.steps' bound
 
@@ -42,6 +45,16 @@ def run_records(session: Session, members: Sequence[Member]) -> list[RunRecord]:
                 status=member.run.status.value,
                 evaluations=evaluations,
                 step_metrics=step_metrics,
+                resolved=_resolved(member),
+                contamination=member.run.contamination,
             )
         )
     return records
+
+
+def _resolved(member: Member) -> dict[str, Any]:
+    """The run's config as it ran; empty for a stored config this version no longer validates."""
+    try:
+        return resolved_params(member.run.run_config(), member.run.run_plan())
+    except ValidationError:
+        return {}
