@@ -46,9 +46,9 @@ def create_run(
     response: Response,
 ) -> RunOut:
     """Store a queued run and hand it to the run driver. A bad config is 422 with one message per field:
-        its model and datasets must lie under the data roots (ANYTIME_DATA_ROOTS), datasets must load and
-        hold at least `problems_per_step` problems; nothing is stored then. Evaluation problems that are also in
-    the training dataset are counted (`contamination`) and named in the run's `warnings`."""
+    its model and datasets must lie under the data roots (ANYTIME_DATA_ROOTS), datasets must load and hold
+    at least `problems_per_step` problems; nothing is stored then. Evaluation problems that are also in the
+    training dataset are counted (`contamination`) and named in the run's `warnings`."""
     contamination = require_run_inputs(config, settings.resolved_data_roots)
     run = repository.create_run(session, config, contamination)
     session.commit()
