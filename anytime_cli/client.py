@@ -65,7 +65,8 @@ class ApiClient:
         settings = ClientSettings()
         return cls(url or settings.api_url, key or settings.key(), key_file=settings.key_file.resolve())
 
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def request(self, method: str, path: str, allow: tuple[int, ...] = (), **kwargs: Any) -> httpx.Response:
+        """The response; a CliError for a failure, unless its status is one the caller `allow`s."""
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.HTTPError as err:
@@ -75,7 +76,7 @@ class ApiClient:
             ) from None
         if response.status_code == 401:
             raise CliError(f"{method} {path} → 401: {api_message(response)}; {self._key_hint()}")
-        if response.status_code >= 400:
+        if response.status_code >= 400 and response.status_code not in allow:
             raise CliError(f"{method} {path} → {response.status_code}: {api_message(response)}")
         return response
 

@@ -192,4 +192,3 @@ def resume(
     """Resume every failed or cancelled run of the experiment (and any left without a driver)."""
     experiment = ApiClient.from_settings(api, api_key).json("POST", f"/v1/experiments/{experiment_id}/resume")
     typer.echo(f"experiment {experiment_id}: {experiment['status']}")
-

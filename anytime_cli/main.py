@@ -167,14 +167,15 @@ def science(
         "build/science"
     ),
     steps: Annotated[int, typer.Option(min=1, help="Warm-start steps.")] = 450,
-    run_steps: Annotated[int, typer.Option(min=1, help="Steps of each run.")] = 5,
+    run_steps: Annotated[int, typer.Option(min=1, help="Steps of each run.")] = 10,
     seeds: Annotated[
         str, typer.Option(help="Comma-separated seeds (one paired run per arm and seed).")
-    ] = "0,1,2",
-    eval_problems: Annotated[int, typer.Option(min=1, help="Held-out problems per evaluation.")] = 32,
+    ] = "0,1,2,3,4,5",
+    eval_problems: Annotated[int, typer.Option(min=1, help="Held-out problems per evaluation.")] = 64,
 ) -> None:
-    """The default experiment: BRPO vs GRPO (and BRPO with the V2 baseline) on the task with headroom,
-    paired over seeds, with a report (95 % intervals, paired differences, variance ratios)."""
+    """The default experiment: the paper's ablations (GRPO, GRPO+linear, GRPO+decouple, BRPO and BRPO with
+    the V2 baseline) on the task with headroom, paired over seeds, with a report (95 % intervals, paired
+    differences, variance ratios). Stopped, the same command carries the experiment on."""
     from anytime_cli.science import run_science
 
     try:

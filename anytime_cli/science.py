@@ -1,9 +1,12 @@
-"""`anytime science` (`make science`): the default experiment, BRPO vs GRPO on the task with headroom.
+"""`anytime science` (`make science`): the paper's ablations on the task with headroom.
 
 1. the tiny reasoner warm-started on `digit-chain-detours` (cached in the work folder);
-2. the embedded stack;
-3. one experiment over REST: arms `brpo`, `grpo` (the reference) and `brpo-v2` (BRPO with the V2-only
-   baseline: the variance ablation), paired over seeds (same problems, same evaluation samples);
+2. the embedded stack (its state in the work folder: a second `anytime science` with the same settings
+   carries the same experiment on, where the first stopped);
+3. one experiment over REST, every arm from the same warm start with one loss constant, paired over seeds
+   (same problems, same evaluation samples): `grpo` (the reference), `grpo-linear` (dense rewards only),
+   `grpo-decouple` (decoupled summaries only), `ar-uniform` (BRPO) and `ar-uniform-v2` (BRPO with the
+   V2-only baseline), the paper's definitions (`anytime.brpo.config.PAPER_ARMS`, docs/method.md §5.4);
 4. its report, printed and written next to the stack: `report.md`, `report.png`, `report.json`.
 """
 
@@ -11,51 +14,64 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import typer
 
+from anytime.brpo.config import PAPER_ARMS
 from anytime_cli.client import ApiClient
-from anytime_cli.demo import prepare_model
+from anytime_cli.demo import DEMO_TASK, base_config, prepare_model
 from anytime_cli.errors import CliError
 from anytime_cli.up import stack_failure
 
-SCIENCE_TASK = "digit-chain-detours"
+SCIENCE_TASK = DEMO_TASK  # the task with headroom
 TERMINAL = {"succeeded", "failed", "cancelled"}
+REFERENCE = "grpo"
+# The arms, in the order the report lists them: the reference, then one ingredient at a time, then BRPO
+# and its baseline ablation. The paper's `grpo+linear` is named `grpo-linear` here (an arm's name becomes
+# MLflow param keys, which take no `+`).
+SCIENCE_ARMS: Mapping[str, Mapping[str, Any]] = {
+    "grpo": PAPER_ARMS["grpo"],
+    "grpo-linear": PAPER_ARMS["grpo+linear"],
+    "grpo-decouple": PAPER_ARMS["grpo+decouple"],
+    "ar-uniform": PAPER_ARMS["ar-uniform"],
+    "ar-uniform-v2": {**PAPER_ARMS["ar-uniform"], "baseline": "v2"},
+}
+MARKER = "experiment.json"  # the work folder's experiment: its id and the spec it was made from
 
 
 def experiment_spec(
     model: Path, train: Path, held_out: Path, steps: int, seeds: list[int], eval_problems: int
 ) -> dict[str, Any]:
-    """Three arms that differ only in the algorithm (and, for the ablation, the thinking baseline)."""
-    base = {
-        "model": str(model),
-        "dataset": str(train),
-        "eval_dataset": str(held_out),
-        "eval_problems": eval_problems,
-        "eval_num_budgets": 4,
-        "eval_samples": 4,
-        "eval_temperature": 0.6,
-        "b_max": 128,
-        "group_size": 4,
-        "summary_max_tokens": 16,
-        "problems_per_step": 8,
-        "steps": steps,
-        "lr": 1e-4,
-        "temperature": 1.0,
-    }
+    """`SCIENCE_ARMS` on the demo's base (`base_config`)."""
+    base = base_config(model, train, held_out, steps, eval_problems)
     return {
-        "name": "brpo-vs-grpo",
+        "name": "paper-ablations",
         "base": base,
-        "arms": {
-            "grpo": {"algorithm": "grpo"},
-            "brpo": {"algorithm": "brpo", "num_summaries": 2},
-            "brpo-v2": {"algorithm": "brpo", "num_summaries": 2, "baseline": "v2"},
-        },
+        "arms": {arm: dict(fields) for arm, fields in SCIENCE_ARMS.items()},
         "seeds": seeds,
-        "reference": "grpo",
+        "reference": REFERENCE,
     }
+
+
+def carried_on(client: ApiClient, marker: Path, spec: dict[str, Any]) -> dict[str, Any] | None:
+    """The work folder's experiment when it was made from this very spec (None: start a new one); its runs
+    that failed or were cancelled are resumed, the rest carry on as the stack's drivers left them."""
+    if not marker.is_file():
+        return None
+    stored = json.loads(marker.read_text())
+    if stored.get("spec") != spec:
+        typer.echo(f"    {marker} holds another experiment's settings: starting a new experiment")
+        return None
+    found = client.request("GET", f"/v1/experiments/{stored['id']}", allow=(404,))
+    if found.status_code == 404:
+        return None
+    experiment: dict[str, Any] = found.json()
+    if any(run["status"] in {"failed", "cancelled"} for run in experiment["runs"]):
+        experiment = client.json("POST", f"/v1/experiments/{stored['id']}/resume")
+    return experiment
 
 
 def _progress(experiment: dict[str, Any]) -> str:
@@ -86,10 +102,15 @@ def run_science(workdir: Path, warm_steps: int, run_steps: int, seeds: list[int]
     try:
         client = ApiClient(stack.api_url, stack.api_key())
         spec = experiment_spec(model, train, held_out, run_steps, seeds, eval_problems)
-        experiment = client.json("POST", "/v1/experiments", json=spec)
+        marker = workdir / MARKER
+        experiment = carried_on(client, marker, spec)
+        verb = "carried on"
+        if experiment is None:
+            experiment, verb = client.json("POST", "/v1/experiments", json=spec), "started"
+            marker.write_text(json.dumps({"id": experiment["id"], "spec": spec}))
         typer.echo(
-            f"5/6 experiment {experiment['id']}: arms {', '.join(spec['arms'])} x seeds {seeds}, "
-            f"{run_steps} steps each (MLflow {stack.mlflow_url})"
+            f"5/6 experiment {experiment['id']} {verb}: arms {', '.join(spec['arms'])} x seeds {seeds}, "
+            f"{run_steps} steps each (MLflow {stack.mlflow_url}; stopped, the same command carries it on)"
         )
         shown = ""
         while experiment["status"] not in TERMINAL:

@@ -84,6 +84,25 @@ class StackSettings(CommonSettings):
         validation_alias=AliasChoices(MLFLOW_JOB_EXECUTION),
         description="Start the MLflow server's GenAI job runner (no training run needs it).",
     )
+    torch_threads: int | None = Field(
+        default=None,
+        ge=1,
+        validation_alias=AliasChoices("ANYTIME_TORCH_THREADS", "OMP_NUM_THREADS"),
+        description="Intra-op threads of each torch worker (rollout, eval, learn), handed on as "
+        "OMP_NUM_THREADS (which it also reads). Unset: the cores divided among those workers.",
+    )
+
+
+# The workers that run torch side by side: rollout worker(s), eval, learn.
+TORCH_WORKERS_BESIDE_ROLLOUT = 2
+
+
+def torch_threads(cpus: int | None, torch_workers: int) -> int:
+    """Threads per torch worker when the stack shares one machine among them: the cores divided among
+    the workers, at least one. torch's default (every core in every process) oversubscribes a small box:
+    on 2 cores a rollout beside a learner step ran 5x slower, both at 2 threads, than at 1 thread each
+    (`benchmarks/worker_threads.py`)."""
+    return max(1, (cpus or 1) // max(1, torch_workers))
 
 
 def mlflow_server_workers(store_uri: str, cpus: int | None) -> int:
@@ -185,6 +204,12 @@ class EmbeddedStack:
                 out.write(secrets.token_urlsafe(32))
         return self.api_key_file.read_text().strip()
 
+    def omp_threads(self) -> str:
+        """OMP_NUM_THREADS for the services (see `torch_threads`)."""
+        if self.settings.torch_threads is not None:
+            return str(self.settings.torch_threads)
+        return str(torch_threads(os.cpu_count(), self.rollout_workers + TORCH_WORKERS_BESIDE_ROLLOUT))
+
     def env(self) -> dict[str, str]:
         """The services' environment: this process's, with the stack's settings written over it."""
         return {
@@ -201,6 +226,7 @@ class EmbeddedStack:
             ),
             "ANYTIME_LEARNER_MAX_LEARNERS": str(self.settings.learner_max_learners),
             "PYTHONUNBUFFERED": "1",
+            "OMP_NUM_THREADS": self.omp_threads(),
             MLFLOW_JOB_EXECUTION: str(self.settings.mlflow_job_execution).lower(),
             **({"ANYTIME_API_INFERENCE_MODEL": str(self.serve.resolve())} if self.serve else {}),
         }

@@ -16,6 +16,7 @@ EVALUATE_TASK = task_name(Queue.EVAL, "anytime")
 # The evaluation's MLflow metrics sort before the training log's (MLflow sorts by character code).
 EVAL_METRIC_PREFIX = "Eval/"
 
+
 class EvalSampling(BaseModel):
     """How an evaluation samples. The default here is greedy, one trace per problem (the most likely
     output; what `anytime eval` prints); runs default to the authors' protocol (`RunConfig.eval_*`)."""

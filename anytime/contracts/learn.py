@@ -114,15 +114,20 @@ class LearnerConfig(LearnerSection):
     @model_validator(mode="before")
     @classmethod
     def _resolve_plan_facts(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("prior") is None:
-            brpo = data.get("brpo", BRPOConfig())
-            brpo = brpo if isinstance(brpo, BRPOConfig) else BRPOConfig.model_validate(brpo)
-            data = {**data, "brpo": brpo, "prior": brpo.budget_prior()}
-        if isinstance(data, dict) and data.get("loss_normalizer") is None:
-            brpo = data.get("brpo", BRPOConfig())
-            brpo = brpo if isinstance(brpo, BRPOConfig) else BRPOConfig.model_validate(brpo)
-            data = {**data, "brpo": brpo, "loss_normalizer": brpo.resolved_loss_normalizer}
-        return data
+        if not isinstance(data, dict) or (
+            data.get("prior") is not None and data.get("loss_normalizer") is not None
+        ):
+            return data
+        brpo = data.get("brpo", BRPOConfig())
+        brpo = brpo if isinstance(brpo, BRPOConfig) else BRPOConfig.model_validate(brpo)
+        prior = data.get("prior")
+        normalizer = data.get("loss_normalizer")
+        return {
+            **data,
+            "brpo": brpo,
+            "prior": brpo.budget_prior() if prior is None else prior,
+            "loss_normalizer": brpo.resolved_loss_normalizer if normalizer is None else normalizer,
+        }
 
     @model_validator(mode="after")
     def _check_sampling(self) -> LearnerConfig:

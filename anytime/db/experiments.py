@@ -19,6 +19,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from anytime.db import repository
 from anytime.db.base import Base
 from anytime.db.models import Run, RunStatus, UTCDateTime, new_run_id, utcnow
+from anytime.problems import Contamination
 from anytime.run_config import RunConfig
 
 ARM_NAME_LENGTH = 64
@@ -71,11 +72,13 @@ class Member:
 
 @dataclass(frozen=True)
 class PlannedRun:
-    """A run to create: `config` is the arm's resolved config at `seed`."""
+    """A run to create: `config` is the arm's resolved config at `seed`; `contamination` what the door
+    measured of its evaluation set (stored on the run, as `POST /v1/runs` stores it)."""
 
     arm: str
     seed: int
     config: RunConfig
+    contamination: Contamination | None = None
 
 
 def experiment_status(statuses: Iterable[RunStatus]) -> RunStatus:
@@ -112,7 +115,7 @@ def create_experiment(
     session.flush()
     members = []
     for item in planned:
-        run = repository.create_run(session, item.config)
+        run = repository.create_run(session, item.config, item.contamination)
         session.add(ExperimentRun(run_id=run.id, experiment_id=experiment.id, arm=item.arm, seed=item.seed))
         members.append(Member(item.arm, item.seed, run))
     session.flush()

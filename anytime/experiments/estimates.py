@@ -12,10 +12,11 @@ Simplifications and definitions first (the numerics are in `anytime.stats`):
   the seed's mean over problems. Every seed is evaluated on the same problems (a crossed design), so the
   interval is the crossed t-interval (`crossed_t_intervals`): the t-interval over the seed means, widened
   by the variance the shared problems add, Student-t with Satterthwaite df (n − 1 when the problems add
-  none); no interval from one seed. Where the seeds' problem ids differ it is the t-interval over the seed
-  means (each seed mean then carries its own problems' variance); where any evaluation involved lacks
-  per-problem values (rows from before sampled evaluation), the t-interval over the seeds' stored
-  accuracies (`method` says which);
+  none). From one seed (a demo), the t-interval over its problems (`Method.OVER_PROBLEMS`): it says
+  how the numbers would move on other held-out problems, not with another training seed. Where the
+  seeds' problem ids differ it is the t-interval over the seed means (each seed mean then carries its
+  own problems' variance); where any evaluation involved lacks per-problem values (rows from before
+  sampled evaluation), the t-interval over the seeds' stored accuracies (`method` says which);
 - gain = end − start, per problem within a run; paired differences against the reference are arm minus
   reference within one seed and one problem id (the experiment evaluates both arms of a seed on the same
   problems; different ids are an error, not something to average over): `end` = end − end,
@@ -121,7 +122,10 @@ def _estimates(by_seed: Mapping[int, _Values], level: float, *, paired: bool) ->
     columns = len(per_seed[0])
     counts = {len(r) for r in rows if r is not None}
     problems = counts.pop() if len(counts) == 1 and all(r is not None for r in rows) else None
-    if all(r is not None for r in rows) and len({v.ids for v in values}) == 1:
+    if len(rows) == 1 and rows[0] is not None and len(rows[0]) > 1:
+        intervals = [t_interval(list(column), level=level) for column in zip(*rows[0], strict=True)]
+        method = Method.OVER_PROBLEMS
+    elif all(r is not None for r in rows) and len({v.ids for v in values}) == 1:
         intervals = crossed_t_intervals([r for r in rows if r is not None], level=level)
         method = Method.CROSSED
     else:

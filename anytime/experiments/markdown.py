@@ -18,8 +18,11 @@ def _sign(e: Estimate) -> str:
     return "—" if t is None else f"{t.p_value:.3g} ({t.above}↑ {t.below}↓ {t.ties}=)"
 
 
+_MARKS = {Method.T_OVER_SEEDS: " †", Method.OVER_PROBLEMS: " ‡"}
+
+
 def _dagger(estimates: BudgetEstimates | None) -> str:
-    return " †" if estimates is not None and estimates.method is Method.T_OVER_SEEDS else ""
+    return "" if estimates is None else _MARKS.get(estimates.method, "")
 
 
 def report_markdown(report: ExperimentReport) -> str:
@@ -36,7 +39,7 @@ def report_markdown(report: ExperimentReport) -> str:
         "",
         f"Arms: {', '.join(report.arms)} (reference: **{ref}**) · seeds: {seeds} ({len(report.seeds)})"
         f" · problems per evaluation: {problems} · budgets: {', '.join(map(str, budgets))}"
-        f" · {pct} intervals: {Method.CROSSED.value} (Student t, Satterthwaite df) unless marked †",
+        f" · {pct} intervals: {Method.CROSSED.value} (Student t, Satterthwaite df) unless marked † or ‡",
         "",
         "| arm | seeds | anytime score start → end | "
         + " | ".join(f"accuracy @ {b} (end)" for b in budgets)
@@ -69,7 +72,8 @@ def report_markdown(report: ExperimentReport) -> str:
         "Every seed is evaluated on the same problems, so an interval is the t-interval over the seed means"
         " (n − 1 df) widened by the variance the shared problems add."
         " † marks a t-interval over seed means alone (rows without per-problem values, or seeds evaluated on"
-        " different problems).",
+        " different problems); ‡ one seed's t-interval over its problems: it covers other held-out problems"
+        " and evaluation samples, not another training seed.",
         "",
     ]
     return "\n".join(lines)

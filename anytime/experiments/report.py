@@ -16,10 +16,12 @@ class Method(StrEnum):
     CROSSED: every seed on the same problems; the t-interval over the seed means widened by the variance
     the shared problems add (Satterthwaite df). T_OVER_SEEDS: the t-interval over one value per seed (the
     seeds' stored accuracies where rows carry no per-problem values, or the seed means where the seeds were
-    evaluated on different problems)."""
+    evaluated on different problems). OVER_PROBLEMS: one seed only, the t-interval over its problems: it
+    covers drawing other held-out problems and evaluation samples, not training another seed."""
 
     CROSSED = "crossed t-interval over seeds and shared problems"
     T_OVER_SEEDS = "t-interval over seed means"
+    OVER_PROBLEMS = "one seed: t-interval over its problems (not over training seeds)"
 
 
 class SignTest(BaseModel):

@@ -47,17 +47,11 @@ class InputReport:
     contamination: Contamination | None
 
 
-def check_run_inputs(config: RunConfig, roots: Sequence[Path]) -> list[InputProblem]:
-    """Every problem with the config's model and datasets (empty: the workers can use them).
-
-    `roots` are resolved folders (`ApiSettings.resolved_data_roots`).
-    """
-    return inspect_run_inputs(config, roots).problems
-
-
 def inspect_run_inputs(config: RunConfig, roots: Sequence[Path]) -> InputReport:
-    """`check_run_inputs`, with the contamination of the evaluation problems the run will evaluate on
-    (the first `eval_problems` of the evaluation set, as the driver cuts it)."""
+    """Every problem with the config's model and datasets (empty: the workers can use them), and the
+    contamination of the evaluation problems the run will evaluate on (the first `eval_problems` of the
+    evaluation set, as the driver cuts it). `roots` are resolved folders
+    (`ApiSettings.resolved_data_roots`)."""
     problems: list[InputProblem] = []
     model = _model_problem(config.model, roots)
     if model is not None:

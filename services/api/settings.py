@@ -66,7 +66,7 @@ class ApiSettings(CommonSettings):
         "(so none thinks to the end of the context by accident), and the unit of `reasoning_effort` "
         "(low = 1/4, medium = 1, high = 4 times it). Lowered to what the context leaves after the prompt "
         "and the answer; a value at least the model's context means \"until </think> or the context is "
-        "full\".",
+        'full".',
     )
     inference_answer_max_tokens: int = Field(
         default=128, ge=1, description="Answer (summary) tokens when a request sets no max_tokens."

@@ -28,6 +28,7 @@ from anytime.experiments.pairing import paired_config, pairing_problems
 from anytime.experiments.report import ExperimentReport
 from anytime.experiments.report_inputs import run_records
 from anytime.logging import get_logger
+from anytime.problems import Contamination
 from anytime.run_config import RunConfig, flat_location
 from anytime.tracking import LazyMlflowTracker, Tracker
 from services.api.deps import BAD_BODY, RUN_ID_PATTERN, Offset, SchedulerDep, SessionDep, SettingsDep
@@ -38,7 +39,7 @@ from services.api.routes.runs import (
     prepare_resume,
     send_to_driver,
 )
-from services.api.run_inputs import check_run_inputs
+from services.api.run_inputs import InputReport, inspect_run_inputs
 from services.api.schemas import ExperimentOut, ExperimentSpec, Page
 from services.api.settings import ApiSettings
 
@@ -131,8 +132,12 @@ def plan_runs(spec: ExperimentSpec, settings: ApiSettings) -> list[PlannedRun]:
     together); a `RequestValidationError` (422) naming the arm and field if any is wrong."""
     configs = _arm_configs(spec)
     _require_pairing(configs)
-    _require_inputs(configs, settings)
-    return [PlannedRun(arm, seed, _run_config(spec, arm, seed)) for seed in spec.seeds for arm in spec.arms]
+    contamination = _require_inputs(configs, settings)
+    return [
+        PlannedRun(arm, seed, _run_config(spec, arm, seed), contamination[arm])
+        for seed in spec.seeds
+        for arm in spec.arms
+    ]
 
 
 def _run_config(spec: ExperimentSpec, arm: str, seed: int) -> RunConfig:
@@ -168,21 +173,31 @@ def _require_pairing(configs: Mapping[str, RunConfig]) -> None:
         raise RequestValidationError([_error(p.loc, p.message) for p in problems])
 
 
-def _require_inputs(configs: Mapping[str, RunConfig], settings: ApiSettings) -> None:
-    """`POST /v1/runs`'s input checks for every run: once per arm, since a run's seed and name change
-    nothing they look at (and once per distinct set of inputs, since datasets are read to check them)."""
+def _require_inputs(
+    configs: Mapping[str, RunConfig], settings: ApiSettings
+) -> dict[str, Contamination | None]:
+    """`POST /v1/runs`'s input checks for every run, and each arm's contamination (what its runs store):
+    once per arm, since a run's seed and name change nothing they look at (and once per distinct set of
+    inputs, since datasets are read to check them)."""
     errors: list[dict[str, Any]] = []
-    checked: dict[tuple[str, str, str | None, int], list[Any]] = {}
+    checked: dict[tuple[str, str, str | None, int, int], InputReport] = {}
     for arm, config in configs.items():
-        key = (config.model, config.dataset, config.evaluation.dataset, config.problems_per_step)
+        key = _inputs_key(config)
         if key not in checked:
-            checked[key] = check_run_inputs(config, settings.resolved_data_roots)
+            checked[key] = inspect_run_inputs(config, settings.resolved_data_roots)
         errors += [
-            {**_error(("arms", arm, p.field), f"arm {arm}: {p.message}"), "input": getattr(config, p.field)}
-            for p in checked[key]
+            {**_error(("arms", arm, p.field), f"arm {arm}: {p.message}"), "input": config.flat()[p.field]}
+            for p in checked[key].problems
         ]
     if errors:
         raise RequestValidationError(errors)
+    return {arm: checked[_inputs_key(config)].contamination for arm, config in configs.items()}
+
+
+def _inputs_key(config: RunConfig) -> tuple[str, str, str | None, int, int]:
+    """What the input checks read of a config."""
+    evaluation = config.evaluation
+    return (config.model, config.dataset, evaluation.dataset, config.problems_per_step, evaluation.problems)
 
 
 def _error(loc: tuple[str, ...], message: str) -> dict[str, Any]:

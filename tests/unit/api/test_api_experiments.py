@@ -158,6 +158,21 @@ def test_create_makes_one_scheduled_run_per_arm_and_seed(api: Api) -> None:
     assert [b["tokens"] for b in budgets] == [64]  # grpo: one budget, through the same create_run
 
 
+def test_every_run_of_an_experiment_stores_the_contamination_of_its_evaluation_set(
+    api: Api, tmp_path: Path
+) -> None:
+    # Training: "0 + 1?" … "7 + 1?"; evaluation: two of them, a new one, and one past eval_problems.
+    rows = ['{"problem": "3 + 1?", "answer": 4}', '{"problem": "9 + 1?", "answer": 10}',
+            '{"problem": "0 + 1?", "answer": 1}', '{"problem": "5 + 1?", "answer": 6}']  # fmt: skip
+    (tmp_path / "data" / "eval.jsonl").write_text("\n".join(rows) + "\n")
+    experiment = api.create(base={**BASE, "eval_problems": 3})
+    assert len(experiment["runs"]) == 4
+    for r in experiment["runs"]:
+        run = api.client.get(f"/v1/runs/{r['run_id']}").json()
+        assert run["contamination"] == {"eval_problems": 3, "in_training": 2}, r
+        assert run["warnings"] and "2 of the 3 evaluation problems" in run["warnings"][0]
+
+
 def test_the_parent_mlflow_run_gets_resolved_params_and_the_spec(api: Api) -> None:
     experiment = api.create(reference="grpo")
     ((name, params, tags),) = api.tracker.named("start_run")

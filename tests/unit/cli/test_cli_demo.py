@@ -105,3 +105,56 @@ def test_waiting_for_the_runs_announces_each_phase_and_evaluation(
         "[0.100, 0.900] (k=4, T=0.6, 4 problems)",
         f"  brpo: succeeded{trained}",
     ]
+
+
+def _demo_report(grpo_end: dict[str, list[float]], brpo_shift: float) -> dict[str, Any]:
+    """A real report (`build_report`) of a one-seed demo experiment on three problems and two budgets."""
+    from anytime.experiments.estimates import build_report
+    from anytime.experiments.records import EvaluationPoint, RunRecord
+
+    start = {"a": [0.5, 1.0], "b": [0.25, 1.0], "c": [0.0, 0.75]}
+
+    def point(version: int, step: int, rows: dict[str, list[float]]) -> EvaluationPoint:
+        accuracy = [sum(v[j] for v in rows.values()) / len(rows) for j in range(2)]
+        return EvaluationPoint(version, step, [64, 128], accuracy, sum(accuracy) / 2, rows)
+
+    brpo_end = {p: [v + brpo_shift for v in values] for p, values in grpo_end.items()}
+    runs = [
+        RunRecord(arm, 0, f"{arm}-0", "succeeded", [point(0, -1, start), point(16, 15, end)], [])
+        for arm, end in (("brpo", brpo_end), ("grpo", grpo_end))
+    ]
+    return build_report(["brpo", "grpo"], "grpo", runs).model_dump(mode="json")
+
+
+def test_the_demo_prints_the_paired_difference_per_budget_with_its_one_seed_interval() -> None:
+    report = _demo_report({"a": [0.5, 1.0], "b": [0.5, 0.75], "c": [0.25, 0.5]}, brpo_shift=0.1)
+    header, columns, at64, at128, anytime = demo.paired_lines(report)
+    assert "1 training seed" in header and "over the 3 held-out problems" in header
+    assert "not another training seed" in header
+    assert columns.split() == ["budget", "Δ", "accuracy"]
+    # BRPO is GRPO + 0.1 on every problem: a zero-width interval at +0.100.
+    assert at64.split() == ["64", "+0.100", "[+0.100,", "+0.100]"]
+    assert at128.split()[:2] == ["128", "+0.100"] and anytime.split()[:2] == ["anytime", "+0.100"]
+    assert demo.paired_lines({"comparisons": []}) == [
+        "no paired difference: a run did not finish with a start and an end evaluation"
+    ]
+
+
+def test_the_demo_says_whether_the_largest_budget_fell_and_whether_that_is_noise() -> None:
+    # GRPO at 128: 1.0, 1.0, 0.75 at the start; 1.0, 0.75, 0.5 at the end: per-problem gains 0, −0.25,
+    # −0.25 (mean −1/6, sd 0.144, t(2) half-width 0.359: the interval includes 0). BRPO: +0.25 on top.
+    report = _demo_report({"a": [0.5, 1.0], "b": [0.5, 0.75], "c": [0.25, 0.5]}, brpo_shift=0.25)
+    brpo, grpo = demo.largest_budget_lines(report)
+    assert brpo == "brpo at budget 128: held (0.917 at the warm start, 1.000 at the end)"
+    assert grpo.startswith("grpo at budget 128: fell from 0.917 (warm start) to 0.750: within noise")
+    # A fall on every problem alike is beyond noise.
+    report = _demo_report({"a": [0.5, 0.75], "b": [0.5, 0.75], "c": [0.25, 0.5]}, brpo_shift=0.0)
+    assert "beyond noise (-0.250 [-0.250, -0.250])" in demo.largest_budget_lines(report)[1]
+
+
+def test_the_demo_pairs_brpo_with_grpo_on_the_task_with_headroom(tmp_path: Path) -> None:
+    spec = demo.demo_spec(tmp_path / "m", tmp_path / "t.jsonl", tmp_path / "e.jsonl", steps=16, seed=3)
+    assert spec["seeds"] == [3] and spec["reference"] == "grpo"
+    assert spec["arms"]["brpo"]["prior"] == "uniform" and spec["arms"]["grpo"] == {"algorithm": "grpo"}
+    assert spec["base"]["eval_samples"] == 4 and spec["base"]["steps"] == 16
+    assert demo.DEMO_TASK == "digit-chain-detours"

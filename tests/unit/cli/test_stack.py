@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from anytime_cli.stack import MLFLOW_JOB_EXECUTION, REPO, EmbeddedStack, StackSettings
+from anytime_cli.stack import MLFLOW_JOB_EXECUTION, REPO, EmbeddedStack, StackSettings, torch_threads
 
 ENVIRONMENT = (
     "ANYTIME_DATABASE_URL",
@@ -14,6 +14,8 @@ ENVIRONMENT = (
     "ANYTIME_DATA_ROOTS",
     "ANYTIME_LEARNER_MAX_LEARNERS",
     MLFLOW_JOB_EXECUTION,
+    "ANYTIME_TORCH_THREADS",
+    "OMP_NUM_THREADS",
 )
 
 
@@ -61,6 +63,26 @@ def test_settings_are_read_once_when_the_stack_is_made(
     assert stack.env()["ANYTIME_LEARNER_MAX_LEARNERS"] == "2"
     later = EmbeddedStack(tmp_path, redis_port=6390, settings=StackSettings())
     assert later.env()["ANYTIME_LEARNER_MAX_LEARNERS"] == "5"
+
+
+def test_torch_workers_share_the_cores_instead_of_each_taking_all() -> None:
+    assert torch_threads(2, 3) == 1  # this box: rollout, eval and learn on 2 cores
+    assert torch_threads(16, 3) == 5
+    assert torch_threads(16, 4) == 4  # two rollout workers
+    assert torch_threads(None, 3) == 1  # cpu_count unknown
+    assert torch_threads(1, 0) == 1
+
+
+def test_omp_threads_follow_the_settings_then_the_cores(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr("anytime_cli.stack.os.cpu_count", lambda: 12)
+    assert EmbeddedStack(tmp_path, redis_port=6390).env()["OMP_NUM_THREADS"] == "4"
+    assert EmbeddedStack(tmp_path, redis_port=6390, rollout_workers=2).env()["OMP_NUM_THREADS"] == "3"
+    monkeypatch.setenv("OMP_NUM_THREADS", "6")  # the user's own setting is handed on
+    assert EmbeddedStack(tmp_path, redis_port=6390).env()["OMP_NUM_THREADS"] == "6"
+    monkeypatch.setenv("ANYTIME_TORCH_THREADS", "2")  # the stack's setting comes first
+    assert EmbeddedStack(tmp_path, redis_port=6390).env()["OMP_NUM_THREADS"] == "2"
 
 
 def test_the_stack_starts_one_worker_per_queue_and_the_api(tmp_path: Path) -> None:

@@ -186,8 +186,28 @@ def test_seeds_on_different_problems_fall_back_to_the_t_interval_over_seed_means
     assert (at10.mean, at10.low, at10.high) == pytest.approx((expected.mean, expected.low, expected.high))
 
 
-def test_one_seed_has_no_interval() -> None:
+def test_one_seed_gets_the_t_interval_over_its_problems_marked_as_such() -> None:
     runs = [r for r in _runs() if r.seed == 0]
+    report = build_report(["brpo", "grpo"], "grpo", runs)
+    grpo = _result(report, "grpo")
+    assert grpo.end is not None and grpo.end.method is Method.OVER_PROBLEMS
+    at10 = grpo.end.accuracy[0]
+    # Seed 0's problems at budget 10 end at 0.25, 0.25, 0.5: mean 1/3, sd √(3/144) = 0.1443, t(0.975, 2)
+    # = 4.303, half-width 4.303 · 0.1443 / √3 = 0.3586.
+    assert at10.mean == pytest.approx(1 / 3)
+    assert (at10.low, at10.high) == pytest.approx((1 / 3 - 0.3586, 1 / 3 + 0.3586), abs=1e-4)
+    (c,) = report.comparisons
+    assert c.end.method is Method.OVER_PROBLEMS  # brpo is grpo + 0.25 on every problem
+    assert (c.end.anytime_score.mean, c.end.anytime_score.low) == pytest.approx((0.25, 0.25))
+    markdown = report_markdown(report)
+    assert "‡" in markdown and "not another training seed" in markdown
+    report_png(report)
+
+
+def test_one_seed_on_one_problem_has_no_interval() -> None:
+    runs = [
+        _run(arm, 0, {"a": GRPO_START[0]["a"]}, {"a": GRPO_END[0]["a"]}) for arm in ("brpo", "grpo")
+    ]
     report = build_report(["brpo", "grpo"], "grpo", runs)
     grpo = _result(report, "grpo")
     assert grpo.end is not None and grpo.end.method is Method.CROSSED
