@@ -128,12 +128,15 @@ def report(
     experiment_id: Annotated[str, typer.Argument(help="The experiment's id.")],
     png: Annotated[Path | None, typer.Option(help="Also save the plot to this PNG file.")] = None,
     md: Annotated[Path | None, typer.Option(help="Also save the Markdown report to this file.")] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also save the report's numbers (JSON) to this file.")
+    ] = None,
     api: ApiOption = None,
     api_key: KeyOption = None,
 ) -> None:
     """Print the report (Markdown): per arm start and end accuracy at every budget and anytime score with
     95 % intervals, paired differences against the reference arm, variance ratios."""
-    for target in (png, md):
+    for target in (png, md, json_out):
         if target is not None:
             check_writable(target)
     client = ApiClient.from_settings(api, api_key)
@@ -146,6 +149,9 @@ def report(
     if png is not None:
         write_atomically(png, client.request("GET", path, params={"format": "png"}).content)
         typer.echo(f"plot written to {png}")
+    if json_out is not None:
+        write_atomically(json_out, client.request("GET", path).content)
+        typer.echo(f"numbers written to {json_out}")
 
 
 @experiment_app.command("list")

@@ -3,6 +3,8 @@ and its bad input: one line on stderr, exit 2, no traceback, before the API is a
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 from typing import Any
 
@@ -120,11 +122,14 @@ def test_report_writes_markdown_and_png_atomically(cli_api: Api, tmp_path: Path)
     out.mkdir()
     (out / "report.md").write_text("old")
     result = _invoke(
-        "experiment", "report", experiment_id, "--md", str(out / "report.md"), "--png", str(out / "r.png")
+        *("experiment", "report", experiment_id, "--md", str(out / "report.md"), "--png", str(out / "r.png")),
+        *("--json", str(out / "report.json")),
     )
     assert (out / "report.md").read_text() in result.output and "grpo" in (out / "report.md").read_text()
     assert (out / "r.png").read_bytes().startswith(b"\x89PNG")
-    assert sorted(p.name for p in out.iterdir()) == ["r.png", "report.md"]  # no temporary file left
+    numbers = json.loads((out / "report.json").read_text())
+    assert numbers == cli_api.client.get(f"/v1/experiments/{experiment_id}/report").json()
+    assert sorted(p.name for p in out.iterdir()) == ["r.png", "report.json", "report.md"]  # no temporary file
 
 
 def test_progress_lines_sum_steps_over_each_arms_seeds() -> None:
