@@ -4,7 +4,6 @@ and its bad input: one line on stderr, exit 2, no traceback, before the API is a
 from __future__ import annotations
 
 import json
-
 from pathlib import Path
 from typing import Any
 
