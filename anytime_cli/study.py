@@ -354,15 +354,16 @@ def figure_png(report: dict[str, Any], model_name: str) -> bytes:
 _WIDTH = 20
 
 
-def _cell(e: dict[str, Any]) -> str:
+def _cell(e: dict[str, Any], digits: int = 2) -> str:
     if e["value"] is None:
         return f"{'—':<{_WIDTH}}"
-    interval = "" if e["low"] is None else f" [{e['low']:.2f}, {e['high']:.2f}]"
-    return f"{e['value']:.2f}{interval}".ljust(_WIDTH)
+    interval = "" if e["low"] is None else f" [{e['low']:.{digits}f}, {e['high']:.{digits}f}]"
+    return f"{e['value']:.{digits}f}{interval}".ljust(_WIDTH)
 
 
 def _named(name: str, e: dict[str, Any]) -> str:
-    return f"{LABELS[name]} {_cell(e).rstrip()}"
+    """`NAME value [low, high]` with three decimals: BRPO and V1 differ little at the largest budget."""
+    return f"{LABELS[name]} {_cell(e, 3).rstrip()}"
 
 
 def _ordering_line(report: dict[str, Any]) -> str:
@@ -389,8 +390,8 @@ def _separation_line(report: dict[str, Any]) -> str:
     return (
         f"  {round(report['level'] * 100)}% intervals: BRPO vs V1 {words[separate['brpo_v1']]}, "
         f"V1 vs V2 {words[separate['v1_v2']]}; paired over the same resamples: "
-        f"V1 − BRPO {_cell(paired['v1_minus_brpo']).rstrip()}, "
-        f"V2 − V1 {_cell(paired['v2_minus_v1']).rstrip()}"
+        f"V1 − BRPO {_cell(paired['v1_minus_brpo'], 3).rstrip()}, "
+        f"V2 − V1 {_cell(paired['v2_minus_v1'], 3).rstrip()}"
     )
 
 

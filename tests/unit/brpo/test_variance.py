@@ -99,8 +99,9 @@ def test_bootstrap_of_identical_problems_has_no_width() -> None:
     assert [estimate.value, estimate.low, estimate.high] == pytest.approx([1.0, 1.0, 1.0])
 
 
-# The correlation and ratio by hand: 2 problems × 2 traces × 2 budgets (4, 8), uniform p = (.5, .5), discount 2,
-# A = 1, every trace thinks 8 tokens (no mask). Scores r: p0 a [0, 1], b [1, 1]; p1 c [0, 0], d [1, 0].
+# The correlation and ratio by hand: 2 problems × 2 traces × 2 budgets (4, 8), uniform p = (.5, .5),
+# discount 2, A = 1, every trace thinks 8 tokens (no mask).
+# Scores r: p0 a [0, 1], b [1, 1]; p1 c [0, 0], d [1, 0].
 # R[g, s] = sum_{k>=s} p_k r[g, k]:   a [.5, .5]   b [1, .5]   c [0, 0]   d [.5, 0]
 # V2[s] = the problem's mean R:       p0 [.75, .5]             p1 [.25, 0]
 # V1[g, 0] = 0; V1[g, 1] = (d^0 r[g, 0] / d^0) * p_1 = r[g, 0] / 2:  a 0, b .5, c 0, d .5
