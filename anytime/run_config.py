@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from anytime.brpo.config import BRPOConfig
 from anytime.contracts.learn import LearnerSection, OldLogProbs
+from anytime.problems import DatasetColumns, ProblemColumns
 
 # b_max becomes budget rows (SQL INTEGER, so no larger); the other token counts and sizes share its bound.
 _MAX_SQL_INT = 2**31 - 1
@@ -80,6 +81,10 @@ class EvalSection(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     dataset: str | None = Field(default=None, description="Held-out problems; unset: no evaluation.")
+    dataset_columns: DatasetColumns = Field(
+        default_factory=ProblemColumns,
+        description="Where the held-out records keep the problem and its answer (as `dataset_columns`).",
+    )
     interval: int = Field(
         default=0,
         ge=0,
@@ -228,7 +233,17 @@ class RunConfig(BaseModel):
         description="A label for lists and MLflow.",
     )
     model: str = Field(min_length=1, description="A Hugging Face model folder, or a hub name (GPU use).")
-    dataset: str = Field(min_length=1, description="Training problems: a .jsonl or .json file.")
+    dataset: str = Field(
+        min_length=1,
+        description="Training problems: a .jsonl, .json or .parquet file, a Hugging Face dataset folder "
+        "(save_to_disk) or hf:OWNER/NAME[:SPLIT] from the hub.",
+    )
+    dataset_columns: DatasetColumns = Field(
+        default_factory=ProblemColumns,
+        description="Where the training records keep the problem and its answer: a preset (deepscaler: "
+        "problem / answer; verl: the prompt chat / reward_model.ground_truth; math: problem / the last "
+        "\\boxed{} of solution) or {problem: COLUMN, answer: COLUMN, answer_from: value | last_boxed}.",
+    )
     preset: Preset = Field(
         default="tiny-cpu",
         description="Defaults for the fields left out: tiny-cpu (b_max 128, G 4, summaries of 32 tokens, "

@@ -40,7 +40,7 @@ study_app = typer.Typer(
     help="Measure a policy outside training (the paper's analyses).", no_args_is_help=True
 )
 
-# Figure 3 of the paper (docs/method.md §5.5, PAPER.md): R1-Distill-Qwen-1.5B, untrained, AMC, at t = 8000.
+# Figure 3 of the paper (docs/method.md §5.5): R1-Distill-Qwen-1.5B, untrained, AMC, at t = 8000.
 PAPER_FIGURE_3 = {"v1": 0.36, "v2": 0.61, "brpo": 0.34}
 PAPER_FIGURE_3_CORR = {"v1": 0.81, "v2": 0.64}  # BRPO's stays at ≈0.82–0.91 over all t
 PAPER_SOURCE = "paper, AMC, R1-Distill-Qwen-1.5B, t = 8000"

@@ -2,7 +2,7 @@
 thinking return (Corr(V, R)) and how much of the return's variance it leaves in the advantage
 (Var(R − V)/Var(R)), over the traces that still think there.
 
-Notation (PAPER.md §3.1, 0-indexed budgets s = 0..S−1, b_0 < … < b_{S−1} = b_max, prior p, G traces per
+Notation (docs/method.md §2.5, 0-indexed budgets s = 0..S−1, b_0 < … < b_{S−1} = b_max, prior p, G traces per
 problem): r[g, k] is trace g's dense score at budget b_k, the mean reward of its A summaries of the thought
 cut at min(b_k, |z_g|). At budget index s
 - the return is R[g, s] = Σ_{k≥s} p_k r[g, k];

@@ -6,7 +6,8 @@ from __future__ import annotations
 from anytime.experiments.report import BudgetEstimates, Estimate, ExperimentReport, Method
 
 
-def _ci(e: Estimate, signed: bool = False) -> str:
+def format_estimate(e: Estimate, signed: bool = False) -> str:
+    """`mean [low, high]` as every table of the report writes it (the README quotes it so)."""
     number = f"{e.mean:+.3f}" if signed else f"{e.mean:.3f}"
     if e.low is None or e.high is None:
         return f"{number} [no CI: one seed]"
@@ -52,11 +53,11 @@ def report_markdown(report: ExperimentReport) -> str:
             lines.append(f"| {name} | 0 | no run entered the statistics |" + " |" * (len(budgets) + 2))
             continue
         c = comparisons.get(result.arm)
-        delta = "—" if c is None else _ci(c.end.anytime_score, signed=True) + _dagger(c.end)
-        score = f"{_ci(result.start.anytime_score)} → {_ci(result.end.anytime_score)}{_dagger(result.end)}"
+        delta = "—" if c is None else format_estimate(c.end.anytime_score, signed=True) + _dagger(c.end)
+        score = f"{format_estimate(result.start.anytime_score)} → {format_estimate(result.end.anytime_score)}{_dagger(result.end)}"
         lines.append(
             f"| {name} | {len(result.seeds)} | {score} | "
-            + " | ".join(_ci(e) for e in result.end.accuracy)
+            + " | ".join(format_estimate(e) for e in result.end.accuracy)
             + f" | {delta} | {'—' if c is None else _sign(c.end.anytime_score)} |"
         )
     lines += _contamination_lines(report)
@@ -92,7 +93,7 @@ def _difference_lines(report: ExperimentReport, pct: str) -> list[str]:
     ]
     for c in report.comparisons:
         for label, est in (("end − end", c.end), ("gain − gain", c.gain)):
-            cells = [f"{_ci(e, signed=True)}, p {_sign(e)}" for e in [*est.accuracy, est.anytime_score]]
+            cells = [f"{format_estimate(e, signed=True)}, p {_sign(e)}" for e in [*est.accuracy, est.anytime_score]]
             lines.append(f"| {c.arm} | {label}{_dagger(est)} | " + " | ".join(cells) + " |")
     return lines
 
@@ -103,7 +104,7 @@ def _variance_lines(report: ExperimentReport, pct: str) -> list[str]:
     budgets = sorted({r.budget for r in report.variance_ratios if r.budget is not None})
     cells: dict[tuple[str, str], dict[int | None, str]] = {}
     for r in report.variance_ratios:
-        cells.setdefault((r.arm, r.baseline), {})[r.budget] = _ci(r.estimate)
+        cells.setdefault((r.arm, r.baseline), {})[r.budget] = format_estimate(r.estimate)
     lines = [
         "",
         "### Variance ratios Var(Q − V)/Var(Q) during training",

@@ -20,8 +20,10 @@ from anytime.run_config import RunConfig, merge_bodies
 # from the seed and the step) and how it is evaluated: the same in every arm, or the arms are not paired.
 PAIRED_FIELDS = (
     "dataset",
+    "dataset_columns",
     "problems_per_step",
     "eval_dataset",
+    "eval_dataset_columns",
     "eval_problems",
     "eval_num_budgets",
     "eval_samples",

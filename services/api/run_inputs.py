@@ -7,8 +7,12 @@ this module is the one place that looks at the files, from the API's side:
 - every path (a dataset, a local model) must lie under a data root (ANYTIME_DATA_ROOTS) once `~`, `..`
   and symlinks are resolved; one that does not gets the same message whether or not it exists, so the
   API cannot be used to probe the filesystem;
-- a dataset must be a readable problem file that `anytime.problems.load_problems` (what the workers run)
-  reads without error and that holds at least `problems_per_step` problems (training set);
+- a dataset must be a readable problem set that `anytime.problems.load_problems` (what the workers run)
+  reads through its column mapping (`dataset_columns`, `eval_dataset_columns`) without error, and that
+  holds at least `problems_per_step` problems (training set); a file that lacks a mapped column is refused
+  naming the column, the columns it has and the mapping to set. A `.jsonl`/`.json`/`.parquet` file or a
+  Hugging Face dataset folder must lie under the roots; `hf:OWNER/NAME[:SPLIT]` is read from the hub (or
+  the API's cache of it), so the API needs the `hf` extra and a network for those;
 - a model is a Hugging Face model folder (with a config.json) under the roots, or a hub id such as
   `Qwen/Qwen2.5-1.5B-Instruct` that names nothing on this machine (GPU workers download it).
 
@@ -26,7 +30,16 @@ from pathlib import Path
 from fastapi.exceptions import RequestValidationError
 
 from anytime.model_dir import is_hub_id
-from anytime.problems import Contamination, Problem, ProblemSetError, load_problems
+from anytime.problems import (
+    COLUMN_PRESETS,
+    HUB_PREFIX,
+    Contamination,
+    MissingColumnError,
+    Problem,
+    ProblemColumns,
+    ProblemSetError,
+    load_problems,
+)
 from anytime.run_config import RunConfig
 
 
@@ -56,7 +69,7 @@ def inspect_run_inputs(config: RunConfig, roots: Sequence[Path]) -> InputReport:
     model = _model_problem(config.model, roots)
     if model is not None:
         problems.append(InputProblem("model", model))
-    train = _load_dataset("dataset", config.dataset, roots, problems)
+    train = _load_dataset("dataset", config.dataset, config.dataset_columns, roots, problems)
     if train is not None and config.problems_per_step > len(train):
         problems.append(
             InputProblem(
@@ -67,7 +80,9 @@ def inspect_run_inputs(config: RunConfig, roots: Sequence[Path]) -> InputReport:
         )
     contamination = None
     if config.evaluation.dataset is not None:
-        held_out = _load_dataset("eval_dataset", config.evaluation.dataset, roots, problems)
+        held_out = _load_dataset(
+            "eval_dataset", config.evaluation.dataset, config.evaluation.dataset_columns, roots, problems
+        )
         if train is not None and held_out is not None:
             evaluated = held_out[: config.evaluation.problems]
             contamination = Contamination.measure(train, evaluated)
@@ -134,22 +149,20 @@ def _model_problem(text: str, roots: Sequence[Path]) -> str | None:
 
 
 def _load_dataset(
-    field: str, text: str, roots: Sequence[Path], problems: list[InputProblem]
+    field: str, text: str, columns: ProblemColumns, roots: Sequence[Path], problems: list[InputProblem]
 ) -> list[Problem] | None:
-    """The problems in the dataset, or None with what is wrong appended to `problems`."""
-    path = _under_roots(text, roots)
-    message: str | None = None
-    if path is None:
-        message = outside_roots_message(field, roots)
-    elif not path.exists():
-        message = f"{field} {text} does not exist"
-    elif not path.is_file():
-        message = f"{field} {text} is not a file (a .jsonl or .json list of problems)"
-    elif not os.access(path, os.R_OK):
-        message = f"{field} {text} is not readable by the API"
-    else:
+    """The problems in the dataset, or None with what is wrong appended to `problems` (under `field`).
+    A hub dataset is no path: it is read from the hub (or this machine's cache of it), as the driver will."""
+    path = None if text.startswith(HUB_PREFIX) else _under_roots(text, roots)
+    message = None if text.startswith(HUB_PREFIX) else _dataset_path_problem(field, text, path, roots)
+    if message is None:
         try:
-            return load_problems(path)
+            return load_problems(text if path is None else path, columns)
+        except MissingColumnError as err:
+            message = (
+                f"{field}: {err}; map the file's columns with {field}_columns (a preset: "
+                f"{', '.join(COLUMN_PRESETS)}; or {{problem: COLUMN, answer: COLUMN}})"
+            )
         except ProblemSetError as err:
             message = f"{field}: {err}"
         except UnicodeDecodeError:
@@ -157,4 +170,19 @@ def _load_dataset(
         except (OSError, RecursionError) as err:
             message = f"{field} {text} cannot be read ({type(err).__name__}: {err})"
     problems.append(InputProblem(field, message))
+    return None
+
+
+def _dataset_path_problem(field: str, text: str, path: Path | None, roots: Sequence[Path]) -> str | None:
+    """What keeps the API from reading a dataset path (`path`: resolved under the roots, or None)."""
+    if path is None:
+        return outside_roots_message(field, roots)
+    if not path.exists():
+        return f"{field} {text} does not exist"
+    if not (path.is_file() or path.is_dir()):
+        return (
+            f"{field} {text} is not a file (a .jsonl, .json or .parquet list of problems) or a dataset folder"
+        )
+    if not os.access(path, os.R_OK):
+        return f"{field} {text} is not readable by the API"
     return None

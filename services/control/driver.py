@@ -215,9 +215,13 @@ class RunDriver:
             assert run is not None
             start = 0 if run.step is None else run.step + 1
             version = run.policy_version
-        train = load_problems(Path(config.dataset))
+        train = load_problems(config.dataset, config.dataset_columns)
         held_out = config.evaluation
-        evaluation = load_problems(Path(held_out.dataset))[: held_out.problems] if held_out.dataset else []
+        evaluation = (
+            load_problems(held_out.dataset, held_out.dataset_columns)[: held_out.problems]
+            if held_out.dataset
+            else []
+        )
         if start == 0 and evaluation:
             self._evaluate(run_id, config, plan, evaluation, 0, -1, config.model, mlflow_run)
         model_dir = self._model_dir(run_id, version, config)

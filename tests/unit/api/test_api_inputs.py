@@ -8,6 +8,7 @@ see test_api_routes.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,7 @@ def test_dot_dot_and_symlinks_are_resolved_before_the_roots_check(api: Api, tmp_
         ("", "no problems in the file"),
         ("\n\n", "no problems in the file"),
         ('{"problem": "1+1?", "answer": 2}\n{"problem": "2+2?", "answer":\n', "not valid JSON"),
-        ('{"problem": "1+1?"}\n', "record 0: field 'answer'"),
+        ('{"problem": "1+1?"}\n', "record 0: no column 'answer' (the answer); its columns: problem"),
         ("[1, 2]\n", "record 0 is not an object"),
     ],
     ids=["empty", "blank-lines", "malformed-jsonl", "missing-answer", "not-objects"],
@@ -89,7 +90,8 @@ def test_missing_unreadable_and_non_file_datasets_inside_the_roots(api: Api, tmp
         "dataset": "dataset data/missing.jsonl does not exist"
     }
     assert refused(api, dataset="data") == {
-        "dataset": "dataset data is not a file (a .jsonl or .json list of problems)"
+        "dataset": f"dataset: {tmp_path.resolve() / 'data'} is a folder but not a Hugging Face dataset (one "
+        "written by save_to_disk has a state.json); name a .jsonl, .json or .parquet file, or such a folder"
     }
     (tmp_path / "data" / "binary.jsonl").write_bytes(b"\xff\xfe\x00")
     assert refused(api, dataset="data/binary.jsonl") == {
@@ -102,6 +104,56 @@ def test_missing_unreadable_and_non_file_datasets_inside_the_roots(api: Api, tmp
         assert refused(api, dataset="data/locked.jsonl") == {
             "dataset": "dataset data/locked.jsonl is not readable by the API"
         }
+
+
+VERL_ROWS = [
+    {"prompt": [{"role": "user", "content": f"{i} + 1?"}], "reward_model": {"ground_truth": str(i + 1)}}
+    for i in range(8)
+]
+
+
+def test_a_parquet_dataset_is_read_through_its_columns(api: Api, tmp_path: Path) -> None:
+    pa, pq = pytest.importorskip("pyarrow"), pytest.importorskip("pyarrow.parquet")
+    pq.write_table(pa.Table.from_pylist(VERL_ROWS), tmp_path / "data" / "verl.parquet")
+    body = {**CONFIG, "dataset": "data/verl.parquet", "dataset_columns": "verl"}
+    created = api.client.post("/v1/runs", json=body)
+    assert created.status_code == 201, created.text
+    assert created.json()["config"]["dataset_columns"] == {
+        "problem": "prompt", "answer": "reward_model.ground_truth", "answer_from": "value"
+    }  # fmt: skip
+    # The same training file with eval_dataset in verl's columns: 1 + 1 … 3 + 1 are training problems.
+    (tmp_path / "data" / "eval.jsonl").write_text('{"problem": "2 + 1?", "answer": 3}\n')
+    run = api.client.post("/v1/runs", json={**body, "eval_dataset": "data/eval.jsonl"}).json()
+    assert run["contamination"] == {"eval_problems": 1, "in_training": 1}
+
+
+def test_a_dataset_without_the_mapped_column_is_a_422_naming_it(api: Api, tmp_path: Path) -> None:
+    pa, pq = pytest.importorskip("pyarrow"), pytest.importorskip("pyarrow.parquet")
+    path = tmp_path / "data" / "verl.parquet"
+    pq.write_table(pa.Table.from_pylist(VERL_ROWS), path)
+    hint = "(a preset: deepscaler, verl, math; or {problem: COLUMN, answer: COLUMN})"
+    assert refused(api, dataset="data/verl.parquet") == {
+        "dataset": f"dataset: {path.resolve()}: no column 'problem' (the problem); its columns: prompt, "
+        f"reward_model; map the file's columns with dataset_columns {hint}"
+    }
+    assert refused(api, eval_dataset="data/verl.parquet", eval_dataset_columns={"problem": "prompt"}) == {
+        "eval_dataset": f"eval_dataset: {path.resolve()}: no column 'answer' (the answer); its "
+        f"columns: prompt, reward_model; map the file's columns with eval_dataset_columns {hint}"
+    }
+    errors = refused(api, dataset_columns="MATH")
+    assert (
+        set(errors) == {"dataset_columns"}
+        and "name one of deepscaler, verl, math" in errors["dataset_columns"]
+    )
+
+
+def test_a_hub_dataset_needs_the_hf_extra_at_the_door(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "datasets", None)  # as where the hf extra is not installed
+    hub = "hf:agentica-org/DeepScaleR-Preview-Dataset"
+    assert refused(api, dataset=hub) == {
+        "dataset": f"dataset: {hub}: reading a Hugging Face dataset needs the datasets library; install the "
+        "hf extra (pip install 'anytime[hf]')"
+    }
 
 
 def test_problems_per_step_above_the_training_set_says_its_size(api: Api) -> None:
