@@ -131,6 +131,10 @@ def report(
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also save the report's numbers (JSON) to this file.")
     ] = None,
+    reference: Annotated[
+        str | None,
+        typer.Option(help="Pair every arm against this arm instead of the experiment's reference."),
+    ] = None,
     api: ApiOption = None,
     api_key: KeyOption = None,
 ) -> None:
@@ -141,16 +145,17 @@ def report(
             check_writable(target)
     client = ApiClient.from_settings(api, api_key)
     path = f"/v1/experiments/{experiment_id}/report"
-    markdown = client.request("GET", path, params={"format": "md"}).text
+    chosen = {} if reference is None else {"reference": reference}
+    markdown = client.request("GET", path, params={"format": "md", **chosen}).text
     typer.echo(markdown)
     if md is not None:
         write_atomically(md, markdown.encode())
         typer.echo(f"report written to {md}")
     if png is not None:
-        write_atomically(png, client.request("GET", path, params={"format": "png"}).content)
+        write_atomically(png, client.request("GET", path, params={"format": "png", **chosen}).content)
         typer.echo(f"plot written to {png}")
     if json_out is not None:
-        write_atomically(json_out, client.request("GET", path).content)
+        write_atomically(json_out, client.request("GET", path, params=chosen).content)
         typer.echo(f"numbers written to {json_out}")
 
 

@@ -335,23 +335,39 @@ def get_report(
     session: SessionDep,
     tracker: TrackerDep,
     format: Annotated[Literal["json", "md", "png"], Query(description="json, md or png.")] = "json",
+    reference: Annotated[
+        str | None,
+        Query(description="Pair every arm against this arm instead of the experiment's reference."),
+    ] = None,
 ) -> ExperimentReport | Response:
     """Per arm: accuracy at every budget and anytime score at the start and the end, the mean over seeds
-    with 95 % intervals; paired differences against the reference arm; variance ratios and training
-    curves. `md` and `png` also log the report to the experiment's MLflow parent run (best effort)."""
+    with 95 % intervals; paired differences against the reference arm (or `reference`); variance ratios
+    and training curves. `md` and `png` of the experiment's own reference also log the report to its
+    MLflow parent run (best effort)."""
+    arms = list(experiment.spec["arms"])
+    if reference is not None and reference not in arms:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ("query", "reference"),
+                    "msg": f"reference must be one of the experiment's arms ({', '.join(arms)}); "
+                    f"got {reference!r}",
+                    "input": reference,
+                }
+            ]
+        )
     members = experiments.members(session, experiment.id)
     try:
-        report = build_report(
-            list(experiment.spec["arms"]), experiment.reference, run_records(session, members)
-        )
+        report = build_report(arms, reference or experiment.reference, run_records(session, members))
     except ValueError as err:  # e.g. runs evaluated on different problems or grids: not comparable
         raise HTTPException(status.HTTP_409_CONFLICT, f"experiment {experiment.id}: {err}") from err
     if format == "json":
         return report
     png = report_png(report)
-    _log_to_parent(
-        tracker, experiment, report, png, experiments.experiment_status(m.run.status for m in members)
-    )
+    if report.reference == experiment.reference:
+        status_now = experiments.experiment_status(m.run.status for m in members)
+        _log_to_parent(tracker, experiment, report, png, status_now)
     if format == "png":
         return Response(png, media_type="image/png")
     return Response(report_markdown(report), media_type="text/markdown; charset=utf-8")

@@ -404,6 +404,24 @@ def test_the_report_reads_every_run_from_sql(api: Api, monkeypatch: pytest.Monke
     assert api.client.get(path, params={"format": "png"}).status_code == 200
 
 
+def test_the_report_pairs_against_another_arm_when_asked(api: Api) -> None:
+    experiment = api.create()
+    for r in experiment["runs"]:
+        api.set_status(r["run_id"], RunStatus.RUNNING, RunStatus.SUCCEEDED)
+        better = 0.1 if r["arm"] == "brpo" else 0.0
+        _record(api, r["run_id"], [[0.1, 0.2, 0.3, 0.4], [0.2 + better, 0.3 + better, 0.5, 0.6]])
+    path = f"/v1/experiments/{experiment['id']}/report"
+    report = api.client.get(path, params={"reference": "grpo"}).json()
+    assert report["reference"] == "grpo"  # the experiment's own reference is brpo
+    (comparison,) = report["comparisons"]
+    assert comparison["arm"] == "brpo" and comparison["end"]["accuracy"][0]["mean"] == pytest.approx(0.1)
+    api.client.get(path, params={"reference": "grpo", "format": "md"})
+    assert api.tracker.named("log_png") == []  # the parent run keeps the experiment's own report
+    refused = api.client.get(path, params={"reference": "nope"})
+    assert refused.status_code == 422
+    assert "one of the experiment's arms (brpo, grpo)" in refused.json()["detail"][0]["msg"]
+
+
 def test_a_report_of_runs_that_cannot_be_compared_is_409(api: Api) -> None:
     experiment = api.create(seeds=[1])
     for r in experiment["runs"]:
