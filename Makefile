@@ -21,7 +21,7 @@ HAS_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
 
 help:
 	@echo "make demo   - the main job on the embedded default (tiny model, synthetic task, CPU)"
-	@echo "make science - the default experiment: BRPO vs GRPO over 3 seeds with a report (~30 min)"
+	@echo "make science - the paper's ablations: 5 arms x 6 paired seeds x 10 steps, with a report (~50 min)"
 	@echo "make test   - the default test suite (starts its own redis-server and PostgreSQL)"
 	@echo "make lint   - ruff + mypy";
 	@echo "make bench  - run benchmarks/"

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from anytime_cli.demo import EVAL_PROBLEMS, RUN_STEPS
 from anytime_cli.errors import CliError
 from anytime_cli.experiments import experiment_app
 from anytime_cli.runs import runs_app
@@ -152,7 +153,7 @@ def demo(
         "build/demo"
     ),
     steps: Annotated[int, typer.Option(min=1, help="Warm-start steps.")] = 450,
-    run_steps: Annotated[int, typer.Option(min=1, help="Steps of each BRPO/GRPO run.")] = 16,
+    run_steps: Annotated[int, typer.Option(min=1, help="Steps of each BRPO/GRPO run.")] = RUN_STEPS,
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
     """The embedded default end to end: warm start, the stack, BRPO and GRPO runs over REST, their curves."""
@@ -167,11 +168,13 @@ def science(
         "build/science"
     ),
     steps: Annotated[int, typer.Option(min=1, help="Warm-start steps.")] = 450,
-    run_steps: Annotated[int, typer.Option(min=1, help="Steps of each run.")] = 10,
+    run_steps: Annotated[int, typer.Option(min=1, help="Steps of each run.")] = RUN_STEPS,
     seeds: Annotated[
         str, typer.Option(help="Comma-separated seeds (one paired run per arm and seed).")
     ] = "0,1,2,3,4,5",
-    eval_problems: Annotated[int, typer.Option(min=1, help="Held-out problems per evaluation.")] = 64,
+    eval_problems: Annotated[
+        int, typer.Option(min=1, help="Held-out problems per evaluation.")
+    ] = EVAL_PROBLEMS,
 ) -> None:
     """The default experiment: the paper's ablations (GRPO, GRPO+linear, GRPO+decouple, BRPO and BRPO with
     the V2 baseline) on the task with headroom, paired over seeds, with a report (95 % intervals, paired

@@ -153,8 +153,8 @@ def test_the_demo_says_whether_the_largest_budget_fell_and_whether_that_is_noise
 
 
 def test_the_demo_pairs_brpo_with_grpo_on_the_task_with_headroom(tmp_path: Path) -> None:
-    spec = demo.demo_spec(tmp_path / "m", tmp_path / "t.jsonl", tmp_path / "e.jsonl", steps=16, seed=3)
+    spec = demo.demo_spec(tmp_path / "m", tmp_path / "t.jsonl", tmp_path / "e.jsonl", steps=10, seed=3)
     assert spec["seeds"] == [3] and spec["reference"] == "grpo"
     assert spec["arms"]["brpo"]["prior"] == "uniform" and spec["arms"]["grpo"] == {"algorithm": "grpo"}
-    assert spec["base"]["eval_samples"] == 4 and spec["base"]["steps"] == 16
+    assert spec["base"]["eval_samples"] == 4 and spec["base"]["steps"] == 10
     assert demo.DEMO_TASK == "digit-chain-detours"

@@ -61,3 +61,15 @@ def test_a_second_run_carries_the_experiment_on(api: Api, tmp_path: Path) -> Non
     assert science.carried_on(client, marker, _spec(tmp_path, [0, 1])) is None
     marker.write_text(json.dumps({"id": "0" * 16, "spec": spec}))
     assert science.carried_on(client, marker, spec) is None
+
+
+def test_the_demo_is_seed_0_of_the_experiments_grpo_and_ar_uniform_arms(tmp_path: Path) -> None:
+    from anytime_cli import demo
+
+    paths = (tmp_path / "m", tmp_path / "t.jsonl", tmp_path / "e.jsonl")
+    shown = demo.demo_spec(*paths, steps=demo.RUN_STEPS, seed=0)
+    published = science.experiment_spec(*paths, demo.RUN_STEPS, [0, 1, 2, 3, 4, 5], demo.EVAL_PROBLEMS)
+    assert shown["base"] == published["base"]
+    arms = cast(dict[str, object], published["arms"])
+    assert shown["arms"] == {"brpo": arms["ar-uniform"], "grpo": arms["grpo"]}
+    assert shown["seeds"] == [0] and demo.DEMO_TASK == science.SCIENCE_TASK
