@@ -4,6 +4,7 @@ and its bad input: one line on stderr, exit 2, no traceback, before the API is a
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +152,21 @@ def test_an_atomic_write_into_a_missing_folder_is_a_clear_error(tmp_path: Path) 
         cli.write_atomically(tmp_path / "nope" / "r.png", b"x")
     with pytest.raises(CliError, match="it is a folder"):
         cli.write_atomically(tmp_path, b"x")
+
+
+def test_an_atomic_write_leaves_the_mode_a_plain_write_would(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        cli.write_atomically(tmp_path / "new.md", b"x")
+        (tmp_path / "kept.md").write_bytes(b"old")
+        (tmp_path / "kept.md").chmod(0o640)
+        cli.write_atomically(tmp_path / "kept.md", b"new")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "new.md").stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
+    assert (tmp_path / "kept.md").stat().st_mode & 0o777 == 0o640 and (
+        tmp_path / "kept.md"
+    ).read_bytes() == b"new"
 
 
 @pytest.mark.parametrize(

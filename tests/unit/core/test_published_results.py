@@ -1,0 +1,96 @@
+"""The published experiment (`docs/results/`): one report, its Markdown the rendering of its JSON, made on
+the foundations issue 24 asked for, and the README's Results quoting its numbers, not typed ones."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from anytime.experiments.markdown import format_estimate, report_markdown
+from anytime.experiments.report import ExperimentReport
+
+REPO = Path(__file__).resolve().parents[3]
+RESULTS = REPO / "docs" / "results"
+
+
+@pytest.fixture(scope="module")
+def report() -> ExperimentReport:
+    return ExperimentReport.model_validate_json((RESULTS / "science-report.json").read_text())
+
+
+def _results_section() -> str:
+    readme = (REPO / "README.md").read_text()
+    start = readme.index("\n## Results\n")
+    return readme[start : readme.index("\n## ", start + 1)]
+
+
+@pytest.fixture(scope="module")
+def against_v2() -> ExperimentReport:
+    """The same experiment's rows paired against `ar-uniform-v2` (`--reference ar-uniform-v2`)."""
+    return ExperimentReport.model_validate_json(
+        (RESULTS / "science-report-vs-ar-uniform-v2.json").read_text()
+    )
+
+
+def test_the_markdown_and_the_png_are_the_json_report(
+    report: ExperimentReport, against_v2: ExperimentReport
+) -> None:
+    assert (RESULTS / "science-report.md").read_text() == report_markdown(report)
+    assert (RESULTS / "science-report.png").read_bytes().startswith(b"\x89PNG")
+    assert (RESULTS / "science-report-vs-ar-uniform-v2.md").read_text() == report_markdown(against_v2)
+    assert against_v2.reference == "ar-uniform-v2"
+    assert [r.run_ids for r in against_v2.results] == [r.run_ids for r in report.results]  # the same runs
+
+
+def test_the_experiment_is_the_one_asked_for(report: ExperimentReport) -> None:
+    assert report.arms == ["grpo", "grpo-linear", "grpo-decouple", "ar-uniform", "ar-uniform-v2"]
+    assert report.reference == "grpo" and len(report.seeds) >= 6
+    assert report.problems_per_evaluation and min(report.problems_per_evaluation) >= 64
+    assert not report.excluded_runs
+    for result in report.results:
+        assert result.end is not None and len(result.seeds) == len(report.seeds)
+    for arm in report.settings:  # held out means held out
+        assert (arm.eval_problems, arm.in_training) == (min(report.problems_per_evaluation), 0), arm.arm
+    loss_constants = {arm.resolved["loss_normalizer"] for arm in report.settings}
+    assert len(loss_constants) == 1  # one loss constant for every arm
+
+
+def test_the_readme_quotes_the_report(report: ExperimentReport) -> None:
+    section = _results_section()
+    for result in report.results:
+        assert result.end is not None
+        assert format_estimate(result.end.anytime_score) in section, result.arm
+    for comparison in report.comparisons:
+        score = comparison.end.anytime_score
+        assert format_estimate(score, signed=True) in section, comparison.arm
+        assert score.sign_test is not None
+        assert f"p = {score.sign_test.p_value:.3g}" in section, comparison.arm
+
+
+def test_the_readme_quotes_the_ablation_pairs(against_v2: ExperimentReport) -> None:
+    section = _results_section()
+    by_arm = {c.arm: c.end for c in against_v2.comparisons}
+    decouple, uniform = by_arm["grpo-decouple"], by_arm["ar-uniform"]
+    assert (
+        f"`grpo-decouple` − `ar-uniform-v2` = {format_estimate(decouple.anytime_score, signed=True)}"
+        in section
+    )
+    assert f"(@ 32: {format_estimate(decouple.accuracy[0], signed=True)})" in section
+    assert decouple.anytime_score.sign_test is not None
+    assert f"p = {decouple.anytime_score.sign_test.p_value:.3g}" in section
+    assert (
+        f"`ar-uniform` − `ar-uniform-v2` = {format_estimate(uniform.anytime_score, signed=True)}" in section
+    )
+
+
+def test_the_readme_quotes_figure_3() -> None:
+    figure = json.loads((RESULTS / "figure3" / "variance.json").read_text())
+    assert (figure["problems"], figure["group"], figure["summaries"], len(figure["budgets"])) == (64, 8, 4, 8)
+    assert (RESULTS / "figure3" / "variance.png").read_bytes().startswith(b"\x89PNG")
+    section = _results_section()
+    largest = {row["budget"]: row for row in figure["per_budget"]}[figure["largest"]["budget"]]
+    for name, label in (("v2", "V2"), ("brpo", "BRPO"), ("v1", "V1")):
+        ratio = largest[name]["ratio"]
+        assert f"{label} {ratio['value']:.3f} [{ratio['low']:.3f}," in section.replace("\n", " "), name
