@@ -54,7 +54,8 @@ def report_markdown(report: ExperimentReport) -> str:
             continue
         c = comparisons.get(result.arm)
         delta = "—" if c is None else format_estimate(c.end.anytime_score, signed=True) + _dagger(c.end)
-        score = f"{format_estimate(result.start.anytime_score)} → {format_estimate(result.end.anytime_score)}{_dagger(result.end)}"
+        start, end = format_estimate(result.start.anytime_score), format_estimate(result.end.anytime_score)
+        score = f"{start} → {end}{_dagger(result.end)}"
         lines.append(
             f"| {name} | {len(result.seeds)} | {score} | "
             + " | ".join(format_estimate(e) for e in result.end.accuracy)
@@ -93,7 +94,8 @@ def _difference_lines(report: ExperimentReport, pct: str) -> list[str]:
     ]
     for c in report.comparisons:
         for label, est in (("end − end", c.end), ("gain − gain", c.gain)):
-            cells = [f"{format_estimate(e, signed=True)}, p {_sign(e)}" for e in [*est.accuracy, est.anytime_score]]
+            estimates = [*est.accuracy, est.anytime_score]
+            cells = [f"{format_estimate(e, signed=True)}, p {_sign(e)}" for e in estimates]
             lines.append(f"| {c.arm} | {label}{_dagger(est)} | " + " | ".join(cells) + " |")
     return lines
 

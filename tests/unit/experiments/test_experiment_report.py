@@ -205,9 +205,7 @@ def test_one_seed_gets_the_t_interval_over_its_problems_marked_as_such() -> None
 
 
 def test_one_seed_on_one_problem_has_no_interval() -> None:
-    runs = [
-        _run(arm, 0, {"a": GRPO_START[0]["a"]}, {"a": GRPO_END[0]["a"]}) for arm in ("brpo", "grpo")
-    ]
+    runs = [_run(arm, 0, {"a": GRPO_START[0]["a"]}, {"a": GRPO_END[0]["a"]}) for arm in ("brpo", "grpo")]
     report = build_report(["brpo", "grpo"], "grpo", runs)
     grpo = _result(report, "grpo")
     assert grpo.end is not None and grpo.end.method is Method.CROSSED
