@@ -22,7 +22,6 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from anytime.logging import get_logger
-from anytime.verification.extraction import last_boxed
 
 Answer = str | int | float | list[str | int | float]
 
@@ -267,6 +266,9 @@ def _answer(source: str, where: str, row: Mapping[str, Any], columns: ProblemCol
             f"{source}: {where}column {columns.answer!r} holds a {type(value).__name__}, not the text "
             "answer_from last_boxed reads a \\boxed{} from"
         )
+    # Imported here: `anytime.verification`'s package imports math-verify, which the API image lacks.
+    from anytime.verification.extraction import last_boxed
+
     return last_boxed(value)
 
 
