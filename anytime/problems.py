@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from anytime.boxed import last_boxed
 from anytime.logging import get_logger
 
 Answer = str | int | float | list[str | int | float]
@@ -266,9 +267,6 @@ def _answer(source: str, where: str, row: Mapping[str, Any], columns: ProblemCol
             f"{source}: {where}column {columns.answer!r} holds a {type(value).__name__}, not the text "
             "answer_from last_boxed reads a \\boxed{} from"
         )
-    # Imported here: `anytime.verification`'s package imports math-verify, which the API image lacks.
-    from anytime.verification.extraction import last_boxed
-
     return last_boxed(value)
 
 

@@ -11,14 +11,10 @@ it must be linear in the text: one pass matches every brace, and the boxes are l
 
 from __future__ import annotations
 
-import re
-
+from anytime.boxed import last_boxed, matching_braces
 from anytime.summary_format import SummaryFormat
 
-# A box command, optional spaces, then its opening brace. `\boxedx{` is another command and does not match.
-_BOX_OPEN = re.compile(r"\\(?:boxed|fbox) *\{")
-# A control symbol (`\{`, `\}`, `\\`, …) is skipped whole: escaped braces are literal, not grouping.
-_BRACE_TOKEN = re.compile(r"\\.|[{}]", re.DOTALL)
+__all__ = ["last_boxed", "matching_braces"]  # re-exported: the boxed answer is read here too
 
 
 def answer_paragraph(response: str, fmt: SummaryFormat) -> str | None:
@@ -27,32 +23,6 @@ def answer_paragraph(response: str, fmt: SummaryFormat) -> str | None:
     for paragraph in response.split("\n\n"):
         if paragraph.startswith(heading):
             return paragraph[len(heading) :]
-    return None
-
-
-def matching_braces(text: str) -> dict[int, int]:
-    """Index of each grouping `{` that is closed → index of its `}` (one pass; unclosed ones left out)."""
-    matches: dict[int, int] = {}
-    open_at: list[int] = []
-    for token in _BRACE_TOKEN.finditer(text):
-        char = token.group()
-        if char == "{":
-            open_at.append(token.start())
-        elif char == "}" and open_at:
-            matches[open_at.pop()] = token.start()
-    return matches
-
-
-def last_boxed(text: str) -> str | None:
-    """Content of the last closed `\\boxed{…}`/`\\fbox{…}` (braces matched), or None."""
-    opens = [match.end() - 1 for match in _BOX_OPEN.finditer(text)]
-    if not opens:
-        return None
-    closes = matching_braces(text)
-    for brace in reversed(opens):
-        end = closes.get(brace)
-        if end is not None:
-            return text[brace + 1 : end]
     return None
 
 
