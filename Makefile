@@ -61,6 +61,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy anytime anytime_cli services
 
 bench: $(STAMP)
+	$(PIP) install --quiet -c requirements/constraints-cpu.txt -e ".[compare]" $(TORCH_FLAGS)
 	@for script in benchmarks/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
 migrate: $(STAMP)
