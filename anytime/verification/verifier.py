@@ -31,6 +31,7 @@ from anytime.verification.grading import (
     normalise_answer,
     truth_texts,
 )
+from anytime.verification.plain_numbers import grade_plain_numbers
 from anytime.verification.pool import GradeJob, GraderPool
 from anytime.verification.settings import VerifierSettings
 
@@ -93,6 +94,7 @@ class VerifierStats:
     formatted: int = 0
     cache_hits: int = 0  # answers served without grading (cache, or a repeat within the same batch)
     cache_misses: int = 0  # answers sent to a grader process
+    plain_numbers: int = 0  # answers decided by the plain-number fast path (never looked up in the cache)
     max_grading_seconds: float = 0.0
 
     @property
@@ -119,6 +121,7 @@ class VerifierStats:
             "cache_hits": self.cache_hits,
             "cache_misses": self.cache_misses,
             "cache_hit_rate": round(self.hit_rate, 4),
+            "plain_numbers": self.plain_numbers,
             "max_grading_seconds": round(self.max_grading_seconds, 3),
         }
 
@@ -132,6 +135,7 @@ class _Prepared:
     ended_in_eos: bool
     verdict: Verdict | None = None
     key: CacheKey | None = None
+    plain_number: bool = False  # the verdict came from the plain-number fast path
 
 
 class Verifier:
@@ -183,8 +187,10 @@ class Verifier:
     def grade_many(self, submissions: Sequence[Submission]) -> list[Verdict]:
         """One verdict per submission, in order; each answer is graded at most once while it is cached.
 
+        Answers that are plain numbers against plain-number truths are decided here, exactly as
+        math-verify would (`anytime.verification.plain_numbers`), and reach neither cache nor grader.
         With the cache on, repeats inside the batch are graded once too; with it off (size 0) every
-        answer goes to a grader.
+        other answer goes to a grader.
         """
         prepared = [self._prepare(s) for s in submissions]
         jobs: list[GradeJob] = []
@@ -221,12 +227,14 @@ class Verifier:
                     known = cached.get(item.key) or outcomes[first_job[item.key]]
                     verdict = self._verdict(item, known.status, known.message, 0.0, True)
                     self.stats.cache_hits += 1
+            self.stats.plain_numbers += int(item.plain_number)
             self.stats.count(verdict)
             verdicts.append(verdict)
         return verdicts
 
     def _prepare(self, submission: Submission) -> _Prepared:
-        """Extraction and the format rule (cheap, in this process); the answer's cache key if it needs one."""
+        """Extraction, the format rule and the plain-number fast path (cheap, in this process); the
+        answer's cache key when it still needs a grader."""
         fmt = self.fmt
         extracted = extract_answer(submission.response, fmt)
         formatted = is_formatted(submission.thinking_closed, submission.response, fmt)
@@ -254,6 +262,11 @@ class Verifier:
             problem = f"the answer has {len(answer)} characters, over the limit of {self.max_answer_chars}"
         if problem is not None:
             item.verdict = self._verdict(item, Status.UNPARSEABLE, problem, 0.0, False)
+            return item
+        decided = grade_plain_numbers(answer, truths)
+        if decided is not None:
+            item.verdict = self._verdict(item, decided, None, 0.0, False)
+            item.plain_number = True
         else:
             item.key = (truths, answer)
         return item

@@ -125,7 +125,8 @@ def summary_table(stats: VerifierStats, lines: int, seconds: float, settings: st
     rows.append(f"  {'formatted':<12} {stats.formatted:>8} {stats.formatted / max(lines, 1):>7.1%}")
     lookups = stats.cache_hits + stats.cache_misses
     rows.append(
-        f"  cache hit rate {stats.hit_rate:.1%} ({stats.cache_hits} of {lookups} answers); "
+        f"  cache hit rate {stats.hit_rate:.1%} ({stats.cache_hits} of {lookups} answers; "
+        f"{stats.plain_numbers} plain numbers decided without grading); "
         f"longest grading {stats.max_grading_seconds:.2f} s; grader processes replaced {restarts}"
     )
     return "\n".join(rows)

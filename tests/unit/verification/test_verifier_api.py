@@ -79,22 +79,42 @@ def test_every_status_is_counted() -> None:
 
 
 def test_cache_grades_each_normalised_answer_once() -> None:
-    answers = ["\\frac{1}{2}", "\\dfrac{1}{2}", " \\frac{1}{2} ", "$\\frac{1}{2}$", "0.5", "3"]
-    batch = [Submission(CUT + f"\\boxed{{{a}}}", "\\frac12") for a in answers * 5]
+    # Expressions: plain numbers are decided by the fast path and never reach the cache.
+    answers = [
+        "\\frac{\\sqrt{2}}{2}",
+        "\\dfrac{\\sqrt{2}}{2}",
+        " \\frac{\\sqrt{2}}{2} ",
+        "$\\frac{\\sqrt{2}}{2}$",
+        "\\frac{1}{\\sqrt{2}}",
+        "\\sqrt{3}",
+    ]
+    batch = [Submission(CUT + f"\\boxed{{{a}}}", "\\frac{\\sqrt2}{2}") for a in answers * 5]
     with Verifier(timeout_s=10, workers=2) as verifier:
         first = verifier.grade_many(batch)
-        assert verifier.stats.cache_misses == 3  # \frac{1}{2} (4 spellings), 0.5, 3
+        assert verifier.stats.cache_misses == 3  # √2/2 (4 spellings), 1/√2, √3
         assert verifier.stats.cache_hits == len(batch) - 3
         second = verifier.grade_many(batch)
         assert verifier.stats.cache_misses == 3 and verifier.stats.cache_hits == 2 * len(batch) - 3
         assert verifier.stats.hit_rate == pytest.approx(57 / 60)
+        assert verifier.stats.plain_numbers == 0
     assert [v.status for v in first] == [v.status for v in second]
     assert [v.extracted for v in first] == [v.extracted for v in second]  # the raw text, not the key
     assert sum(v.status is Status.CORRECT for v in first) == 25 and not first[0].cached and second[0].cached
 
 
+def test_plain_numbers_are_decided_without_cache_or_grader() -> None:
+    answers = ["\\frac{1}{2}", "\\dfrac{1}{2}", "0.5", "1/2", "0.50", "3", "x/2"]
+    batch = [Submission(CUT + f"\\boxed{{{a}}}", "\\frac12") for a in answers]
+    with Verifier(timeout_s=10, workers=1) as verifier:
+        verdicts = verifier.grade_many(batch)
+        assert [v.status for v in verdicts] == [Status.CORRECT] * 5 + [Status.INCORRECT] * 2
+        assert verifier.stats.plain_numbers == 6 and verifier.stats.cache_misses == 1  # x/2 was graded
+        assert all(v.seconds == 0.0 and not v.cached for v in verdicts[:6])
+        assert verifier.stats.as_dict()["plain_numbers"] == 6
+
+
 def test_without_cache_every_answer_is_graded() -> None:
-    batch = [Submission(CUT + "\\boxed{1}", "1")] * 4
+    batch = [Submission(CUT + "\\boxed{\\sqrt{2}}", "\\sqrt2")] * 4
     with Verifier(timeout_s=10, workers=2, cache_size=0) as verifier:
         assert all(v.status is Status.CORRECT for v in verifier.grade_many(batch))
         assert (verifier.stats.cache_hits, verifier.stats.cache_misses) == (0, 4)
