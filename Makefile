@@ -17,7 +17,7 @@ TORCH_INDEX ?=
 TORCH_FLAGS := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX),)
 HAS_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
 
-.PHONY: help install demo science test test-all lint bench migrate clean
+.PHONY: help install demo science test test-all lint bench migrate clean gpu-wheels
 
 help:
 	@echo "make demo   - the main job on the embedded default (tiny model, synthetic task, CPU)"
@@ -66,6 +66,10 @@ bench: $(STAMP)
 
 migrate: $(STAMP)
 	$(VENV)/bin/alembic upgrade head
+
+# The wheels benchmarks/gpu_check.sh installs on a GPU box without a package registry (into .whl/).
+gpu-wheels:
+	bash benchmarks/gpu_wheels.sh
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

@@ -5,18 +5,23 @@
 #      with the packing figures of that shape (micro-batch fill, naive / packed tokens, est. speed-up);
 #   2. the packing ratio (benchmarks/packing.py): packed trees vs naive per-summary re-encoding, measured,
 #      on the box's CPU (tiny model, one thread);
-# then one table: metric, value, goal / notes. Needs only torch and transformers (plus pydantic,
-# pydantic-settings and structlog, which the core's modules import); vLLM, Redis, SQL are not used.
+# then one table: metric, value, goal / notes. Needs torch and transformers preinstalled, plus pydantic,
+# pydantic-settings and structlog (which the core's modules import), installed if missing from the wheel
+# folder only, never from a package registry; vLLM, Redis, SQL are not used.
 #
-#   benchmarks/gpu_check.sh               # the GPU check
-#   benchmarks/gpu_check.sh --cpu-smoke   # the same path, tiny shapes on the CPU (~1 min): plumbing only
-#                                         # (or GPU_CHECK_CPU_SMOKE=1)
+#   make gpu-wheels                           # first, where a registry is: fills .whl/; copy it along
+#   benchmarks/gpu_check.sh                   # the GPU check
+#   benchmarks/gpu_check.sh --cpu-smoke       # the same path, tiny shapes on the CPU (~1 min): plumbing only
+#                                             # (or GPU_CHECK_CPU_SMOKE=1)
+#   benchmarks/gpu_check.sh --install-only    # only the install into $GPU_CHECK_VENV, then a torch-free probe
 #
-# Python: $GPU_CHECK_PYTHON if set, else the first of .venv/bin/python, $GPU_CHECK_VENV/bin/python and
-# python3 that imports the benchmark's modules (and, for the GPU check, sees CUDA); else it creates
-# $GPU_CHECK_VENV (default ~/.cache/anytime/gpu-check-venv, with the system's site packages, so a
-# preinstalled CUDA torch is reused) and pip-installs what is missing. Logs and JSON figures go to
-# $GPU_CHECK_OUT (default: a new temporary folder). Exit status: 0 when every part finished.
+# Python: $GPU_CHECK_PYTHON if set (used as it is), else the first of .venv/bin/python,
+# $GPU_CHECK_VENV/bin/python and python3 that imports the benchmark's modules (and, for the GPU check,
+# sees CUDA); else it uses $GPU_CHECK_VENV (default ~/.cache/anytime/gpu-check-venv; if absent, created
+# from a Python >= 3.11 that has torch, with the system's site packages, so the preinstalled CUDA torch is
+# reused) and installs what is missing with `pip install --no-index --find-links $GPU_CHECK_WHEELS`
+# (default .whl). Logs and JSON figures go to $GPU_CHECK_OUT (default: a new temporary folder).
+# Exit status: 0 when every part finished.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -24,10 +29,12 @@ REPO=$PWD
 began=$SECONDS
 
 smoke=${GPU_CHECK_CPU_SMOKE:-0}
+install_only=0
 for arg in "$@"; do
     case $arg in
         --cpu-smoke) smoke=1 ;;
-        -h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --install-only) install_only=1 ;;
+        -h | --help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $arg (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -54,6 +61,76 @@ usable() {  # sets $versions when $1 runs the probe
 }
 
 venv=${GPU_CHECK_VENV:-$HOME/.cache/anytime/gpu-check-venv}
+wheels=${GPU_CHECK_WHEELS:-$REPO/.whl}
+# What the core's modules import beyond torch and transformers (pyproject's floors); benchmarks/gpu_wheels.sh
+# pins these and their dependencies.
+requirements=("pydantic>=2.7" "pydantic-settings>=2.3" "structlog>=24.1")
+# The check's modules that need no torch: what the install alone must make importable.
+light_probe='
+import sys
+from importlib.metadata import version
+import anytime.settings, anytime.logging, anytime.brpo.config, anytime.brpo.cuts, anytime.contracts.learn
+import anytime.model_facts, anytime.prompting, anytime.summary_format, tests.fixtures.synthetic
+heavy = sorted({"torch", "transformers", "vllm"} & set(sys.modules))
+assert not heavy, f"the torch-free modules imported {heavy}"
+print(", ".join(f"{name} {version(name)}" for name in ("pydantic", "pydantic-settings", "structlog")))
+'
+
+make_venv() {  # creates $venv unless it exists, from a Python >= 3.11, preferably one that has torch
+    [[ -x $venv/bin/python ]] && return 0
+    local base='' candidate
+    for candidate in python3.12 python3.11 python3; do
+        if ! command -v "$candidate" >/dev/null 2>&1 ||
+            ! "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+            continue
+        fi
+        [[ -n $base ]] || base=$candidate
+        if "$candidate" -c 'import importlib.util as u, sys
+sys.exit(not (u.find_spec("torch") and u.find_spec("transformers")))' 2>/dev/null; then
+            base=$candidate
+            break
+        fi
+    done
+    [[ -n $base ]] || { echo "need Python >= 3.11 (the repository's floor)" >&2; return 1; }
+    echo "== creating $venv from $base (system site packages kept: its torch is reused)"
+    "$base" -m venv --system-site-packages "$venv"
+}
+
+install_from_wheels() {  # $1: a Python; installs $requirements from $wheels alone, never from a registry
+    local log rc=0 missing requirement
+    echo "== installing what is missing from $wheels (no package index)"
+    if [[ ! -d $wheels ]]; then
+        echo "no wheel folder $wheels — run \`make gpu-wheels\` on a machine with a registry and copy" \
+            ".whl/ along" >&2
+        return 1
+    fi
+    # The wheel folder is pip's only source: PIP_* variables and pip's config files are set aside.
+    log=$(
+        while read -r name; do unset "$name"; done < <(compgen -e | grep '^PIP_' || true)
+        PIP_CONFIG_FILE=/dev/null "$1" -m pip install --quiet --disable-pip-version-check --no-index \
+            --find-links "$wheels" "${requirements[@]}" 2>&1
+    ) || rc=$?
+    ((rc == 0)) && return 0
+    missing=$(sed -n 's/.*No matching distribution found for \([^ ]*\).*/\1/p' <<<"$log")
+    if [[ -n $missing ]]; then
+        for requirement in $missing; do
+            echo "missing wheel: $requirement (for $("$1" -V 2>&1)) in $wheels — run \`make gpu-wheels\`" \
+                "on a machine with a registry and copy .whl/ along" >&2
+        done
+    else
+        echo "$log" >&2
+    fi
+    return 1
+}
+
+if [[ $install_only == 1 ]]; then
+    make_venv
+    install_from_wheels "$venv/bin/python"
+    light=$("$venv/bin/python" -c "$light_probe")
+    echo "== $venv/bin/python imports the check's torch-free modules ($light)"
+    exit 0
+fi
+
 python=
 if [[ -n ${GPU_CHECK_PYTHON:-} ]]; then
     candidates=("$GPU_CHECK_PYTHON")
@@ -64,25 +141,14 @@ for candidate in "${candidates[@]}"; do
     if usable "$candidate"; then python=$candidate; break; fi
 done
 if [[ -z $python && -z ${GPU_CHECK_PYTHON:-} ]]; then
-    base=
-    for candidate in python3.12 python3.11 python3; do
-        if command -v "$candidate" >/dev/null 2>&1 &&
-            "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
-            base=$candidate
-            break
-        fi
-    done
-    [[ -n $base ]] || { echo "need Python >= 3.11 (the repository's floor)" >&2; exit 1; }
-    echo "== no ready Python: creating $venv (system site packages kept: a preinstalled torch is reused)"
-    "$base" -m venv --system-site-packages "$venv"
-    # torch from PyPI is a CUDA build on Linux x86_64; transformers >= 4.56 takes `dtype=`.
-    "$venv/bin/python" -m pip install --quiet --upgrade pip
-    "$venv/bin/python" -m pip install --quiet "torch>=2.6" "transformers>=4.56" "pydantic>=2.7" \
-        "pydantic-settings>=2.3" "structlog>=24.1"
+    make_venv
+    install_from_wheels "$venv/bin/python"
     if usable "$venv/bin/python"; then python=$venv/bin/python; fi
+    candidates=("$venv/bin/python")  # the one whose probe is shown below
 fi
 if [[ -z $python ]]; then
-    echo "no Python that imports the benchmarks (and sees CUDA, for the GPU check); the probe says:" >&2
+    echo "no Python that imports the benchmarks (and sees CUDA, for the GPU check); torch and" \
+        "transformers must come preinstalled (only the wheels in $wheels are installed); the probe says:" >&2
     "${candidates[0]}" -c "$probe" "$smoke" >&2 || true
     exit 1
 fi

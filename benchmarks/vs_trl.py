@@ -561,17 +561,23 @@ def quality(
     from anytime.experiments.markdown import format_estimate
 
     runs_as_records = records(runs, starts, args.steps)
-    against_trl = build_report(list(ARMS), "trl-grpo", runs_as_records)
-    lines = [f"held-out evaluation at the end ({len(args.seeds)} seeds, 95 % intervals, paired)"]
-    header = "".join(f"{b:>8}" for b in against_trl.budgets)
-    lines.append(f"{'arm':>12} {header} {'anytime':>8}")
-    for result in against_trl.results:
+    reports = {reference: build_report(list(ARMS), reference, runs_as_records) for reference in TRL_ARMS}
+    first = reports[TRL_ARMS[0]]
+    lines = [f"held-out evaluation ({len(args.seeds)} seeds, paired 95 % intervals over seeds x problems)"]
+    header = "".join(f"{b:>8}" for b in first.budgets)
+    lines.append(
+        f"{'arm':>12} {header} {'anytime':>8}  (start: {first.results[0].start.anytime_score.mean:.3f})"
+    )
+    for result in first.results:
         cells = "".join(f"{e.mean:8.3f}" for e in result.end.accuracy)
         lines.append(f"{result.arm:>12} {cells} {result.end.anytime_score.mean:8.3f}")
-    for comparison in against_trl.comparisons:
-        score = format_estimate(comparison.end.anytime_score, True)
-        lines.append(f"{comparison.arm} - trl-grpo anytime score: {score}")
-    return lines, against_trl.model_dump(mode="json")
+    for reference, report in reports.items():
+        for comparison in report.comparisons:
+            if comparison.arm in TRL_ARMS and comparison.arm <= reference:
+                continue
+            score = format_estimate(comparison.end.anytime_score, True)
+            lines.append(f"{comparison.arm} - {reference} anytime score at the end: {score}")
+    return lines, {reference: report.model_dump(mode="json") for reference, report in reports.items()}
 
 
 if __name__ == "__main__":
