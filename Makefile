@@ -24,7 +24,8 @@ help:
 	@echo "make science - the paper's ablations: 5 arms x 6 paired seeds x 10 steps, with a report (~50 min)"
 	@echo "make test   - the default test suite (starts its own redis-server and PostgreSQL)"
 	@echo "make lint   - ruff + mypy";
-	@echo "make bench  - run benchmarks/"
+	@echo "make bench  - run benchmarks/ (installs the compare extra: TRL)"
+	@echo "make gpu-wheels - the wheels the GPU check installs offline, into .whl/"
 	@echo "make migrate - apply database migrations (ANYTIME_DATABASE_URL)"
 
 install: $(STAMP)
