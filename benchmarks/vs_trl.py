@@ -550,7 +550,16 @@ def main() -> None:
     print("\n".join(report_lines))
     if args.json is not None:
         args.json.write_text(
-            json.dumps({"speed": figures, "grpo_vs_trl": ratios, "report": report}, indent=2)
+            json.dumps(
+                {
+                    "speed": figures,
+                    "grpo_vs_trl": ratios,
+                    "report": report,  # reference arm → the paired report against it
+                    "runs": [asdict(r) for r in runs],
+                    "starts": [asdict(r) for r in starts.values()],
+                },
+                indent=2,
+            )
         )
 
 

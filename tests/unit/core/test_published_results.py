@@ -94,3 +94,41 @@ def test_the_readme_quotes_figure_3() -> None:
     for name, label in (("v2", "V2"), ("brpo", "BRPO"), ("v1", "V1")):
         ratio = largest[name]["ratio"]
         assert f"{label} {ratio['value']:.3f} [{ratio['low']:.3f}," in section.replace("\n", " "), name
+
+
+def _trl_section() -> str:
+    readme = (REPO / "README.md").read_text()
+    start = readme.index("\n## Side by side with TRL")
+    return readme[start : readme.index("\n## ", start + 1)]
+
+
+def _signed(e: dict[str, float]) -> str:
+    return f"{e['mean']:+.3f} [{e['low']:+.3f}, {e['high']:+.3f}]".replace("-", "−").replace("+0", "0")
+
+
+def test_the_readme_quotes_the_trl_comparison() -> None:
+    """Every figure of the README's TRL table comes from `docs/results/vs-trl.json` (benchmarks/vs_trl.py),
+    and the comparison was as designed: the same problems and start, 3 seeds, 4 arms."""
+    figures = json.loads((RESULTS / "vs-trl.json").read_text())
+    section = _trl_section()
+    speed = figures["speed"]
+    for arm in ("trl-grpo", "trl-grpo-cut", "grpo", "brpo"):
+        s = speed[arm]
+        assert (
+            f"{s['step_s']:.2f} ({s['generate_s']:.2f} / {s['grade_s']:.2f} / {s['learn_s']:.2f})" in section
+        )
+        assert f"{s['generated_tokens_per_s']:,.0f}" in section
+        assert f"{s['peak_rss_mb']:,.0f} MB" in section
+    cut = figures["report"]["trl-grpo-cut"]
+    assert sorted(cut["seeds"]) == [0, 1, 2] and cut["problems_per_evaluation"] == [64]
+    starts = {round(r["start"]["anytime_score"]["mean"], 6) for r in cut["results"]}
+    assert len(starts) == 1 and f"start {starts.pop():.3f}" in section
+    for result in cut["results"]:
+        assert f"{result['end']['anytime_score']['mean']:.3f}" in section
+    for comparison in cut["comparisons"]:
+        assert _signed(comparison["end"]["anytime_score"]) in section, comparison["arm"]
+    shipped = {c["arm"]: c for c in figures["report"]["trl-grpo"]["comparisons"]}
+    assert _signed(shipped["brpo"]["end"]["anytime_score"]) in section
+    ratios = figures["grpo_vs_trl"]
+    for arm in ("trl-grpo", "trl-grpo-cut"):
+        assert f"{ratios[arm]['step']:.2f}×" in section and f"{ratios[arm]['per_token']:.2f}×" in section
