@@ -30,13 +30,19 @@ DEFAULT_MAX_ROWS = 256
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """Sample `n` continuations of `prompt_ids`, each at most `max_tokens`, stopping at any of `stop_ids`."""
+    """Sample `n` continuations of `prompt_ids`, each at most `max_tokens`, stopping at any of `stop_ids`.
+
+    `keep_kv`: later requests will extend prompt + sample (a thought sampled in segments, the answers cut
+    from it), so an engine without a prefix cache of its own keeps the KV for them (the transformers
+    engine does, across `generate` calls; vLLM's prefix cache needs no hint and ignores it).
+    """
 
     key: str
     prompt_ids: tuple[int, ...]
     n: int
     max_tokens: int
     stop_ids: tuple[int, ...]
+    keep_kv: bool = False
 
     def __post_init__(self) -> None:
         if self.n < 1 or self.max_tokens < 1:

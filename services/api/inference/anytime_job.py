@@ -146,6 +146,7 @@ class AnytimeJob:
                 1,
                 target - len(self.thinking),
                 (self.facts.think_end_id, self.facts.eos_id),
+                keep_kv=True,  # the next segment and every answer cut from the thought extend it
             )
         ]
 
