@@ -3,10 +3,12 @@
 S = 4 budgets, A = 4 summaries of 128 tokens each, thinking lengths spread over [b_max/4, b_max]. Naive
 runs every summary sequence `prompt + z[:c_j] + inserted + delimiter + summary` on its own (S·A
 re-encodings of the trace; the thinking tokens train in the first full-trace sequence). Packed runs all
-trees in one forward with the tree mask and the block-sparse SDPA kernel, the CPU default (trees back to
-back in one row, no padding); `--dense` adds dense-mask SDPA (a row per tree) for comparison. Prints the
-times, the speed-ups and the largest log-prob difference between packed and naive, all from this run;
-`--json PATH` also writes them (for `benchmarks/gpu_check.sh`).
+trees in one forward with the tree mask and the block-sparse kernel, the CPU default (trees back to back in
+one row, no padding; `anytime.brpo.attention`: a fused causal call per trunk and block, one unmasked call
+per cut over the prefix its blocks share, merged by log-sum-exp); `--dense` adds dense-mask SDPA (a row per
+tree) for comparison. Both paths compute log-probs at every token. Prints the times, the speed-ups and
+the largest log-prob difference between packed and naive, all from this run; `--json PATH` also writes them
+(for `benchmarks/gpu_check.sh`).
 """
 
 from __future__ import annotations

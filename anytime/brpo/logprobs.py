@@ -11,8 +11,10 @@ prepared 4-D attention mask, which transformers passes to the attention kernel u
 `tree_attention_implementation(device)` names the implementation to load a model with.
 Position ids carry the tree's positions (each block continues from its cut).
 
-Simplification: the logits of the whole batch are held at once ([N, T, V]); a model with a large
-vocabulary and long trees wants the caller to split trees into smaller batches.
+The LM head runs only at positions some token is predicted from (`logits_to_keep`, the models' own way
+to skip the others). Simplification: those logits of the whole batch are held at once ([N, M, V], float32
+for the log-softmax); a model with a large vocabulary and long trees wants the caller to split trees into
+smaller batches.
 """
 
 from __future__ import annotations
@@ -92,16 +94,32 @@ def tree_attention(model: Any, batch: PackedBatch, dtype: torch.dtype) -> tuple[
 
 
 def logprobs_from_logits(
-    logits: Tensor, input_ids: Tensor, source_index: Tensor, with_entropy: bool = False
+    logits: Tensor,
+    input_ids: Tensor,
+    source_index: Tensor,
+    with_entropy: bool = False,
+    positions: Tensor | None = None,
+    wanted: Tensor | None = None,
 ) -> TokenLogProbs:
-    """logits [N, T, V], input_ids [N, T], source_index [N, T] → log-prob of each token under the logits
-    at its source position (its predecessor in its own sequence); 0 where the source is -1."""
-    n, t, vocab = logits.shape
+    """logits [N, M, V], input_ids [N, T], source_index [N, T] → log-prob of each token under the logits
+    at its source position (its predecessor in its own sequence); 0 where the source is -1.
+
+    positions: [M] long, the sequence positions the logits are at (ascending; default: all T, M = T), so
+    logits computed only where some token needs them can be used; every wanted token's source must be
+    among them. wanted: [N, T] bool, the tokens whose log-prob is needed (default: all); the others are 0.
+    """
+    n, m, vocab = logits.shape
     logits = logits.float()
     has_source = source_index >= 0
+    if wanted is not None:
+        has_source = has_source & wanted
     source = source_index.clamp(min=0)
-    normaliser = torch.logsumexp(logits, dim=-1)  # [N, T]
-    picked = logits.reshape(n, t * vocab).gather(1, source * vocab + input_ids)
+    if positions is not None:  # sequence position → column of `logits` (0 for positions not kept)
+        column = torch.zeros(source_index.shape[1], dtype=torch.long, device=source.device)
+        column[positions] = torch.arange(m, device=source.device)
+        source = torch.where(has_source, column[source], 0)
+    normaliser = torch.logsumexp(logits, dim=-1)  # [N, M]
+    picked = logits.reshape(n, m * vocab).gather(1, source * vocab + input_ids)
     zero = torch.zeros((), device=logits.device)
     logprobs = torch.where(has_source, picked - normaliser.gather(1, source), zero)
     entropy = None
@@ -112,17 +130,34 @@ def logprobs_from_logits(
     return TokenLogProbs(logprobs, entropy)
 
 
+def logit_positions(source_index: Tensor, wanted: Tensor | None = None) -> Tensor | None:
+    """[M] ascending positions whose logits some (wanted) token is predicted from, in any row; None when
+    that is every position. source_index: [N, T]; wanted: [N, T] bool (default: every token)."""
+    needed = source_index >= 0 if wanted is None else (source_index >= 0) & wanted
+    positions = torch.unique(source_index[needed])
+    return None if positions.numel() == source_index.shape[1] else positions
+
+
 def packed_logprobs(
-    model: Any, batch: PackedBatch, temperature: float = 1.0, with_entropy: bool = False
+    model: Any,
+    batch: PackedBatch,
+    temperature: float = 1.0,
+    with_entropy: bool = False,
+    wanted: Tensor | None = None,
 ) -> TokenLogProbs:
     """One forward of `model` (a transformers causal LM) over the packed trees in `batch`.
 
     Logits are divided by the rollout temperature, so the log-probs are those of the sampling policy.
-    Gradients flow when called outside `torch.no_grad()`.
+    Gradients flow when called outside `torch.no_grad()`. The LM head runs only at the positions some token
+    is predicted from (`logits_to_keep`): not at a block's last token or padding, nor, given `wanted` ([N, T]
+    bool, e.g. the trainable tokens), at the sources of tokens not wanted, whose log-probs are then 0.
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0 (the rollout's sampling temperature); got {temperature}")
     mask, extra = tree_attention(model, batch, next(model.parameters()).dtype)
+    positions = logit_positions(batch.source_index, wanted)
+    if positions is not None:
+        extra["logits_to_keep"] = positions
     output = model(
         input_ids=batch.input_ids,
         position_ids=batch.position_ids,
@@ -131,6 +166,8 @@ def packed_logprobs(
         **extra,
     )
     logits = output.logits
+    if positions is not None and logits.shape[1] != positions.numel():  # a model without logits_to_keep
+        logits = logits[:, positions]
     if temperature != 1.0:
         logits = logits / temperature
-    return logprobs_from_logits(logits, batch.input_ids, batch.source_index, with_entropy)
+    return logprobs_from_logits(logits, batch.input_ids, batch.source_index, with_entropy, positions, wanted)

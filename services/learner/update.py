@@ -223,7 +223,9 @@ class PPOUpdate:
             optimizer.zero_grad(set_to_none=True)
             for (m, _), old_lp, weight in zip(mini.micro, old_logprobs, micro_weights, strict=True):
                 with self._autocast():
-                    out = packed_logprobs(self.model, m, self.config.temperature, with_entropy=with_entropy)
+                    out = packed_logprobs(
+                        self.model, m, self.config.temperature, with_entropy=with_entropy, wanted=m.trainable
+                    )
                 result = ppo_loss(
                     out.logprobs,
                     old_lp,
@@ -293,8 +295,9 @@ class PPOUpdate:
     def _old_logprobs(
         self, plan: list[MiniBatch], batch: StepBatch, stale: Sequence[bool], stats: UpdateStats
     ) -> tuple[list[list[Tensor]], list[list[Tensor | None]]]:
-        """Per micro-batch: [N, T] old log-probs (recomputed without grad, or the engine's), and the
-        behaviour weights [N, T] of decoupled PPO where the micro-batch holds a stale tree (else None)."""
+        """Per micro-batch: [N, T] old log-probs (recomputed without grad at the trainable tokens, the only
+        ones the loss reads, 0 elsewhere; or the engine's), and the behaviour weights [N, T] of decoupled
+        PPO where the micro-batch holds a stale tree (else None)."""
         old: list[list[Tensor]] = []
         weights: list[list[Tensor | None]] = [[None] * len(mini.micro) for mini in plan]
         if self.config.old_logprobs is OldLogProbs.ROLLOUT:
@@ -308,7 +311,9 @@ class PPOUpdate:
             for m, mini in enumerate(plan):
                 old.append([])
                 for n, (micro, ids) in enumerate(mini.micro):
-                    out = packed_logprobs(self.model, micro, self.config.temperature, with_entropy=True)
+                    out = packed_logprobs(
+                        self.model, micro, self.config.temperature, with_entropy=True, wanted=micro.trainable
+                    )
                     assert out.entropy is not None
                     stats.add_entropy(float((out.entropy * micro.trainable).sum()))
                     proximal = out.logprobs.float()
