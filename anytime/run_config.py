@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from anytime.brpo.config import BRPOConfig
 from anytime.contracts.learn import LearnerSection, OldLogProbs
 from anytime.problems import DatasetColumns, ProblemColumns
+from anytime.samples import DEFAULT_SAMPLE_PROBLEMS
 
 # b_max becomes budget rows (SQL INTEGER, so no larger); the other token counts and sizes share its bound.
 _MAX_SQL_INT = 2**31 - 1
@@ -111,6 +112,13 @@ class EvalSection(BaseModel):
         ge=0,
         le=2**32 - 1,
         description="Eval sampling seed: same seed and policy, same numbers; keep it across compared arms.",
+    )
+    sample_problems: int = Field(
+        default=DEFAULT_SAMPLE_PROBLEMS,
+        ge=0,
+        le=64,
+        description="Eval problems whose traces every evaluation keeps in full (GET /v1/runs/{id}/samples "
+        "?kind=eval, MLflow); the first ones of the eval set; 0: none.",
     )
 
     @model_validator(mode="after")
@@ -251,6 +259,14 @@ class RunConfig(BaseModel):
     )
     steps: int = Field(default=4, ge=1, le=100_000, description="Policy updates (rollout → verify → learn).")
     problems_per_step: int = Field(default=8, ge=1, le=4096)
+    samples_per_step: int = Field(
+        default=DEFAULT_SAMPLE_PROBLEMS,
+        ge=0,
+        le=64,
+        description="Problems per step whose traces are kept in full (the prompt, the thinking cut at its "
+        "budgets, every answer with its verdict, reward and advantages): GET /v1/runs/{id}/samples, "
+        "`anytime runs samples`, MLflow; 0: none.",
+    )
     seed: int = Field(default=0, ge=0, le=2**32 - 1, description="What torch and numpy seeds take.")
     method: BRPOConfig = Field(
         default_factory=BRPOConfig, description="The algorithm: budgets, prior, G, A, estimators, PPO clips."

@@ -50,6 +50,7 @@ class Tracker(Protocol):
     def log_metrics(self, run: str | None, metrics: Mapping[str, float], step: int) -> None: ...
     def log_dict(self, run: str | None, data: Mapping[str, Any], artifact_file: str) -> None: ...
     def log_png(self, run: str | None, png: bytes, artifact_file: str) -> None: ...
+    def log_table(self, run: str | None, columns: Mapping[str, list[Any]], artifact_file: str) -> None: ...
     def end_run(self, run: str | None, status: str) -> None: ...
 
 
@@ -64,6 +65,9 @@ class NullTracker:
         pass
 
     def log_png(self, run: str | None, png: bytes, artifact_file: str) -> None:
+        pass
+
+    def log_table(self, run: str | None, columns: Mapping[str, list[Any]], artifact_file: str) -> None:
         pass
 
     def end_run(self, run: str | None, status: str) -> None:
@@ -144,6 +148,12 @@ class MlflowTracker:
             parent = str(Path(artifact_file).parent)
             self.client.log_artifact(run, str(path), None if parent == "." else parent)
 
+    def log_table(self, run: str | None, columns: Mapping[str, list[Any]], artifact_file: str) -> None:
+        """A table artifact (`MlflowClient.log_table`): the run's page lists it under Artifacts and shows
+        it as a table, and the experiment's Evaluation view compares it across runs."""
+        if run is not None:
+            self.client.log_table(run, data=dict(columns), artifact_file=artifact_file)
+
     def end_run(self, run: str | None, status: str) -> None:
         if run is not None:
             self.client.set_terminated(run, status=status)
@@ -174,6 +184,9 @@ class LazyMlflowTracker:
 
     def log_png(self, run: str | None, png: bytes, artifact_file: str) -> None:
         self._get().log_png(run, png, artifact_file)
+
+    def log_table(self, run: str | None, columns: Mapping[str, list[Any]], artifact_file: str) -> None:
+        self._get().log_table(run, columns, artifact_file)
 
     def end_run(self, run: str | None, status: str) -> None:
         self._get().end_run(run, status)

@@ -1,4 +1,5 @@
-"""`anytime runs …`: create, list, show, watch, compare, cancel, resume and promote runs over REST."""
+"""`anytime runs …`: create, list, show, watch, compare, read samples of, cancel, resume and promote runs
+over REST."""
 
 from __future__ import annotations
 
@@ -262,6 +263,56 @@ def curve(
         image = overlay_png(curves, "accuracy vs thinking budget: start and end of each run")
     write_atomically(png, image)
     typer.echo(f"plot written to {png}")
+
+
+@runs_app.command("samples")
+def samples(
+    run_id: RunId,
+    step: Annotated[
+        int | None,
+        typer.Option(
+            help="The step (eval: the step the evaluation followed, -1 before the first) [default: "
+            "the last one that has samples]."
+        ),
+    ] = None,
+    problem: Annotated[str | None, typer.Option(help="Only this problem id.")] = None,
+    evaluation: Annotated[
+        bool, typer.Option("--eval", help="The evaluations' samples instead of the training steps'.")
+    ] = False,
+    limit: Annotated[int, typer.Option(min=1, max=200, help="Traces to show at most.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the samples as JSON.")] = False,
+    api: ApiOption = None,
+    api_key: KeyOption = None,
+) -> None:
+    """A step's traces in full: the prompt, the thinking with its cuts, the inserted text, every answer with
+    its extracted answer, verdict, reward and advantages."""
+    import json
+
+    from rich.console import Console
+
+    from anytime_cli.samples import render
+
+    client = ApiClient.from_settings(api, api_key)
+    kind = "eval" if evaluation else "train"
+    path = f"/v1/runs/{run_id}/samples"
+    params: dict[str, Any] = {"kind": kind, "limit": limit, **({"problem": problem} if problem else {})}
+    if step is None:  # the last step that has samples: the page ordered by step, read from its end
+        total = int(client.json("GET", path, params={**params, "limit": 1})["total"])
+        if total == 0:
+            raise CliError(f"run {run_id} has no {kind} samples yet (they come with each committed step)")
+        last = client.json("GET", path, params={**params, "offset": total - 1, "limit": 1})["items"]
+        step = int(last[0]["step"])
+    page = client.json("GET", path, params={**params, "step": step})
+    if not page["items"]:
+        raise CliError(f"run {run_id} has no {kind} samples at step {step}")
+    if as_json:
+        typer.echo(json.dumps(page["items"], indent=2))
+        return
+    console = Console(highlight=False)
+    for panel in render(page["items"]):
+        console.print(panel)
+    shown = len(page["items"])
+    console.print(f"{shown} of {page['total']} traces of {kind} step {step}")
 
 
 @runs_app.command("cancel")

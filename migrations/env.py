@@ -10,7 +10,7 @@ from alembic import context
 from sqlalchemy import engine_from_config, pool
 from sqlalchemy.engine import Connection
 
-from anytime.db import experiments, models  # noqa: F401  (every table onto Base.metadata)
+from anytime.db import experiments, models, samples  # noqa: F401  (every table onto Base.metadata)
 from anytime.db.base import Base
 from anytime.db.session import ensure_sqlite_folder
 from anytime.settings import CommonSettings

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from anytime.problems import Problem
 from anytime.queues import Queue, task_name
+from anytime.samples import RolloutSample
 
 EVALUATE_TASK = task_name(Queue.EVAL, "anytime")
 
@@ -59,6 +60,10 @@ class EvalJob(BaseModel):
     sampling: EvalSampling = Field(
         default=EvalSampling(), description="k, temperature, seed; unset (an older driver's job): greedy."
     )
+    sample_problems: list[str] = Field(
+        default_factory=list, description="Problems whose traces the result shows in full (`samples`)."
+    )
+    step: int = Field(default=-1, ge=-1, description="The run's last step before this evaluation (-1: none).")
 
 
 class EvalResult(BaseModel):
@@ -84,6 +89,9 @@ class EvalResult(BaseModel):
     statuses: dict[str, int]
     mean_thinking_length: float
     closed_share: float
+    samples: list[RolloutSample] = Field(
+        default_factory=list, description="The traces of the job's `sample_problems`, readable."
+    )
 
     def metrics(self) -> dict[str, float]:
         """MLflow metrics (slash-namespaced, one per budget), under `EVAL_METRIC_PREFIX`: MLflow's UI sorts

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from anytime.brpo.budgets import BudgetPrior
 from anytime.brpo.config import BRPOConfig
 from anytime.queues import Queue, task_name
+from anytime.samples import RolloutSample
 
 LEARN_TASK = task_name(Queue.LEARN, "step")
 
@@ -151,6 +152,10 @@ class LearnRequest(BaseModel):
     checkpoint_root: Path = Field(description="The run's checkpoint folder (policy-NNNNNN inside).")
     model_dir: Path = Field(description="The run's initial model: policy version 0.")
     config: LearnerConfig = Field(description="The learner's knobs and its part of the run's plan.")
+    sample_problems: list[str] = Field(
+        default_factory=list,
+        description="Problems whose traces the result shows in full (`samples`), with their advantages.",
+    )
 
 
 class LearnResult(BaseModel):
@@ -161,3 +166,6 @@ class LearnResult(BaseModel):
     model_dir: str = Field(description="Its Hugging Face folder: what the rollout workers reload.")
     applied: bool = Field(description="False when the version existed already (a re-delivered task).")
     metrics: dict[str, float]
+    samples: list[RolloutSample] = Field(
+        default_factory=list, description="The traces of the request's `sample_problems`, readable."
+    )

@@ -35,7 +35,7 @@ from anytime.run_config import flat_location
 from services.api.deps import ApiKey, reject_unknown_query
 from services.api.inference.service import InferenceService
 from services.api.readiness import Readiness, SchemaVersion, database_unready_reason, redis_check
-from services.api.routes import curves, experiments, health, inference, promotion, results, runs
+from services.api.routes import curves, experiments, health, inference, promotion, results, runs, samples
 from services.api.scheduler import CeleryRunScheduler, NoBrokerScheduler, RunScheduler
 from services.api.settings import ApiSettings, get_api_settings
 
@@ -107,7 +107,7 @@ async def _flat_body_errors(request: Request, exc: Exception) -> JSONResponse:
     return await request_validation_exception_handler(request, RequestValidationError(errors, body=exc.body))
 
 
-_KEYED_ROUTERS = (runs, experiments, promotion, results, curves, inference)
+_KEYED_ROUTERS = (runs, experiments, promotion, results, samples, curves, inference)
 _UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
     status.HTTP_401_UNAUTHORIZED: {"description": "Missing or wrong API key."}
 }

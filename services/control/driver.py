@@ -2,11 +2,12 @@
 
 Each step: `rollout` in shards (trajectories → Redis), each shard's `verify` as soon as it lands (verdicts →
 Redis; its result carries every summary's reward per budget) → `learn` (a new checkpoint = the next policy
-version) → commit the step to SQL (those rewards, metrics, checkpoint, policy version) in one transaction →
-MLflow → the next step. With `max_staleness` k ≥ 1 the rollouts of the next k steps are launched before the
-learner trains (on the newest policy, at most k versions behind the learner that trains on them), so
-generation overlaps training; k = 0 is the on-policy step, each rollout on the last update's policy. The
-shards and the pipeline are `services.control.step_pipeline`.
+version; its result carries the traces of `samples_per_step` problems, readable, with their advantages) →
+commit the step to SQL (those rewards, samples, metrics, checkpoint, policy version) in one transaction →
+MLflow (metrics, the samples as a table) → the next step. With `max_staleness` k ≥ 1 the rollouts of the
+next k steps are launched before the learner trains (on the newest policy, at most k versions behind the
+learner that trains on them), so generation overlaps training; k = 0 is the on-policy step, each rollout
+on the last update's policy. The shards and the pipeline are `services.control.step_pipeline`.
 Tasks are sent by name with their typed request and their results read as typed results, all from the
 core's `anytime.contracts`: the driver imports no service. Evaluations (anytime accuracy on the eval set at
 every budget of a uniform grid) run before the first step, every `eval_interval` steps, and at the end.
@@ -36,12 +37,14 @@ from anytime.contracts.rollout import RolloutJob
 from anytime.contracts.verify import BudgetReward
 from anytime.curve_plot import CurveSeries, accuracy_vs_budget_png, series_label
 from anytime.db import experiments, repository
+from anytime.db import samples as stored_samples
 from anytime.db.models import RunStatus
 from anytime.logging import get_logger
 from anytime.problems import Problem, load_problems
 from anytime.run_config import RunConfig
 from anytime.run_lease import DEFAULT_LEASE_TTL_S, RunLease
 from anytime.run_plan import RunPlan, resolved_params
+from anytime.samples import RolloutSample, sample_problem_ids, table_rows
 from anytime.tracking import Tracker, log_start_vs_end
 from anytime.trajectory_store import TrajectoryStore
 from services.control.step_pipeline import (
@@ -250,7 +253,10 @@ class RunDriver:
                     if ahead not in in_flight:
                         launch(ahead)
                 self._check_cancel(run_id)
-                learn = self._learn_request(run_id, step, version, config, plan)
+                shown = sample_problem_ids(
+                    [p.id for p in self._problems_of_step(train, step, config)], config.samples_per_step
+                )
+                learn = self._learn_request(run_id, step, version, config, plan, shown)
                 learned = LearnResult.model_validate(
                     self.deps.run_task(LEARN_TASK, learn.model_dump(mode="json"))
                 )
@@ -260,9 +266,15 @@ class RunDriver:
                     **pipeline_metrics(produced, version, time.monotonic() - last_commit),
                 }
                 version, model_dir = learned.policy_version, learned.model_dir
-                self._commit_step(run_id, step, version, model_dir, metrics, produced.verified.rewards)
+                self._commit_step(
+                    run_id, step, version, model_dir, metrics, produced.verified.rewards, learned.samples
+                )
                 last_commit = time.monotonic()
                 self.deps.tracker.log_metrics(mlflow_run, metrics, step=version)
+                if learned.samples:
+                    self.deps.tracker.log_table(
+                        mlflow_run, table_rows(learned.samples), f"samples/step_{step:06d}.json"
+                    )
                 self.deps.store.delete_batch(run_id, step)
                 logger.info("step committed", run_id=run_id, step=step, policy_version=version)
                 last = step == config.steps - 1
@@ -317,7 +329,13 @@ class RunDriver:
         ]
 
     def _learn_request(
-        self, run_id: str, step: int, version: int, config: RunConfig, plan: RunPlan
+        self,
+        run_id: str,
+        step: int,
+        version: int,
+        config: RunConfig,
+        plan: RunPlan,
+        sample_problems: Sequence[str] = (),
     ) -> LearnRequest:
         return LearnRequest(
             run_id=run_id,
@@ -326,6 +344,7 @@ class RunDriver:
             checkpoint_root=self.deps.runs_root / run_id / "checkpoints",
             model_dir=Path(config.model),
             config=plan.learner,
+            sample_problems=list(sample_problems),
         )
 
     def _commit_step(
@@ -336,9 +355,11 @@ class RunDriver:
         model_dir: str,
         metrics: dict[str, float],
         rewards: Sequence[BudgetReward],
+        samples: Sequence[RolloutSample] = (),
     ) -> None:
         with self.deps.sessions() as session:
             repository.record_rewards(session, run_id, step, rewards)
+            stored_samples.record_samples(session, run_id, samples)
             repository.record_step(session, run_id, step, version, metrics)
             repository.record_checkpoint(session, run_id, version, step, model_dir)
             repository.set_policy_version(session, run_id, version, step)
@@ -364,6 +385,8 @@ class RunDriver:
             budgets=list(plan.eval_budgets),
             summary_max_tokens=plan.summary_max_tokens,
             sampling=plan.eval_sampling,
+            sample_problems=sample_problem_ids([p.id for p in problems], config.evaluation.sample_problems),
+            step=step,
         )
         result = EvalResult.model_validate(self.deps.run_task(EVALUATE_TASK, job.model_dump(mode="json")))
         sampled = repository.SampledEvaluation(
@@ -381,6 +404,7 @@ class RunDriver:
             repository.record_evaluation(
                 session, run_id, version, step, result.budgets, result.accuracy, result.anytime_score, sampled
             )
+            stored_samples.record_samples(session, run_id, result.samples)
             session.commit()
             evaluations = repository.list_evaluations(session, run_id)
         self.deps.tracker.log_metrics(mlflow_run, result.metrics(), step=version)
@@ -393,6 +417,10 @@ class RunDriver:
         )
         png = accuracy_vs_budget_png([series], title=config.name or run_id)
         self.deps.tracker.log_png(mlflow_run, png, f"curves/eval_v{version:06d}.png")
+        if result.samples:
+            self.deps.tracker.log_table(
+                mlflow_run, table_rows(result.samples), f"samples/eval_v{version:06d}.json"
+            )
         log_start_vs_end(self.deps.tracker, mlflow_run, evaluations, config.name or run_id)
         logger.info(
             "evaluation committed",

@@ -142,9 +142,16 @@ class Learner:
 
     # ----------------------------------------------------------------------------------------- saving
     def save(
-        self, store: CheckpointStore, *, run_id: str, step: int, metrics: dict[str, float] | None = None
+        self,
+        store: CheckpointStore,
+        *,
+        run_id: str,
+        step: int,
+        metrics: dict[str, float] | None = None,
+        samples: list[dict[str, Any]] | None = None,
     ) -> Checkpoint:
-        """The current policy version as a checkpoint (atomic; kept as is if it already exists)."""
+        """The current policy version as a checkpoint (atomic; kept as is if it already exists); its
+        manifest records the step's metrics and `samples` (JSON records of `anytime.samples`)."""
         if self.broken:
             raise LearnerBrokenError(f"refusing to save a half-updated model: {self.broken}")
         if self.parallel is not None and not self.parallel.is_main:
@@ -162,6 +169,7 @@ class Learner:
             "run_id": run_id,
             "step": step,
             "metrics": metrics or {},
+            "samples": samples or [],
             "config": self.config.model_dump(mode="json"),
         }
         return store.save(self.policy_version, write, manifest)

@@ -13,7 +13,9 @@ checkpoint root and initial model, the learner config). Idempotent by policy ver
 checkpoint of that version exists the step was applied already, and the task returns the metrics recorded
 in it without touching the model. Otherwise the holder brings the learner to version `policy_version - 1`
 (kept in memory, or loaded from that checkpoint, or the initial model for version 0), runs the step on the
-trajectories and verdicts in Redis, and saves the checkpoint atomically. A task that dies part-way is
+trajectories and verdicts in Redis, and saves the checkpoint atomically, its manifest holding the step's
+samples (the traces of the request's `sample_problems` with their advantages, `services.learner.samples`),
+so a re-delivered task returns the same ones. A task that dies part-way is
 re-delivered and redone from the last checkpoint; a learner whose update failed is dropped, never reused.
 
 With `ANYTIME_LEARNER_WORLD_SIZE=N` (N > 1) the learner is data-parallel over N processes: this worker is
@@ -31,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from anytime.celery_app import celery_from_settings, lazy_app_attribute, task_arguments
 from anytime.contracts.learn import LEARN_TASK, LearnRequest, LearnResult
 from anytime.logging import configure_logging, get_logger
+from anytime.samples import RolloutSample
 from anytime.trajectory_store import TrajectoryStore, WorkerStore
 from services.learner.checkpoint import CheckpointError
 from services.learner.holder import LearnerHolder, checkpoint_store
@@ -64,7 +67,8 @@ def run_learn_step(request: LearnRequest, holder: LearnerHolder, store: Trajecto
                 f"not of {(request.run_id, request.step)}; give each run its own checkpoint root"
             )
         log.info("policy version exists; returning its recorded metrics", checkpoint=str(done.path))
-        return _result(request, done.path, done.model_dir, applied=False, metrics=done.metrics)
+        samples = [RolloutSample.model_validate(s) for s in done.manifest.get("samples", [])]
+        return _result(request, done.path, done.model_dir, False, done.metrics, samples)
     if holder.settings.world_size > 1:  # data-parallel: every rank trains, rank 0 saves
         trajectories = store.batch(request.run_id, request.step)
         verdicts = {t.id: store.verdicts(t.id) for t in trajectories}
@@ -80,7 +84,16 @@ def run_learn_step(request: LearnRequest, holder: LearnerHolder, store: Trajecto
         finally:
             if learner.broken:
                 holder.drop(holder.key(request))
-    checkpoint = learner.save(checkpoints, run_id=request.run_id, step=request.step, metrics=metrics)
+    from services.learner.samples import step_samples  # torch at import: the worker starts without it
+
+    samples = step_samples(trajectories, verdicts, request.sample_problems, request.config, learner.tokenizer)
+    checkpoint = learner.save(
+        checkpoints,
+        run_id=request.run_id,
+        step=request.step,
+        metrics=metrics,
+        samples=[s.model_dump(mode="json") for s in samples],
+    )
     log.info(
         "learner step done",
         checkpoint=str(checkpoint.path),
@@ -88,11 +101,16 @@ def run_learn_step(request: LearnRequest, holder: LearnerHolder, store: Trajecto
         anytime_score=metrics.get("anytime/score"),
         seconds=round(metrics["perf/step_s"], 2),
     )
-    return _result(request, checkpoint.path, checkpoint.model_dir, applied=True, metrics=metrics)
+    return _result(request, checkpoint.path, checkpoint.model_dir, True, metrics, samples)
 
 
 def _result(
-    request: LearnRequest, path: Path, model_dir: Path, applied: bool, metrics: dict[str, float]
+    request: LearnRequest,
+    path: Path,
+    model_dir: Path,
+    applied: bool,
+    metrics: dict[str, float],
+    samples: list[RolloutSample],
 ) -> LearnResult:
     return LearnResult(
         run_id=request.run_id,
@@ -102,6 +120,7 @@ def _result(
         model_dir=str(model_dir),
         applied=applied,
         metrics=metrics,
+        samples=samples,
     )
 
 

@@ -28,8 +28,10 @@ from anytime.contracts.evaluation import EvalSampling
 from anytime.contracts.rollout import RolloutConfig
 from anytime.contracts.sampling import SamplingConfig
 from anytime.problems import Problem
+from anytime.samples import RolloutSample, rollout_sample
 from anytime.stats import DEFAULT_LEVEL, DEFAULT_RESAMPLES, DEFAULT_SEED, Interval, bootstrap_seeds_problems
 from anytime.trajectory import CutRecord, SummarySample, Trajectory
+from anytime.verdict import VerdictRecord
 from anytime.verification.verifier import Submission, Verdict, grade_many
 from services.engines.seam import Engine
 from services.rollout.anytime_rollout import rollout
@@ -46,6 +48,7 @@ class AnytimeEvaluation:
     statuses: Counter[str] = field(default_factory=Counter)
     thinking_lengths: list[int] = field(default_factory=list)
     closed: int = 0
+    samples: list[RolloutSample] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -103,9 +106,14 @@ def evaluate_anytime(
     summary_max_tokens: int = 32,
     grade: GradeMany = grade_many,
     sampling: EvalSampling | None = None,
+    sample_problems: Sequence[str] = (),
+    step: int = -1,
 ) -> AnytimeEvaluation:
     """k traces per problem, one summary per (trace, budget), graded by the verifier (hard time limits;
-    pass an open `Verifier.grade_many` to reuse its grader processes). `sampling` unset: greedy."""
+    pass an open `Verifier.grade_many` to reuse its grader processes). `sampling` unset: greedy.
+
+    The traces of `sample_problems` come back readable (`samples`, `anytime.samples`), tagged with the
+    run's `step` the evaluation follows (-1: before the first)."""
     sampling = sampling or EvalSampling()
     k = sampling.num_samples
     config = RolloutConfig(
@@ -127,15 +135,16 @@ def evaluate_anytime(
     result.thinking_lengths = [len(t.thinking_ids) for t in trajectories]
     result.closed = sum(t.finish_reason == "think_end" for t in trajectories)
 
-    # (trajectory, cut, summary, the budget indices its verdict stands for)
-    graded: list[tuple[Trajectory, CutRecord, SummarySample, list[int]]] = []
+    # (trajectory, cut, summary, the summary positions in the cut its verdict stands for, their budgets)
+    graded: list[tuple[Trajectory, CutRecord, SummarySample, list[int], list[int]]] = []
     for t in trajectories:
         for cut in t.cuts:
             if sampling.greedy:  # the collapsed budgets' summaries are one summary repeated: grade it once
-                graded.append((t, cut, cut.summaries[0], list(cut.budget_indices)))
+                positions = list(range(len(cut.budget_indices)))
+                graded.append((t, cut, cut.summaries[0], positions, list(cut.budget_indices)))
             else:
                 for position, j in enumerate(cut.budget_indices):  # A = 1: one summary per budget, in order
-                    graded.append((t, cut, cut.summaries[position], [j]))
+                    graded.append((t, cut, cut.summaries[position], [position], [j]))
     verdicts = grade(
         [
             Submission(
@@ -144,12 +153,41 @@ def evaluate_anytime(
                 thinking_closed=t.prefix_ends_with(cut, facts.think_end_id),
                 ended_in_eos=t.prefix_ends_with(cut, facts.eos_id),
             )
-            for t, cut, summary, _ in graded
+            for t, cut, summary, _, _ in graded
         ]
     )
-    for (t, _, _, budget_indices), verdict in zip(graded, verdicts, strict=True):
+    shown = set(sample_problems)
+    records: dict[str, dict[str, VerdictRecord]] = {}  # the shown traces' verdicts by summary id
+    for (t, cut, _, positions, budget_indices), verdict in zip(graded, verdicts, strict=True):
         result.statuses[verdict.status.value] += len(budget_indices)
         samples = result.correct[row_of[t.problem_id]]
         for j in budget_indices:
             samples[t.trace_index][j] = bool(verdict.reward)
+        if t.problem_id in shown:
+            record = VerdictRecord(
+                status=verdict.status,
+                formatted=verdict.formatted,
+                reward=verdict.reward,
+                extracted=verdict.extracted,
+                message=verdict.message,
+            )
+            c = t.cuts.index(cut)
+            for position in positions:
+                records.setdefault(t.id, {})[t.summary_id(c, position)] = record
+    decode = _decoder(engine)
+    order = {problem_id: n for n, problem_id in enumerate(sample_problems)}
+    result.samples = [
+        rollout_sample(t, records[t.id], decode, kind="eval", step=step)
+        for t in sorted(
+            (t for t in trajectories if t.problem_id in shown),
+            key=lambda t: (order[t.problem_id], t.trace_index),
+        )
+    ]
     return result
+
+
+def _decoder(engine: Engine) -> Callable[[Sequence[int]], str]:
+    def decode(ids: Sequence[int]) -> str:
+        return str(engine.tokenizer.decode(list(ids), skip_special_tokens=False))
+
+    return decode

@@ -83,7 +83,14 @@ def run_rollout_job(job: RolloutJob, holder: EngineHolder, store: TrajectoryStor
 def run_eval_job(job: EvalJob, holder: EngineHolder, grade: GradeMany) -> dict[str, Any]:
     engine = holder.at_version(job.run_id, job.model_dir, job.policy_version)
     evaluation = evaluate_anytime(
-        engine, job.problems, job.budgets, job.summary_max_tokens, grade, sampling=job.sampling
+        engine,
+        job.problems,
+        job.budgets,
+        job.summary_max_tokens,
+        grade,
+        sampling=job.sampling,
+        sample_problems=job.sample_problems,
+        step=job.step,
     )
     per_budget, score = evaluation.intervals()
     result = EvalResult(
@@ -104,6 +111,7 @@ def run_eval_job(job: EvalJob, holder: EngineHolder, grade: GradeMany) -> dict[s
         statuses=dict(evaluation.statuses),
         mean_thinking_length=evaluation.mean_thinking_length,
         closed_share=evaluation.closed_share,
+        samples=evaluation.samples,
     )
     logger.info(
         "evaluation done",

@@ -17,6 +17,7 @@ from sqlalchemy import create_engine, inspect, text
 
 from anytime.db import Base
 from anytime.db import experiments as _experiments  # noqa: F401  (its tables onto Base.metadata)
+from anytime.db import samples as _samples  # noqa: F401
 from services.api.app import create_app
 from services.api.settings import ApiSettings
 from tests.fixtures.servers import PostgresServer
