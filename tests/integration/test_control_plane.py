@@ -152,6 +152,27 @@ def test_a_two_step_run_succeeds_with_rewards_metrics_checkpoints_and_a_curve(
         png = client.get(f"/v1/runs/{run_id}/curve", params={"format": "png"})
         assert png.headers["content-type"] == "image/png" and png.content.startswith(b"\x89PNG")
 
+        # Every step kept its 2 problems' traces in full (both of its problems × G = 2), each answer with the
+        # verdict the rewards table holds; every evaluation its first 2 problems' k = 4 traces.
+        samples = client.get(f"/v1/runs/{run_id}/samples", params={"limit": 200}).json()
+        assert samples["total"] == 2 * 2 * 2
+        reward_of = {
+            (r["step"], r["problem_id"], r["trace_index"], r["budget_index"], r["summary_index"]): r
+            for r in rewards["items"]
+        }
+        for trace in samples["items"]:
+            assert trace["prompt"] and len(trace["cuts"]) >= 1
+            answers = [answer for cut in trace["cuts"] for answer in cut["answers"]]
+            assert len(answers) == s * a
+            for answer in answers:
+                key = (trace["step"], trace["problem_id"], trace["trace_index"], answer["budget_index"])
+                stored = reward_of[(*key, answer["summary_index"])]
+                assert (answer["reward"], answer["status"]) == (stored["reward"], stored["status"])
+                assert answer["advantage"] is not None
+        evaluated = client.get(f"/v1/runs/{run_id}/samples", params={"kind": "eval", "limit": 200}).json()
+        assert evaluated["total"] == 2 * 2 * 4
+        assert sorted({(e["step"], e["policy_version"]) for e in evaluated["items"]}) == [(-1, 0), (1, 2)]
+
     from mlflow import MlflowClient
 
     tracked = MlflowClient(tracking_uri=stack.mlflow_uri).get_run(run["mlflow_run_id"])
@@ -169,7 +190,14 @@ def test_a_two_step_run_succeeds_with_rewards_metrics_checkpoints_and_a_curve(
     artifacts = {
         a.path for a in MlflowClient(tracking_uri=stack.mlflow_uri).list_artifacts(run["mlflow_run_id"])
     }
-    assert {"config.json", "curves"} <= artifacts
+    assert {"config.json", "curves", "samples"} <= artifacts
+    tables = {
+        a.path
+        for a in MlflowClient(tracking_uri=stack.mlflow_uri).list_artifacts(run["mlflow_run_id"], "samples")
+    }
+    assert tables == {
+        f"samples/{name}.json" for name in ("step_000000", "step_000001", "eval_v000000", "eval_v000002")
+    }
 
 
 def test_cancel_stops_a_run_at_a_task_boundary(

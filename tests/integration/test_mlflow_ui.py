@@ -29,8 +29,11 @@ from anytime.contracts.evaluation import EvalResult
 from anytime.processes import free_port, spawn, stop, wait_ready
 from anytime.run_config import RunConfig
 from anytime.run_plan import RunPlan, resolved_params
+from anytime.samples import RolloutSample, rollout_sample, table_rows
 from anytime.tracking import START_VS_END, MlflowTracker, experiment_url, log_start_vs_end
+from anytime.verdict import Status, VerdictRecord
 from anytime_cli.stack import MLFLOW_JOB_EXECUTION, mlflow_server_argv
+from tests.fixtures.synthetic import make_trajectory
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -124,11 +127,58 @@ def _log_like_the_driver(tracker: MlflowTracker, name: str, algorithm: str) -> s
     for version, accuracy in ((0, [0.25, 0.5]), (2, [0.5, 0.75])):
         if version:
             tracker.log_metrics(run, {m: 0.1 * version for m in TRAINING_METRICS}, step=version)
+            tracker.log_table(run, table_rows(_samples(name)), f"samples/step_{version - 1:06d}.json")
         evaluations.append(_evaluation(name, version, accuracy))
         tracker.log_metrics(run, evaluations[-1].metrics(), step=version)
         log_start_vs_end(tracker, run, evaluations, name)
     tracker.end_run(run, "FINISHED")
     return run
+
+
+# A distinctive answer text, so the page is searched for the table's own rows.
+ANSWER = "the answer is \\boxed{{{}}}"
+
+
+def _samples(name: str) -> list[RolloutSample]:
+    """Two traces of one problem as the learner returns them (a 2-budget grid, A = 1)."""
+    out = []
+    for trace in range(2):
+        trajectory = make_trajectory(
+            run_id=name, step=1, problem_id="p-alpha", trace_index=trace, prompt_ids=[1],
+            thinking_ids=[10, 11, 12, 13], finish_reason="length", budgets=[2, 4], num_summaries=1,
+            ellipsis_ids=[90], delimiter_ids=[91], summaries=[[[40 + trace]], [[50 + trace]]],
+        )  # fmt: skip
+        cuts = [
+            cut.model_copy(
+                update={
+                    "summaries": [
+                        s.model_copy(update={"text": ANSWER.format(f"{c}{trace}7")}) for s in cut.summaries
+                    ]
+                }
+            )
+            for c, cut in enumerate(trajectory.cuts)
+        ]
+        trajectory = trajectory.model_copy(update={"cuts": cuts})
+        verdicts = {
+            trajectory.summary_id(c, 0): VerdictRecord(
+                status=Status.CORRECT if c else Status.INCORRECT,
+                formatted=True,
+                reward=float(c),
+                extracted=f"{c}{trace}7",
+            )
+            for c in range(2)
+        }
+        out.append(
+            rollout_sample(
+                trajectory,
+                verdicts,
+                lambda ids: " ".join(f"w{i}" for i in ids),
+                kind="train",
+                thinking_advantages=[-0.5, 0.5],
+                summary_advantages=[[-0.5], [0.5]],
+            )
+        )
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -189,6 +239,17 @@ def test_comparing_the_runs_shows_their_evaluation_and_resolved_params(
     # GRPO's resolved values (S = 1, A = 1, the v2 baseline, grpo summaries), never "None".
     assert re.search(r"baseline v2 brpo|baseline brpo v2", text), text[:3000]
     assert re.search(r"summary_mode grpo brpo|summary_mode brpo grpo", text), text[:3000]
+
+
+@needs_browser
+def test_a_steps_samples_show_as_a_table_on_the_runs_page(tracked: TrackedStore, tmp_path: Path) -> None:
+    """The run's Artifacts tab, opened at the step's samples table: its rows (problem, answers, verdicts)."""
+    run = tracked.run_ids["brpo-tiny"]
+    url = f"{tracked.url}/#/experiments/{tracked.experiment_id}/runs/{run}/artifacts/samples/step_000001.json"
+    expect = ("View as table", "p-alpha", ANSWER.format("007"), "incorrect", "thinking_advantage")
+    text = page_text(url, tmp_path, expect)
+    missing = [word for word in expect if word not in text]
+    assert not missing, f"{missing} not on the run's samples page: {text[:3000]}"
 
 
 def test_each_run_has_its_start_vs_end_curve(tracked: TrackedStore) -> None:

@@ -145,7 +145,17 @@ def test_openapi_lists_every_route(api: Api) -> None:
     expected = {"/healthz", "/readyz", "/v1/runs", run}
     expected |= {
         f"{run}/{s}"
-        for s in ("metrics", "budgets", "rewards", "curve", "cancel", "resume", "checkpoints", "promote")
+        for s in (
+            "metrics",
+            "budgets",
+            "rewards",
+            "samples",
+            "curve",
+            "cancel",
+            "resume",
+            "checkpoints",
+            "promote",
+        )
     }
     expected |= {"/v1/chat/completions", "/v1/completions", "/v1/inference/{request_id}/stop"}
     expected |= {"/v1/models", "/v1/models/{model_id}"}
@@ -510,7 +520,7 @@ def test_every_integer_query_parameter_is_bounded(api: Api) -> None:
                     assert response.status_code == 422, (method, route.path, param.alias, response.text)
                     assert response.json()["detail"][0]["loc"] == ["query", param.alias]
                 checked.append((route.path, param.alias))
-    assert len(checked) == 10, checked  # offset and limit of 3 pages, rewards' step and budget_index
+    assert len(checked) == 13, checked  # offset, limit of 4 pages; rewards' step, budget_index; samples' step
     response = api.client.get("/v1/runs", params={"offset": 2**31 - 1})
     assert response.status_code == 200 and response.json()["items"] == []
 
