@@ -3,20 +3,26 @@
 #   1. the learner MFU benchmark (benchmarks/learner_gpu.py): a 1.5B-shaped Qwen2 built from a config
 #      (random weights, no hub download), packed 8k-token trees, FlexAttention with the tree mask, bf16;
 #      with the packing figures of that shape (micro-batch fill, naive / packed tokens, est. speed-up);
-#   2. the packing ratio (benchmarks/packing.py): packed trees vs naive per-summary re-encoding, measured,
-#      on the box's CPU (tiny model, one thread);
-# then one table: metric, value, goal / notes. Needs torch and transformers preinstalled, plus pydantic,
-# pydantic-settings and structlog (which the core's modules import), installed if missing from the wheel
-# folder only, never from a package registry; vLLM, Redis, SQL are not used.
+#   2. a whole BRPO step (benchmarks/gpu_step.py): the same model generating with the transformers engine
+#      (shared-prefix summaries; b_max 2,048, S = 4, A = 2, G = 4, 4 problems), every summary graded by the
+#      verifier (math-verify in grader processes), one learner update on the packed trees (FlexAttention);
+#      the split generate / grade / learn, tokens/s, learner MFU, peak GPU memory;
+#   3. the packing ratio (benchmarks/packing.py): packed trees vs naive per-summary re-encoding, measured,
+#      on the box's CPU (tiny model, one thread), alongside 1 and 2 (it needs no GPU);
+# then one table: metric, value, goal / notes. Each part runs under its own timeout, so the whole check
+# ends within setup + 180 + 220 s (packing alongside). Needs torch and transformers preinstalled, plus
+# pydantic, pydantic-settings, structlog (which the core's modules import) and math-verify (the verifier's
+# grader processes), installed if missing from the wheel folder only, never from a package registry;
+# vLLM, Celery, Redis, SQL are not used.
 #
 #   make gpu-wheels                           # first, where a registry is: fills .whl/; copy it along
 #   benchmarks/gpu_check.sh                   # the GPU check
-#   benchmarks/gpu_check.sh --cpu-smoke       # the same path, tiny shapes on the CPU (~1 min): plumbing only
+#   benchmarks/gpu_check.sh --cpu-smoke       # the same path, tiny shapes on the CPU (~2 min): plumbing only
 #                                             # (or GPU_CHECK_CPU_SMOKE=1)
 #   benchmarks/gpu_check.sh --install-only    # only the install into $GPU_CHECK_VENV, then a torch-free probe
 #
 # Python: $GPU_CHECK_PYTHON if set (used as it is), else the first of .venv/bin/python,
-# $GPU_CHECK_VENV/bin/python and python3 that imports the benchmark's modules (and, for the GPU check,
+# $GPU_CHECK_VENV/bin/python and python3 that imports the benchmarks' modules (and, for the GPU check,
 # sees CUDA); else it uses $GPU_CHECK_VENV (default ~/.cache/anytime/gpu-check-venv; if absent, created
 # from a Python >= 3.11 that has torch, with the system's site packages, so the preinstalled CUDA torch is
 # reused) and installs what is missing with `pip install --no-index --find-links $GPU_CHECK_WHEELS`
@@ -34,7 +40,7 @@ for arg in "$@"; do
     case $arg in
         --cpu-smoke) smoke=1 ;;
         --install-only) install_only=1 ;;
-        -h | --help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $arg (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -42,14 +48,17 @@ done
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"  # the repository's modules, no install needed
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1          # models come from configs: nothing to download
 export TOKENIZERS_PARALLELISM=false
+export PYTHONUNBUFFERED=1  # a part killed by its timeout keeps what it printed
 out=${GPU_CHECK_OUT:-$(mktemp -d -t gpu-check.XXXXXX)}
 mkdir -p "$out"
 
-# What the two benchmarks import, checked rather than assumed (vLLM is never imported).
+# What the benchmarks import, checked rather than assumed (vLLM and Celery are never imported).
 probe='
 import sys
 import torch, transformers
 import anytime.tinymodel.build, services.learner.learner, tests.fixtures.synthetic
+import services.engines.transformers_engine, services.rollout.anytime_rollout, anytime.verification.verifier
+import math_verify  # the verifier grader processes import it
 if sys.argv[1] == "0":
     assert torch.cuda.is_available(), "torch sees no CUDA device"
     from torch.nn.attention.flex_attention import flex_attention
@@ -62,18 +71,20 @@ usable() {  # sets $versions when $1 runs the probe
 
 venv=${GPU_CHECK_VENV:-$HOME/.cache/anytime/gpu-check-venv}
 wheels=${GPU_CHECK_WHEELS:-$REPO/.whl}
-# What the core's modules import beyond torch and transformers (pyproject's floors); benchmarks/gpu_wheels.sh
-# pins these and their dependencies.
-requirements=("pydantic>=2.7" "pydantic-settings>=2.3" "structlog>=24.1")
+# What the core's modules import beyond torch and transformers, and the verifier's grading library
+# (pyproject's floors); benchmarks/gpu_wheels.sh pins these and their dependencies.
+requirements=("pydantic>=2.7" "pydantic-settings>=2.3" "structlog>=24.1" "math-verify[antlr4_13_2]>=0.7")
 # The check's modules that need no torch: what the install alone must make importable.
 light_probe='
 import sys
 from importlib.metadata import version
 import anytime.settings, anytime.logging, anytime.brpo.config, anytime.brpo.cuts, anytime.contracts.learn
 import anytime.model_facts, anytime.prompting, anytime.summary_format, tests.fixtures.synthetic
+import anytime.verification.verifier, math_verify
 heavy = sorted({"torch", "transformers", "vllm"} & set(sys.modules))
 assert not heavy, f"the torch-free modules imported {heavy}"
-print(", ".join(f"{name} {version(name)}" for name in ("pydantic", "pydantic-settings", "structlog")))
+names = ("pydantic", "pydantic-settings", "structlog", "math-verify")
+print(", ".join(f"{name} {version(name)}" for name in names))
 '
 
 make_venv() {  # creates $venv unless it exists, from a Python >= 3.11, preferably one that has torch
@@ -158,19 +169,36 @@ setup_s=$((SECONDS - began))
 
 # Each part under its own timeout; a failure is reported in the table, not fatal before it.
 learner_rc=0
-packing_rc=0
+step_rc=0
 if [[ $smoke == 1 ]]; then
     echo "== CPU smoke: tiny shapes, figures mean nothing"
     learner_args=(--cpu-check)
+    step_args=(--cpu-smoke)
     packing_args=(--b-max 128 --trees 2)
     learner_limit=120
-    packing_limit=60
+    step_limit=120
+    packing_limit=120  # shares the CPU with the other two here
 else
     learner_args=(--steps 3 --baseline-iters 6)
+    step_args=()
     packing_args=(--b-max 2048 --trees 3)  # packing.py's defaults: ~60 s on one core
-    learner_limit=300
+    learner_limit=180
+    step_limit=220
     packing_limit=150
 fi
+echo "== budget: setup ${setup_s} s + learner <= ${learner_limit} s + step <= ${step_limit} s" \
+    "(packing alongside, <= ${packing_limit} s) = at most $((setup_s + learner_limit + step_limit + 20)) s"
+quiet() { grep --line-buffered -v -e 'Writing model shards' -e 'Loading weights' || true; }  # bars
+
+# The packing ratio needs no GPU: it runs on the CPU alongside the GPU parts, its log shown after them.
+(
+    t0=$SECONDS rc=0
+    timeout --kill-after=10 "$packing_limit" "$python" benchmarks/packing.py "${packing_args[@]}" \
+        --json "$out/packing.json" >"$out/packing.raw.log" 2>&1 || rc=$?
+    quiet <"$out/packing.raw.log" >"$out/packing.log" && rm -f "$out/packing.raw.log"
+    echo "$rc $((SECONDS - t0))" >"$out/packing.status"
+) &
+packing_pid=$!
 
 t0=$SECONDS
 echo "== learner MFU (limit ${learner_limit}s)"
@@ -179,19 +207,23 @@ timeout --kill-after=10 "$learner_limit" "$python" benchmarks/learner_gpu.py "${
 learner_s=$((SECONDS - t0))
 
 t0=$SECONDS
-echo "== packing ratio (CPU, one thread; limit ${packing_limit}s)"
-timeout --kill-after=10 "$packing_limit" "$python" benchmarks/packing.py "${packing_args[@]}" \
-    --json "$out/packing.json" 2>&1 | grep -v -e 'Writing model shards' -e 'Loading weights' \
-    | tee "$out/packing.log" || packing_rc=${PIPESTATUS[0]}
-packing_s=$((SECONDS - t0))
+echo "== whole BRPO step: generate, grade, learn (limit ${step_limit}s)"
+timeout --kill-after=10 "$step_limit" "$python" benchmarks/gpu_step.py ${step_args[@]+"${step_args[@]}"} \
+    --json "$out/step.json" 2>&1 | quiet | tee "$out/step.log" || step_rc=${PIPESTATUS[0]}
+step_s=$((SECONDS - t0))
 
-"$python" - "$out" "$smoke" "$learner_rc" "$packing_rc" "$setup_s" "$learner_s" "$packing_s" \
-    "$((SECONDS - began))" <<'EOF'
+wait "$packing_pid" || true
+read -r packing_rc packing_s <"$out/packing.status" || { packing_rc=1; packing_s=?; }
+echo "== packing ratio (CPU, one thread, alongside the above; limit ${packing_limit}s)"
+cat "$out/packing.log"
+
+"$python" - "$out" "$smoke" "$learner_rc" "$step_rc" "$packing_rc" "$setup_s" "$learner_s" "$step_s" \
+    "$packing_s" "$((SECONDS - began))" <<'EOF'
 import json
 import sys
 from pathlib import Path
 
-out, smoke, learner_rc, packing_rc, setup_s, learner_s, packing_s, total_s = sys.argv[1:]
+out, smoke, learner_rc, step_rc, packing_rc, setup_s, learner_s, step_s, packing_s, total_s = sys.argv[1:]
 smoke = smoke == "1"
 
 
@@ -205,7 +237,7 @@ def status(rc: str, seconds: str) -> str:
     return f"{word}, {seconds} s"
 
 
-learner, packing = load("learner.json"), load("packing.json")
+learner, step, packing = load("learner.json"), load("step.json"), load("packing.json")
 rows: list[tuple[str, str, str]] = []
 
 
@@ -235,15 +267,40 @@ row("packing tokens naive/packed", learner, "packing_token_ratio", "{:.2f}x",
     "this tree shape: a sequence per summary vs one tree")
 row("packing speed-up (est.)", learner, "packing_speedup_estimate", "{:.2f}x",
     "token ratio x learner/reference rate")
+if step.get("budgets"):
+    shape = (
+        f"{step['problems']} problems x G {step['group_size']}, b_max {step['budgets'][-1]}, "
+        f"S {len(step['budgets'])}, A {step['num_summaries']}"
+    )
+    rows.append(("step shape", shape, f"summaries <= {step['summary_max_tokens']} tokens; random policy"))
+if "generate_s" in step:
+    parts = ("generate_s", "grade_s", "learn_s")
+    split = " / ".join(f"{step[key]:.2f}" if key in step else "-" for key in parts)
+    rows.append(("step generate / grade / learn", f"{split} s", "one measured step (budget: step.log)"))
+if "verdicts" in step:
+    counts = f"{step['trajectories']} / {step['summary_requests']} / {step['summaries']} / {step['verdicts']}"
+    statuses = ", ".join(f"{name} {count}" for name, count in sorted(step["statuses"].items()))
+    rows.append(("step traj / requests / summ / verdicts", counts, statuses))
+row("step generated tokens/s", step, "generated_tokens_per_s", "{:,.0f}", "thinking + summary tokens")
+row("step learner update MFU", step, "learner_update_mfu", "{:.1%}",
+    f"{step.get('learner_update_tokens_per_s', 0):,.0f} tokens/s; 6·P·T / measured bf16 rate")
+row("step learner step MFU", step, "learner_step_mfu", "{:.1%}",
+    f"{step.get('learner_step_tokens_per_s', 0):,.0f} tokens/s, with the old-log-prob pass")
+memory = step.get("peak_memory_gib")
+rows.append(("step peak GPU memory", "-" if memory is None else f"{memory:.1f} GiB",
+             "max_memory_allocated over the step" if step.get("cuda") else "not measured on the CPU"))
+warm_up = "synthetic trees" + (": FlexAttention compiles here" if step.get("cuda") else "")
+row("step learner warm-up", step, "warm_up_s", "{:.1f} s", warm_up)
 tiny = f"b_max {packing.get('b_max', '?')}, {packing.get('trees', '?')} trees, tiny model, CPU"
 row("packing tokens naive/packed", packing, "token_ratio", "{:.2f}x", tiny)
 row("packing speed-up (measured)", packing, "speedup", "{:.2f}x", "fwd+bwd, block-sparse SDPA vs naive")
 row("packing max log-prob diff", packing, "max_logprob_diff", "{:.1e}",
     "packed = naive up to float error (fp32)")
 rows.append(("learner benchmark", status(learner_rc, learner_s), "benchmarks/learner_gpu.py"))
-rows.append(("packing benchmark", status(packing_rc, packing_s), "benchmarks/packing.py"))
+rows.append(("step benchmark", status(step_rc, step_s), "benchmarks/gpu_step.py"))
+rows.append(("packing benchmark", status(packing_rc, packing_s), "benchmarks/packing.py (alongside)"))
 rows.append(("setup", f"{setup_s} s", "finding or making the Python"))
-rows.append(("elapsed", f"{total_s} s", "goal: < 480 s on one H100/H200" if not smoke else "goal: < 120 s"))
+rows.append(("elapsed", f"{total_s} s", "goal: < 480 s on one H100/H200" if not smoke else "goal: < 180 s"))
 
 header = ("metric", "value", "goal / notes")
 widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
@@ -252,4 +309,4 @@ for cells in [header, tuple("-" * width for width in widths), *rows]:
     print("| " + " | ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)) + " |")
 EOF
 
-[[ $learner_rc == 0 && $packing_rc == 0 ]]
+[[ $learner_rc == 0 && $step_rc == 0 && $packing_rc == 0 ]]

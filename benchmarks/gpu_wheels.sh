@@ -5,12 +5,12 @@
 #   make gpu-wheels                            # or: benchmarks/gpu_wheels.sh [EXTRA_REQUIREMENT...]
 #
 # The box is assumed to hold Python 3.12 with CUDA torch, transformers and numpy: only what the check's
-# own modules import beyond those is fetched (pydantic, pydantic-settings, structlog), with each of their
-# dependencies named and pinned (--no-deps: torch and its kin are never downloaded). Wheels only, for
-# CPython 3.12 and for the Python running pip here (so tests can install from the folder on this machine),
-# manylinux x86_64. A requirement with no such wheel (a source-only package) fails the script, named.
-# The folder is rebuilt from scratch each run (pip's resolver refuses two versions of one package) and
-# must stay under 64 MiB.
+# own modules import beyond those is fetched (pydantic, pydantic-settings, structlog, and math-verify for
+# the verifier's grader processes), with each of their dependencies named and pinned (--no-deps: torch and
+# its kin are never downloaded). Wheels only, for CPython 3.12 and for the Python running pip here (so
+# tests can install from the folder on this machine), manylinux x86_64. A requirement with no such wheel
+# (a source-only package) fails the script, named. The folder is rebuilt from scratch each run (pip's
+# resolver refuses two versions of one package) and must stay under 64 MiB.
 #
 # Variables: GPU_CHECK_WHEELS (the folder, default .whl), GPU_WHEELS_PYTHON (whose pip downloads: default
 # .venv/bin/python, else python3), GPU_WHEELS_PYTHON_VERSIONS (default: "3.12 <that Python's X.Y>").
@@ -26,8 +26,9 @@ for arg in "$@"; do
 done
 
 # Pinned to what .venv runs, inside pyproject's floors (pydantic>=2.7, pydantic-settings>=2.3,
-# structlog>=24.1). Who needs what: anytime.settings imports pydantic_settings, anytime.logging structlog,
-# the configs and contracts pydantic. The check imports neither math-verify nor anytime.verification.
+# structlog>=24.1, math-verify[antlr4_13_2]>=0.7). Who needs what: anytime.settings imports
+# pydantic_settings, anytime.logging structlog, the configs and contracts pydantic; the step benchmark
+# (benchmarks/gpu_step.py) grades with anytime.verification, whose grader processes import math_verify.
 requirements=(
     pydantic==2.14.4           # annotated-types, pydantic-core (exactly this one), typing-*
     pydantic-core==2.50.5      # compiled: one wheel per Python version
@@ -37,6 +38,11 @@ requirements=(
     pydantic-settings==2.16.3  # pydantic, python-dotenv, typing-*
     python-dotenv==1.2.4
     structlog==26.1.0          # no dependencies on Python >= 3.11
+    math-verify==0.9.0         # latex2sympy2_extended (exactly this one)
+    latex2sympy2_extended==1.11.0  # antlr4-python3-runtime (4.13.2: the antlr4_13_2 extra), sympy
+    antlr4-python3-runtime==4.13.2
+    sympy==1.14.0              # the box's torch brings its own (kept); here for a venv without torch
+    mpmath==1.3.0              # sympy's
     "$@"
 )
 platforms=(manylinux_2_28_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64)

@@ -48,7 +48,8 @@ def test_samples_are_stored_once_and_served_in_step_problem_trace_order(api: Api
     page = api.client.get(f"/v1/runs/{run_id}/samples", headers=AUTH).json()
     assert page["total"] == 8
     assert [(s["step"], s["problem_id"], s["trace_index"]) for s in page["items"]] == [
-        (0, "a", 0), (0, "a", 1), (0, "b", 0), (0, "b", 1), (1, "a", 0), (1, "a", 1), (1, "b", 0), (1, "b", 1),
+        (0, "a", 0), (0, "a", 1), (0, "b", 0), (0, "b", 1),
+        (1, "a", 0), (1, "a", 1), (1, "b", 0), (1, "b", 1),
     ]  # fmt: skip
     first = page["items"][0]
     assert [c["cut"] for c in first["cuts"]] == [2, 3]
