@@ -242,8 +242,12 @@ def look_again(stack_home: Path, run_ids: dict[str, str], png: Path) -> list[str
         f"  {export_line('http://127.0.0.1:8000', stack_home / 'api-key')}",
         *(f"  anytime runs show {rid}" for rid in run_ids.values()),
         f"  anytime runs curve {ids} --png {png}",
+        *(
+            f"  anytime runs samples {rid}          # what the last step thought and answered"
+            for rid in run_ids.values()
+        ),
         "  open the MLflow address it prints (the runs in the training view: compare them, eval metrics "
-        "per budget, curves/start_vs_end.png)",
+        "per budget, curves/start_vs_end.png, samples/step_<step>.json)",
     ]
 
 

@@ -61,6 +61,7 @@ def test_the_commands_to_look_again_bring_the_stopped_stack_back(tmp_path: Path)
         f'export ANYTIME_API_URL=http://127.0.0.1:8000 ANYTIME_API_KEY="$(cat {tmp_path}/stack/api-key)"'
         in text
     )
+    assert "anytime runs samples r2" in text
     assert "anytime runs show r1" in text and f"anytime runs curve r1 r2 --png {tmp_path / 'p.png'}" in text
 
 
