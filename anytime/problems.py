@@ -167,6 +167,14 @@ def load_problems(source: Path | str, columns: ProblemColumns = DEFAULT_COLUMNS)
     return _problems(text, path.stem, _read_json(path), columns, None)
 
 
+def with_prompt_suffix(problems: Iterable[Problem], suffix: str) -> list[Problem]:
+    """The problems with `suffix` after each problem's text (the authors' " Let's think step by step and
+    output the final answer within \\boxed{}."); an empty suffix leaves them as they are."""
+    if not suffix:
+        return list(problems)
+    return [problem.model_copy(update={"problem": problem.problem + suffix}) for problem in problems]
+
+
 def write_problems(problems: Iterable[Problem], path: Path) -> int:
     """Write problems as JSON lines atomically (a temporary file renamed into place); returns the count."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -259,6 +259,14 @@ class RunConfig(BaseModel):
     )
     steps: int = Field(default=4, ge=1, le=100_000, description="Policy updates (rollout → verify → learn).")
     problems_per_step: int = Field(default=8, ge=1, le=4096)
+    prompt_suffix: str = Field(
+        default="",
+        max_length=1000,
+        pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]*$",  # no control characters but tab and newline
+        description="Text after every training and evaluation problem, inside the user turn (the authors': "
+        "\" Let's think step by step and output the final answer within \\boxed{}.\"); empty: the problem "
+        "alone. Leave it empty for verl parquets, whose prompts carry it already.",
+    )
     samples_per_step: int = Field(
         default=DEFAULT_SAMPLE_PROBLEMS,
         ge=0,

@@ -40,7 +40,7 @@ from anytime.db import experiments, repository
 from anytime.db import samples as stored_samples
 from anytime.db.models import RunStatus
 from anytime.logging import get_logger
-from anytime.problems import Problem, load_problems
+from anytime.problems import Problem, load_problems, with_prompt_suffix
 from anytime.run_config import RunConfig
 from anytime.run_lease import DEFAULT_LEASE_TTL_S, RunLease
 from anytime.run_plan import RunPlan, resolved_params
@@ -218,10 +218,13 @@ class RunDriver:
             assert run is not None
             start = 0 if run.step is None else run.step + 1
             version = run.policy_version
-        train = load_problems(config.dataset, config.dataset_columns)
+        suffix = config.prompt_suffix
+        train = with_prompt_suffix(load_problems(config.dataset, config.dataset_columns), suffix)
         held_out = config.evaluation
         evaluation = (
-            load_problems(held_out.dataset, held_out.dataset_columns)[: held_out.problems]
+            with_prompt_suffix(
+                load_problems(held_out.dataset, held_out.dataset_columns)[: held_out.problems], suffix
+            )
             if held_out.dataset
             else []
         )

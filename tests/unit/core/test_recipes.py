@@ -12,6 +12,7 @@ from anytime.run_config import RunConfig
 from anytime.run_plan import RunPlan
 
 RECIPE = Path(__file__).resolve().parents[3] / "recipes" / "paper-1.5b.yaml"
+AUTHORS_SUFFIX = " Let's think step by step and output the final answer within \\boxed{}."
 SHARED_DATA = Path(__file__).resolve().parents[4] / "shared" / "data"
 INPUTS = "/data/inputs/math/"  # where the recipe expects ../shared/data to be copied
 
@@ -26,6 +27,7 @@ def test_the_paper_recipe_validates_with_the_papers_settings() -> None:
         assert plans[arm].eval_budgets == (2000, 4000, 6000, 8000), arm
         assert (config.method.group_size, config.problems_per_step, config.learner.lr) == (8, 64, 1e-6), arm
         assert (config.evaluation.temperature, config.evaluation.samples) == (0.6, 32), arm
+        assert config.prompt_suffix == AUTHORS_SUFFIX, arm
         assert brpo.resolved_loss_normalizer == plans["grpo"].brpo.resolved_loss_normalizer == 10_048
         if arm == "grpo":
             assert (brpo.resolved_num_budgets, brpo.resolved_num_summaries) == (1, 1)
