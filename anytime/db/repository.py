@@ -452,3 +452,14 @@ def promote_best_checkpoint(
     if best is not None:
         _update_run(session, run_id, {"promoted_checkpoint_id": best.id})
     return best
+
+
+# ---------------------------------------------------------------------- inference: a policy's evaluation
+# (issue 25: `reasoning_effort` and `min_accuracy` are read off the promoted checkpoint's evaluation curve)
+
+
+def evaluation_of_policy(session: Session, run_id: str, policy_version: int) -> Evaluation | None:
+    """The evaluation of the run's `policy_version` (one per policy: `uq_evaluations_run_id_policy_version`),
+    or None when that policy has not been evaluated."""
+    query = select(Evaluation).where(Evaluation.run_id == run_id, Evaluation.policy_version == policy_version)
+    return session.scalars(query).one_or_none()

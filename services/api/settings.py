@@ -14,6 +14,7 @@ from pydantic_settings import NoDecode, SettingsConfigDict
 
 import anytime
 from anytime.settings import CommonSettings
+from services.api.inference.effort import EffortTolerances
 
 _PLACEHOLDER_KEYS = {"", "changeme", "change-me", "dev"}
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
@@ -63,10 +64,24 @@ class ApiSettings(CommonSettings):
         default=1024,
         ge=1,
         description="Thinking tokens for a request that gives no `budget`, `budgets` or `reasoning_effort` "
-        "(so none thinks to the end of the context by accident), and the unit of `reasoning_effort` "
-        "(low = 1/4, medium = 1, high = 4 times it). Lowered to what the context leaves after the prompt "
-        "and the answer; a value at least the model's context means \"until </think> or the context is "
-        'full".',
+        "(so none thinks to the end of the context by accident), and the unit of `reasoning_effort` on a "
+        "model without an evaluation (low = 1/4, medium = 1, high = 4 times it). Lowered to what the "
+        "context leaves after the prompt and the answer; a value at least the model's context means "
+        '"until </think> or the context is full".',
+    )
+    inference_effort_low_tolerance: float = Field(
+        default=0.10,
+        ge=0.0,
+        lt=1.0,
+        description="`reasoning_effort: low` on a model with an evaluation: the smallest evaluated budget "
+        "whose accuracy is at least best × (1 - this), relative to the best accuracy (0.10: within 10 %).",
+    )
+    inference_effort_medium_tolerance: float = Field(
+        default=0.03,
+        ge=0.0,
+        lt=1.0,
+        description="`reasoning_effort: medium`, as the low tolerance (0.03: within 3 % of the best); "
+        "`high` is the smallest budget reaching the best. At most the low tolerance.",
     )
     inference_answer_max_tokens: int = Field(
         default=128, ge=1, description="Answer (summary) tokens when a request sets no max_tokens."
@@ -110,7 +125,21 @@ class ApiSettings(CommonSettings):
                 f"ANYTIME_API_OPEN_READS=true opens every GET to anyone who can reach {self.host!r}: it is "
                 "only allowed when ANYTIME_API_HOST is loopback (127.0.0.1, ::1, localhost); unset it"
             )
+        medium, low = self.inference_effort_medium_tolerance, self.inference_effort_low_tolerance
+        if medium > low:
+            raise ValueError(
+                f"ANYTIME_API_INFERENCE_EFFORT_MEDIUM_TOLERANCE ({medium}) is above "
+                f"ANYTIME_API_INFERENCE_EFFORT_LOW_TOLERANCE ({low}): `medium` would think less than `low`; "
+                "make the medium tolerance at most the low one"
+            )
         return self
+
+    @property
+    def effort_tolerances(self) -> EffortTolerances:
+        """`reasoning_effort`'s tolerances on the evaluation curve (`services.api.inference.effort`)."""
+        return EffortTolerances(
+            low=self.inference_effort_low_tolerance, medium=self.inference_effort_medium_tolerance
+        )
 
     @property
     def loopback(self) -> bool:

@@ -1,7 +1,9 @@
 """The `openai` client against the inference endpoints on the tiny models, served by uvicorn in a thread.
 
 The warm model is served by name; the random tiny model (it rarely closes its thought, so a stop always
-lands mid-thought) is served as a run's promoted checkpoint.
+lands mid-thought) is served as a run's promoted checkpoint. A second run serves the warm model as its
+checkpoint with a real evaluation (the evaluate task's own code on the run plan's budgets and sampling,
+graded by the verifier), so `reasoning_effort` is calibrated from a measured curve (run with -s to see it).
 """
 
 from __future__ import annotations
@@ -23,13 +25,18 @@ from alembic import command
 from alembic.config import Config
 from fastapi import FastAPI
 
+from anytime.contracts.evaluation import EvalJob, EvalResult
 from anytime.db import repository
 from anytime.db.session import make_engine, make_session_factory, session_scope
 from anytime.processes import free_port
 from anytime.run_config import RunConfig
+from anytime.run_plan import RunPlan
 from anytime.synth import get_task
+from anytime.verification.verifier import Verifier
 from services.api.app import create_app
 from services.api.settings import ApiSettings
+from services.engines.transformers_engine import TransformersEngine
+from services.rollout.jobs import run_eval_job
 
 pytestmark = pytest.mark.integration
 
@@ -45,6 +52,7 @@ class Served:
     client: openai.OpenAI
     run_id: str
     checkpoint_id: int
+    database_url: str
 
     def rounds(self, path: Path) -> int:
         return int(self.app.state.inference._models[str(path)].batcher.rounds)
@@ -90,7 +98,7 @@ def served(
     base_url = f"http://127.0.0.1:{port}"
     client = openai.OpenAI(base_url=f"{base_url}/v1", api_key=KEY, max_retries=0, timeout=120)
     try:
-        yield Served(app, base_url, client, run_id, checkpoint_id)
+        yield Served(app, base_url, client, run_id, checkpoint_id, url)
     finally:
         server.should_exit = True
         thread.join(30)
@@ -277,3 +285,161 @@ def test_concurrent_requests_share_rounds(served: Served, warm_model_dir: Path) 
     together = served.rounds(warm_model_dir) - before
     assert all(r.choices[0].message.content == single.choices[0].message.content for r in results)
     assert together < 2 * alone, f"4 concurrent requests took {together} rounds; one alone took {alone}"
+
+
+# ------------------------------------------------------------------ efforts from a measured evaluation curve
+
+# A run whose plan evaluates at 8 budgets up to b_max = 64 with its default sampling (k = 4, T = 0.6).
+EVAL_CONFIG = {"dataset": "d.jsonl", "b_max": 64, "eval_num_budgets": 8}
+EVAL_PROBLEMS = get_task("digit-chain").generate(12, seed=21)
+
+
+@dataclass
+class Evaluated:
+    model: str
+    result: EvalResult
+    promotion: dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def evaluated(served: Served, warm_model_dir: Path) -> Evaluated:
+    """The warm model as a run's checkpoint (policy version 1), evaluated as the run driver evaluates it
+    (`run_eval_job` on the plan's eval budgets and sampling, the verifier grading), the row recorded as the
+    driver records it, and the checkpoint promoted through `POST /v1/runs/{id}/promote`."""
+    config = RunConfig.model_validate({**EVAL_CONFIG, "model": str(warm_model_dir)})
+    plan = RunPlan.from_config(config)
+    engine = TransformersEngine.from_model_dir(warm_model_dir)
+    job = EvalJob(
+        run_id="effort",
+        policy_version=1,
+        model_dir=warm_model_dir,
+        problems=EVAL_PROBLEMS,
+        budgets=list(plan.eval_budgets),
+        summary_max_tokens=plan.summary_max_tokens,
+        sampling=plan.eval_sampling,
+    )
+    with Verifier(workers=1) as verifier:
+        result = EvalResult.model_validate(run_eval_job(job, _OneEngine(engine), verifier.grade_many))
+    database = make_engine(served.database_url)
+    with session_scope(make_session_factory(database)) as session:
+        run = repository.create_run(session, config)
+        repository.record_checkpoint(session, run.id, 1, 0, str(warm_model_dir))
+        sampled = repository.SampledEvaluation(
+            num_problems=result.num_problems,
+            num_samples=result.num_samples,
+            temperature=result.temperature,
+            seed=result.seed,
+            accuracy_ci_low=result.accuracy_ci_low,
+            accuracy_ci_high=result.accuracy_ci_high,
+            anytime_score_ci_low=result.anytime_score_ci_low,
+            anytime_score_ci_high=result.anytime_score_ci_high,
+            per_problem=result.per_problem,
+        )
+        repository.record_evaluation(
+            session, run.id, 1, 0, result.budgets, result.accuracy, result.anytime_score, sampled
+        )
+        run_id = run.id
+    database.dispose()
+    promoted = httpx.post(
+        f"{served.base_url}/v1/runs/{run_id}/promote", headers={"Authorization": f"Bearer {KEY}"}
+    )
+    assert promoted.status_code == 200, promoted.text
+    return Evaluated(f"run:{run_id}", result, promoted.json())
+
+
+class _OneEngine:
+    """The rollout worker's engine holder, reduced to one loaded engine."""
+
+    def __init__(self, engine: TransformersEngine) -> None:
+        self.engine = engine
+
+    def at_version(self, run_id: str, model_dir: Path, policy_version: int) -> TransformersEngine:
+        return self.engine
+
+
+def test_effort_is_read_off_the_measured_curve(served: Served, evaluated: Evaluated) -> None:
+    result = evaluated.result
+    card = served.client.models.retrieve(evaluated.model)
+    efforts = (card.model_extra or {})["reasoning_effort"]
+    assert efforts == evaluated.promotion["reasoning_effort"]  # promotion shows what the card shows
+    print(
+        f"\n{evaluated.model}: n = {result.num_problems}, k = {result.num_samples}, T = {result.temperature}"
+    )
+    for b, a, lo, hi in zip(
+        result.budgets, result.accuracy, result.accuracy_ci_low, result.accuracy_ci_high, strict=True
+    ):
+        print(f"  budget {b:>3}: accuracy {a:.4f} [{lo:.4f}, {hi:.4f}]")
+    print(
+        f"  {efforts['source']}: "
+        + ", ".join(f"{e} = {efforts[e]['budget']}" for e in ("low", "medium", "high"))
+    )
+    print(f"  {efforts['note']}")
+    assert [(p["budget"], p["accuracy"]) for p in efforts["curve"]] == list(
+        zip(result.budgets, result.accuracy, strict=True)
+    )
+    best = max(result.accuracy)
+    if best == 0.0:  # the curve says nothing: the default, and it says why
+        assert efforts["source"] == "default" and "accuracy 0 at every budget" in efforts["note"]
+        return
+    assert efforts["source"] == "evaluation" and efforts["policy_version"] == 1
+    tolerances = {"low": 0.10, "medium": 0.03, "high": 0.0}
+    for effort, tolerance in tolerances.items():
+        budget = efforts[effort]["budget"]
+        at = dict(zip(result.budgets, result.accuracy, strict=True))
+        # The definition on the measured numbers: reaches best × (1 - tolerance); no smaller budget does.
+        assert at[budget] >= best * (1 - tolerance) - 1e-9
+        assert all(a < best * (1 - tolerance) - 1e-9 for b, a in at.items() if b < budget)
+        (choice,) = _chat(served, model=evaluated.model, reasoning_effort=effort).choices
+        assert choice.model_extra["budget"] == budget  # type: ignore[index]
+    assert efforts["high"]["accuracy"] == best
+    (choice,) = _chat(served, model=evaluated.model, min_accuracy=best).choices
+    assert choice.model_extra["budget"] == efforts["high"]["budget"]  # type: ignore[index]
+    if best < 1.0:
+        with pytest.raises(openai.UnprocessableEntityError) as error:
+            _chat(served, model=evaluated.model, min_accuracy=min(1.0, best + 0.01))
+        assert f"reaches at best {best} " in str(error.value) and error.value.param == "min_accuracy"
+
+
+def test_the_configured_model_says_it_keeps_the_default(served: Served) -> None:
+    efforts = served.client.models.retrieve("anytime").model_extra["reasoning_effort"]  # type: ignore[index]
+    default = served.app.state.inference.settings.inference_default_budget
+    assert efforts["source"] == "default" and "has no evaluation" in efforts["note"]
+    assert [efforts[e]["budget"] for e in ("low", "medium", "high")] == [default // 4, default, 4 * default]
+
+
+def test_usage_and_the_budget_reach_the_client_on_every_response(served: Served) -> None:
+    response = _chat(served, budgets=[4, 8])
+    assert response.usage is not None and response.usage.completion_tokens_details is not None
+    assert (
+        response.usage.completion_tokens_details.reasoning_tokens
+        == response.usage.model_extra["thinking_tokens"]
+    )  # type: ignore[index]
+    assert response.usage.model_extra["budget"] == 8  # type: ignore[index]
+    chunks = list(_chat(served, budget=8, stream=True))  # no stream_options: the usage chunk comes anyway
+    last = chunks[-1]
+    assert last.choices == [] and last.usage is not None and last.usage.model_extra["budget"] == 8  # type: ignore[index]
+    streamed = [c for chunk in chunks for c in chunk.choices]
+    assert last.usage.completion_tokens_details.reasoning_tokens == streamed[0].model_extra["thinking_tokens"]  # type: ignore[union-attr,index]
+
+
+def test_a_thought_cut_at_its_budget_still_answers(served: Served) -> None:
+    model = f"run:{served.run_id}"  # the random tiny model: its thought rarely closes
+    promoted = httpx.post(
+        f"{served.base_url}/v1/runs/{served.run_id}/promote",
+        json={"checkpoint_id": served.checkpoint_id},
+        headers={"Authorization": f"Bearer {KEY}"},
+    )
+    assert promoted.status_code == 200, promoted.text
+    for budget in (1, 2, 8):
+        response = served.client.chat.completions.create(
+            model=model,
+            messages=[{"role": "user", "content": _problem()}],
+            temperature=1.0,
+            max_completion_tokens=1,
+            extra_body={"budget": budget},
+        )
+        (choice,) = response.choices
+        extra = choice.model_extra or {}
+        assert extra["thought_cut"] is True and extra["thinking_tokens"] <= budget
+        assert choice.message.content  # the answer forced after the cut (or after its EOS), never ""
+        assert response.usage is not None and response.usage.model_extra["budget"] == budget  # type: ignore[index]

@@ -2,7 +2,9 @@
 
 Ours travel in the `openai` client's `extra_body`: `budget` (the most thinking tokens) or `budgets`
 (an answer at each, from one thought). `max_completion_tokens` (or its old name `max_tokens`) caps the
-answer (the summary), not the thinking; `reasoning_effort` picks a budget relative to the server's default.
+answer (the summary), not the thinking; `reasoning_effort` picks a budget from the model's evaluation curve
+(or relative to the server's default when it has none; `services.api.inference.effort`), `min_accuracy` the
+smallest budget the curve says reaches that accuracy.
 Unknown fields are errors, so a misspelt `budget` is a 422 rather than a silently unbudgeted call; OpenAI
 parameters this server does not honour (`UNSUPPORTED_PARAMETERS`) are refused as such, saying why.
 """
@@ -14,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from anytime.brpo.budgets import check_budgets
+from services.api.inference.effort import EFFORTS, Effort, EffortMapping
 from services.api.schemas import PositiveJsonInt
 
 
@@ -38,7 +41,11 @@ class ChatMessage(BaseModel):
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    include_usage: bool = False
+    include_usage: bool = Field(
+        default=False,
+        description="Accepted as OpenAI has it; the last chunk carries `usage` either way (the thought's "
+        "`reasoning_tokens` and `budget` are what a client of a thinking budget reads).",
+    )
 
 
 # OpenAI parameters refused by name ("`seed` is not supported by this server: …"), with why or what instead;
@@ -71,10 +78,6 @@ UNSUPPORTED_PARAMETERS = {
     "web_search_options": "there is no web search",
 }
 
-# `reasoning_effort` → a multiple of the server's default budget (ANYTIME_API_INFERENCE_DEFAULT_BUDGET):
-# `medium` is the default, as in OpenAI's API, so a request without budget or effort gets the same thought.
-REASONING_EFFORT_FACTORS: dict[str, float] = {"low": 0.25, "medium": 1.0, "high": 4.0}
-
 
 class AnytimeParams(BaseModel):
     """What both endpoints take besides the prompt."""
@@ -93,13 +96,23 @@ class AnytimeParams(BaseModel):
     budgets: list[PositiveJsonInt] | None = Field(
         default=None, min_length=1, description="An answer at each budget (ascending), from one thought."
     )
-    reasoning_effort: Literal["low", "medium", "high"] | None = Field(
+    reasoning_effort: Effort | None = Field(
         default=None,
         description=(
-            "A budget relative to the server's default budget D (ANYTIME_API_INFERENCE_DEFAULT_BUDGET): "
-            "low = D/4, medium = D (what a request without a budget gets), high = 4·D, each at most what "
-            "the context leaves. Give `budget` or `budgets` for an exact number of thinking tokens instead."
+            "A budget from the model's evaluation curve (`GET /v1/models/{id}` shows it): low / medium = the "
+            "smallest evaluated budget whose accuracy is within ANYTIME_API_INFERENCE_EFFORT_LOW_TOLERANCE "
+            "(10 %) / …_MEDIUM_TOLERANCE (3 %) of the best, high = the smallest budget reaching the best. A "
+            "model without an evaluation: relative to the server's default budget D "
+            "(ANYTIME_API_INFERENCE_DEFAULT_BUDGET), low = D/4, medium = D, high = 4·D. Either way at most "
+            "what the context leaves. Give `budget` or `budgets` for an exact number of thinking tokens."
         ),
+    )
+    min_accuracy: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=1.0,
+        description="The smallest evaluated budget whose accuracy on the model's evaluation curve is at "
+        "least this (422, saying the best the curve reaches, when none is or the model has no evaluation).",
     )
     max_completion_tokens: PositiveJsonInt | None = Field(
         default=None,
@@ -166,7 +179,14 @@ class AnytimeParams(BaseModel):
         if self.reasoning_effort is not None and (self.budget is not None or self.budgets is not None):
             raise ValueError(
                 "give either `reasoning_effort` or `budget`/`budgets`, not both (a budget is exact; an "
-                "effort is relative to the server's default budget)"
+                "effort is read off the model's evaluation curve)"
+            )
+        if self.min_accuracy is not None and (
+            self.budget is not None or self.budgets is not None or self.reasoning_effort is not None
+        ):
+            raise ValueError(
+                "give `min_accuracy` alone, not with `budget`, `budgets` or `reasoning_effort`: each of them "
+                "picks the thinking budget"
             )
         return self
 
@@ -186,6 +206,10 @@ class Usage(BaseModel):
     thinking_tokens: int
     answer_tokens: int
     completion_tokens_details: dict[str, int] = Field(description="`reasoning_tokens`, as OpenAI reports it.")
+    budget: int = Field(
+        description="The most thinking tokens the thought was given (its largest budget): the request's, or "
+        "what its `reasoning_effort`, `min_accuracy` or the server's default chose, lowered to the context."
+    )
 
 
 class AnytimeChoiceFields(BaseModel):
@@ -200,11 +224,18 @@ class AnytimeChoiceFields(BaseModel):
     thinking_tokens: int = Field(description="Thinking tokens the answer saw.")
     thought_cut: bool = Field(description="The thought was cut (or never closed) and the ellipsis inserted.")
     stopped: bool = Field(description="The answer to a stop request.")
+    answer_empty: bool = Field(
+        description="The model wrote no answer text after the forced delimiter (its first answer token "
+        "ended it); `content` is then the forced text (`**Final Answer**`), never an empty string."
+    )
 
 
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str = Field(
+        description="The answer written after the thought; never empty: when the model wrote nothing after "
+        "the forced delimiter, the forced text itself (see `answer_empty`)."
+    )
     reasoning_content: str
 
 
@@ -242,6 +273,9 @@ class StopResponse(BaseModel):
     thinking_tokens: int
     content: str
     reasoning_content: str
+    answer_empty: bool = Field(
+        description="The model wrote no answer text; `content` is the forced delimiter's text."
+    )
 
 
 class ServedModelCard(BaseModel):
@@ -254,8 +288,80 @@ class ServedModelCard(BaseModel):
     policy_version: int | None = Field(
         default=None, description="A run's checkpoint: its policy version (null: the configured model)."
     )
+    reasoning_effort: ReasoningEffortCard | None = Field(
+        default=None, description="What each `reasoning_effort` thinks to for this model, and where from."
+    )
 
 
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ServedModelCard]
+
+
+class EffortLevelOut(BaseModel):
+    budget: int = Field(description="Thinking tokens (before lowering to what a request's context leaves).")
+    accuracy: float | None = Field(description="The evaluation's accuracy at `budget` (null: the default).")
+    threshold: float | None = Field(
+        description="The accuracy this effort had to reach: best × (1 - tolerance) (null: the default)."
+    )
+    accuracy_ci: tuple[float, float] | None = Field(
+        default=None, description="The evaluation's 95 % interval at `budget`, when it was sampled."
+    )
+
+
+class CurvePoint(BaseModel):
+    budget: int
+    accuracy: float
+    accuracy_ci: tuple[float, float] | None = None
+
+
+class ReasoningEffortCard(BaseModel):
+    """One model's `reasoning_effort` mapping as `GET /v1/models/{id}` shows it."""
+
+    source: Literal["evaluation", "default"] = Field(
+        description="evaluation: read off the promoted checkpoint's evaluation curve; default: ¼/1/4 × the "
+        "server's default budget (no usable evaluation; `note` says why)."
+    )
+    note: str
+    policy_version: int | None = Field(description="The evaluated policy (null: no evaluation).")
+    best_accuracy: float | None
+    tolerances: dict[str, float] | None = Field(
+        description="Each effort's tolerance: a fraction of the best accuracy it may stay below it."
+    )
+    low: EffortLevelOut
+    medium: EffortLevelOut
+    high: EffortLevelOut
+    curve: list[CurvePoint] = Field(description="The evaluation the mapping came from (empty: none).")
+
+    @classmethod
+    def of(cls, mapping: EffortMapping) -> ReasoningEffortCard:
+        curve = mapping.curve
+        levels = {
+            effort: EffortLevelOut(
+                budget=level.budget,
+                accuracy=level.accuracy,
+                threshold=level.threshold,
+                accuracy_ci=curve.interval_at(level.budget) if curve and level.accuracy is not None else None,
+            )
+            for effort, level in mapping.levels.items()
+        }
+        tolerances = mapping.tolerances
+        return cls(
+            source=mapping.source,
+            note=mapping.note,
+            policy_version=curve.policy_version if curve else None,
+            best_accuracy=curve.best_accuracy if curve else None,
+            tolerances={e: tolerances.of(e) for e in EFFORTS} if tolerances else None,
+            low=levels["low"],
+            medium=levels["medium"],
+            high=levels["high"],
+            curve=[
+                CurvePoint(budget=b, accuracy=a, accuracy_ci=curve.interval_at(b))
+                for b, a in zip(curve.budgets, curve.accuracy, strict=True)
+            ]
+            if curve
+            else [],
+        )
+
+
+ServedModelCard.model_rebuild()

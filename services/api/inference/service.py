@@ -3,6 +3,10 @@
 A model is named by the client: the configured `inference_model_name` (ANYTIME_API_INFERENCE_MODEL, loaded
 at start-up), or `run:<id>` for that run's promoted checkpoint (its folder, loaded on first request). At most
 `inference_max_models` engines stay loaded; the least recently used one is closed to make room.
+
+What `reasoning_effort` means for a model is read from SQL when its card or a request needs it: a run's
+model is calibrated from the evaluation of its promoted checkpoint's policy version (`effort.py`); the
+configured model has no evaluation and keeps ¼/1/4 × the default budget.
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ from anytime.db.models import Checkpoint, Run
 from anytime.logging import get_logger
 from services.api.deps import RUN_ID_PATTERN
 from services.api.inference.anytime_job import AnytimeJob, FailedEvent, FinishedEvent, JobEvent
+from services.api.inference.effort import EffortMapping, curve_of, effort_mapping
 from services.api.inference.engines import ServedModel, load_served_model
-from services.api.inference.schemas import ServedModelCard
+from services.api.inference.schemas import ReasoningEffortCard, ServedModelCard
 from services.api.settings import ApiSettings
 
 log = get_logger(__name__)
@@ -68,7 +73,7 @@ class InferenceService:
         (oldest run first)."""
         cards = []
         if self.settings.inference_model:
-            cards.append(ServedModelCard(id=self.settings.inference_model_name, created=self._started))
+            cards.append(self._configured_card(self.settings.inference_model_name))
         promoted = session.execute(
             select(Run.id, Checkpoint)
             .join(Checkpoint, Checkpoint.id == Run.promoted_checkpoint_id)
@@ -76,16 +81,45 @@ class InferenceService:
         )
         for run_id, checkpoint in promoted:
             if checkpoint.path in self._models or repository.checkpoint_on_disk(checkpoint.path):
-                cards.append(_run_card(run_id, checkpoint))
+                cards.append(self._run_card(run_id, checkpoint, session))
         return cards
 
     def card(self, name: str, session: Session) -> ServedModelCard:
         """One model's entry; `ModelNotServed` (with what to ask for instead) when `name` is not served."""
         if name.startswith(RUN_PREFIX):
             run_id = name.removeprefix(RUN_PREFIX)
-            return _run_card(run_id, self._promoted(run_id, session))
+            return self._run_card(run_id, self._promoted(run_id, session), session)
         self.model_path(name, session)
-        return ServedModelCard(id=name, created=self._started)
+        return self._configured_card(name)
+
+    def efforts(self, name: str, session: Session) -> EffortMapping:
+        """What `reasoning_effort` and `min_accuracy` mean for model `name`; `ModelNotServed` as `card`."""
+        if name.startswith(RUN_PREFIX):
+            run_id = name.removeprefix(RUN_PREFIX)
+            return checkpoint_efforts(session, run_id, self._promoted(run_id, session), self.settings)
+        self.model_path(name, session)
+        return self._configured_efforts(name)
+
+    def _configured_efforts(self, name: str) -> EffortMapping:
+        return effort_mapping(
+            None,
+            self.settings.effort_tolerances,
+            self.settings.inference_default_budget,
+            f"the configured model {name!r} (ANYTIME_API_INFERENCE_MODEL) has no evaluation",
+        )
+
+    def _configured_card(self, name: str) -> ServedModelCard:
+        efforts = ReasoningEffortCard.of(self._configured_efforts(name))
+        return ServedModelCard(id=name, created=self._started, reasoning_effort=efforts)
+
+    def _run_card(self, run_id: str, checkpoint: Checkpoint, session: Session) -> ServedModelCard:
+        efforts = checkpoint_efforts(session, run_id, checkpoint, self.settings)
+        return ServedModelCard(
+            id=f"{RUN_PREFIX}{run_id}",
+            created=int(checkpoint.created_at.timestamp()),
+            policy_version=checkpoint.policy_version,
+            reasoning_effort=ReasoningEffortCard.of(efforts),
+        )
 
     def close(self) -> None:
         for served in self._models.values():
@@ -181,9 +215,27 @@ class InferenceService:
         return self._running.get(job_id)
 
 
-def _run_card(run_id: str, checkpoint: Checkpoint) -> ServedModelCard:
-    return ServedModelCard(
-        id=f"{RUN_PREFIX}{run_id}",
-        created=int(checkpoint.created_at.timestamp()),
-        policy_version=checkpoint.policy_version,
-    )
+def checkpoint_efforts(
+    session: Session, run_id: str, checkpoint: Checkpoint, settings: ApiSettings
+) -> EffortMapping:
+    """The efforts of a run's checkpoint, from the evaluation of its policy version (its own budgets), or
+    the default with why when there is none (or it cannot be read as a curve)."""
+    version = checkpoint.policy_version
+    evaluation = repository.evaluation_of_policy(session, run_id, version)
+    tolerances, default = settings.effort_tolerances, settings.inference_default_budget
+    if evaluation is None:
+        why = f"run {run_id}'s checkpoint of policy version {version} has no evaluation yet"
+        return effort_mapping(None, tolerances, default, why)
+    try:
+        curve = curve_of(
+            version,
+            evaluation.budgets,
+            evaluation.accuracy,
+            evaluation.accuracy_ci_low,
+            evaluation.accuracy_ci_high,
+        )
+    except ValueError as exc:  # a row no evaluation task writes; serve the default rather than fail
+        log.warning("evaluation is not a curve", run_id=run_id, policy_version=version, error=str(exc))
+        why = f"run {run_id}'s evaluation of policy version {version} is not a usable curve ({exc})"
+        return effort_mapping(None, tolerances, default, why)
+    return effort_mapping(curve, tolerances, default, "")

@@ -5,7 +5,9 @@ thought. Errors are OpenAI's error object (`services.api.inference.errors`).
 Each budget is one choice (`index` = budget index): `content` (chat) or `text` (completions) is the answer
 written after the cut thought, `reasoning_content` the thought it saw. With `stream: true` the response is
 server-sent events: an opening chunk (its `id` is what `/stop` takes), one chunk per budget as soon as the
-thought passes it, a usage chunk when `stream_options.include_usage`, then `data: [DONE]`.
+thought passes it, a last chunk with `usage` (always: `completion_tokens_details.reasoning_tokens` and the
+`budget` the thought was given are what a client budgets by), then `data: [DONE]`. `content` is never empty:
+when the model wrote no answer after the forced delimiter, it is the forced text, with `answer_empty: true`.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from services.api.inference.anytime_job import (
     JobUsage,
 )
 from services.api.inference.budgets import BudgetRefused, request_budgets
+from services.api.inference.effort import EffortMapping
 from services.api.inference.engines import ServedModel
 from services.api.inference.errors import ErrorObject, ErrorResponse, InferenceError, OpenAIErrorRoute
 from services.api.inference.prompts import chat_prompt_ids, completion_prompt_ids
@@ -156,6 +159,7 @@ async def stop(
         thinking_tokens=len(answer.thinking_ids),
         content=content,
         reasoning_content=reasoning,
+        answer_empty=_answer_empty(running.served, answer),
     )
 
 
@@ -179,7 +183,10 @@ async def _start(
         raise InferenceError(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc), code="model_unavailable") from exc
     prompt = prompt_of(served.tokenizer)
     answer_max = body.summary_max_tokens or settings.inference_answer_max_tokens
-    budgets = _budgets(body, served, len(prompt), answer_max, settings)
+    # Only a request that asks for an effort or an accuracy reads the model's evaluation.
+    wants_curve = body.reasoning_effort is not None or body.min_accuracy is not None
+    efforts = inference.efforts(body.model, session) if wants_curve else None
+    budgets = _budgets(body, served, len(prompt), answer_max, settings, efforts)
     job_id = inference.new_job_id(prefix)
     sink, events, done = inference.bridge(job_id)
     job = AnytimeJob(
@@ -202,7 +209,12 @@ def _sampling(body: AnytimeParams) -> SamplingConfig:
 
 
 def _budgets(
-    body: AnytimeParams, served: ServedModel, prompt_len: int, answer_max: int, settings: ApiSettings
+    body: AnytimeParams,
+    served: ServedModel,
+    prompt_len: int,
+    answer_max: int,
+    settings: ApiSettings,
+    efforts: EffortMapping | None,
 ) -> tuple[int, ...]:
     """The budgets to answer at, checked against the room the model's context leaves for thinking."""
     inserted = len(served.facts.ellipsis_ids) + len(served.facts.delimiter_ids)
@@ -214,10 +226,11 @@ def _budgets(
     )
     try:
         return request_budgets(
-            body, room, settings.inference_default_budget, settings.inference_max_budgets, context
+            body, room, settings.inference_default_budget, settings.inference_max_budgets, context, efforts
         )
     except BudgetRefused as exc:
-        param = "budgets" if body.budgets else "budget" if body.budget is not None else None
+        chosen_by = {"budgets": body.budgets, "budget": body.budget, "min_accuracy": body.min_accuracy}
+        param = next((name for name, value in chosen_by.items() if value is not None), None)
         raise InferenceError(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc), param=param) from exc
 
 
@@ -228,15 +241,8 @@ async def _respond(
     kind: str,
 ) -> Any:
     if body.stream:
-        include_usage = body.stream_options is not None and body.stream_options.include_usage
         return StreamingResponse(
-            _stream(
-                body.model,
-                running,
-                choice,
-                f"{kind}.chunk" if kind == "chat.completion" else kind,
-                include_usage,
-            ),
+            _stream(body.model, running, choice, f"{kind}.chunk" if kind == "chat.completion" else kind),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -255,7 +261,7 @@ async def _respond(
             "created": int(time.time()),
             "model": body.model,
             "choices": [choice(running.served, a, False) for a in end.answers],
-            "usage": _usage(end.usage).model_dump(),
+            "usage": _usage(end.usage, running.job.budgets).model_dump(),
         }
     )
 
@@ -265,7 +271,6 @@ async def _stream(
     running: RunningJob,
     choice: Callable[[ServedModel, AnytimeAnswer, bool], dict[str, Any]],
     kind: str,
-    include_usage: bool,
 ) -> AsyncIterator[str]:
     head = {"id": running.job.job_id, "object": kind, "created": int(time.time()), "model": model}
     try:
@@ -275,8 +280,10 @@ async def _stream(
             if isinstance(event, AnswerEvent):
                 yield _sse({**head, "choices": [choice(running.served, event.answer, True)]})
             elif isinstance(event, FinishedEvent):
-                if include_usage:
-                    yield _sse({**head, "choices": [], "usage": _usage(event.usage).model_dump()})
+                # Sent with or without `stream_options.include_usage` (OpenAI sends it only when asked):
+                # the thought's length and budget are what a client of a thinking budget reads.
+                usage = _usage(event.usage, running.job.budgets).model_dump()
+                yield _sse({**head, "choices": [], "usage": usage})
                 yield "data: [DONE]\n\n"
                 return
             else:
@@ -293,17 +300,29 @@ def _sse(data: dict[str, Any]) -> str:
 
 
 def _texts(served: ServedModel, answer: AnytimeAnswer) -> tuple[str, str]:
-    """(answer text, thought text); the closing `</think>` is markup, not part of the thought."""
+    """(answer text, thought text); the closing `</think>` is markup, not part of the thought. An answer
+    with no text (the model ended it at once) is the forced delimiter's text, so `content` is never ""."""
     thinking = list(answer.thinking_ids)
     if thinking and thinking[-1] == served.facts.think_end_id:
         thinking.pop()
     decode = served.tokenizer.decode
-    return decode(list(answer.answer_ids), skip_special_tokens=True), decode(
-        thinking, skip_special_tokens=True
+    written = decode(list(answer.answer_ids), skip_special_tokens=True)
+    content = written if written.strip() else _forced_text(served)
+    return content, decode(thinking, skip_special_tokens=True)
+
+
+def _answer_empty(served: ServedModel, answer: AnytimeAnswer) -> bool:
+    return not served.tokenizer.decode(list(answer.answer_ids), skip_special_tokens=True).strip()
+
+
+def _forced_text(served: ServedModel) -> str:
+    """What the answer was forced with (the summary format's delimiter, `**Final Answer**`), as text."""
+    return (
+        served.tokenizer.decode(list(served.facts.delimiter_ids), skip_special_tokens=True).strip() or "..."
     )
 
 
-def _fields(answer: AnytimeAnswer) -> dict[str, Any]:
+def _fields(served: ServedModel, answer: AnytimeAnswer) -> dict[str, Any]:
     return {
         "index": answer.index,
         "finish_reason": "stop" if answer.finish == "stop" else "length",
@@ -311,6 +330,7 @@ def _fields(answer: AnytimeAnswer) -> dict[str, Any]:
         "thinking_tokens": len(answer.thinking_ids),
         "thought_cut": answer.inserted,
         "stopped": answer.stopped,
+        "answer_empty": _answer_empty(served, answer),
     }
 
 
@@ -318,16 +338,16 @@ def _chat_choice(served: ServedModel, answer: AnytimeAnswer, streaming: bool) ->
     content, reasoning = _texts(served, answer)
     message = AssistantMessage(content=content, reasoning_content=reasoning)
     if streaming:
-        return {**_fields(answer), "delta": message.model_dump()}
-    return ChatChoice(**_fields(answer), message=message).model_dump()
+        return {**_fields(served, answer), "delta": message.model_dump()}
+    return ChatChoice(**_fields(served, answer), message=message).model_dump()
 
 
 def _completion_choice(served: ServedModel, answer: AnytimeAnswer, streaming: bool) -> dict[str, Any]:
     content, reasoning = _texts(served, answer)
-    return CompletionChoice(**_fields(answer), text=content, reasoning_content=reasoning).model_dump()
+    return CompletionChoice(**_fields(served, answer), text=content, reasoning_content=reasoning).model_dump()
 
 
-def _usage(usage: JobUsage) -> Usage:
+def _usage(usage: JobUsage, budgets: tuple[int, ...]) -> Usage:
     return Usage(
         prompt_tokens=usage.prompt_tokens,
         completion_tokens=usage.completion_tokens,
@@ -335,4 +355,5 @@ def _usage(usage: JobUsage) -> Usage:
         thinking_tokens=usage.thinking_tokens,
         answer_tokens=usage.answer_tokens,
         completion_tokens_details={"reasoning_tokens": usage.thinking_tokens},
+        budget=budgets[-1],
     )

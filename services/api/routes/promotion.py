@@ -1,4 +1,9 @@
-"""`POST /v1/runs/{id}/promote`: choose the checkpoint a run serves (`model: "run:<id>"` at inference)."""
+"""`POST /v1/runs/{id}/promote`: choose the checkpoint a run serves (`model: "run:<id>"` at inference).
+
+The answer shows what `reasoning_effort` will mean for it: read off the evaluation of the checkpoint's policy
+version (`services.api.inference.effort`), as `GET /v1/models/run:<id>` shows it (computed on read, so a
+later evaluation of the same policy is picked up without promoting again).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,9 @@ from fastapi import APIRouter, Body, HTTPException, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from anytime.db import repository
-from services.api.deps import BAD_BODY, MAX_SQL_INT, ApiKey, RunDep, SessionDep
+from services.api.deps import BAD_BODY, MAX_SQL_INT, ApiKey, RunDep, SessionDep, SettingsDep
+from services.api.inference.schemas import ReasoningEffortCard
+from services.api.inference.service import checkpoint_efforts
 from services.api.schemas import JSON_INTEGER, CheckpointOut, RunOut
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
@@ -25,6 +32,9 @@ class PromoteRequest(BaseModel):
 class Promotion(BaseModel):
     run: RunOut
     checkpoint: CheckpointOut
+    reasoning_effort: ReasoningEffortCard = Field(
+        description="What each `reasoning_effort` thinks to for the promoted checkpoint, and where from."
+    )
 
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -40,7 +50,10 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 
 @router.post("/{run_id}/promote", dependencies=[ApiKey], responses=_RESPONSES)
 def promote(
-    run: RunDep, session: SessionDep, body: Annotated[PromoteRequest | None, Body()] = None
+    run: RunDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    body: Annotated[PromoteRequest | None, Body()] = None,
 ) -> Promotion:
     """Serve the given checkpoint, or the best-scoring evaluated one still on disk, as the run's model."""
     checkpoint_id = body.checkpoint_id if body is not None else None
@@ -62,4 +75,9 @@ def promote(
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
     session.commit()
     refreshed = repository.require_run(session, run.id)
-    return Promotion(run=RunOut.model_validate(refreshed), checkpoint=CheckpointOut.of(checkpoint))
+    efforts = ReasoningEffortCard.of(checkpoint_efforts(session, run.id, checkpoint, settings))
+    return Promotion(
+        run=RunOut.model_validate(refreshed),
+        checkpoint=CheckpointOut.of(checkpoint),
+        reasoning_effort=efforts,
+    )
