@@ -22,7 +22,6 @@ from anytime.db import repository
 from anytime.db.experiments import ARM_NAME_LENGTH, Experiment, Member, experiment_status
 from anytime.db.models import Checkpoint, Run, RunStatus
 from anytime.problems import Contamination
-from anytime.run_plan import RunPlan
 
 
 def _json_number(value: Any) -> Any:
@@ -84,17 +83,29 @@ class RunOut(_FromRow):
     policy_version: int = Field(description="The policy the workers serve now (0: the initial model).")
     step: int = Field(description="The last committed step (-1: none yet).")
     promoted_checkpoint_id: int | None
+    resolved: dict[str, Any] | None = Field(
+        default=None,
+        description="What the run resolves to (its plan, `RunPlan.resolved`): S, A, baseline, summary mode, "
+        "the prior's name, budgets and probabilities, the loss normaliser, the evaluation grid and k, the "
+        "learner's knobs. Null for a stored config this version no longer validates.",
+    )
 
     @model_validator(mode="before")
     @classmethod
     def _from_stored(cls, data: Any) -> Any:
-        """The row's config in its flat view and its plan (a run stored before plans were: resolved now)."""
+        """The row's config in its flat view, its plan (a run stored before plans were: resolved now) and
+        what the plan resolves to, each validated once."""
         if isinstance(data, Run):
             try:
                 config, plan = data.run_config(), data.run_plan()
             except ValidationError:
-                return {**_row_fields(data), "plan": None}
-            return {**_row_fields(data), "config": config.flat(), "plan": plan.model_dump(mode="json")}
+                return {**_row_fields(data), "plan": None, "resolved": None}
+            return {
+                **_row_fields(data),
+                "config": config.flat(),
+                "plan": plan.model_dump(mode="json"),
+                "resolved": plan.resolved(),
+            }
         return data
 
     @computed_field(  # type: ignore[prop-decorator]
@@ -105,18 +116,10 @@ class RunOut(_FromRow):
         warning = None if self.contamination is None else self.contamination.warning()
         return [] if warning is None else [warning]
 
-    @computed_field(  # type: ignore[prop-decorator]
-        description="What the run resolves to (its plan, `RunPlan.resolved`): S, A, baseline, summary mode, "
-        "the prior's name, budgets and probabilities, the loss normaliser, the evaluation grid and k, the "
-        "learner's knobs. Null for a stored config this version no longer validates."
-    )
-    @property
-    def resolved(self) -> dict[str, Any] | None:
-        return None if self.plan is None else RunPlan.model_validate(self.plan).resolved()
 
 
 def _row_fields(run: Run) -> dict[str, Any]:
-    return {name: getattr(run, name) for name in RunOut.model_fields if name != "plan"}
+    return {name: getattr(run, name) for name in RunOut.model_fields if name not in ("plan", "resolved")}
 
 
 class BudgetOut(_FromRow):
