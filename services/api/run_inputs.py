@@ -14,7 +14,9 @@ this module is the one place that looks at the files, from the API's side:
   Hugging Face dataset folder must lie under the roots; `hf:OWNER/NAME[:SPLIT]` is read from the hub (or
   the API's cache of it), so the API needs the `hf` extra and a network for those;
 - a model is a Hugging Face model folder (with a config.json) under the roots, or a hub id such as
-  `Qwen/Qwen2.5-1.5B-Instruct` that names nothing on this machine (GPU workers download it).
+  `Qwen/Qwen2.5-1.5B-Instruct` that names nothing on this machine (GPU workers download it);
+- with hub inputs turned off (`ANYTIME_API_ALLOW_HUB=false`), a hub model or an `hf:` dataset is refused
+  instead, saying so: nothing the run names is downloaded.
 
 Relative paths are taken from the API's working directory, as the workers of the embedded stack take them.
 """
@@ -60,16 +62,17 @@ class InputReport:
     contamination: Contamination | None
 
 
-def inspect_run_inputs(config: RunConfig, roots: Sequence[Path]) -> InputReport:
+def inspect_run_inputs(config: RunConfig, roots: Sequence[Path], hub: bool = True) -> InputReport:
     """Every problem with the config's model and datasets (empty: the workers can use them), and the
     contamination of the evaluation problems the run will evaluate on (the first `eval_problems` of the
     evaluation set, as the driver cuts it). `roots` are resolved folders
-    (`ApiSettings.resolved_data_roots`)."""
+    (`ApiSettings.resolved_data_roots`); `hub` false refuses hub models and datasets
+    (`ApiSettings.allow_hub`)."""
     problems: list[InputProblem] = []
-    model = _model_problem(config.model, roots)
+    model = _model_problem(config.model, roots, hub)
     if model is not None:
         problems.append(InputProblem("model", model))
-    train = _load_dataset("dataset", config.dataset, config.dataset_columns, roots, problems)
+    train = _load_dataset("dataset", config.dataset, config.dataset_columns, roots, problems, hub)
     if train is not None and config.problems_per_step > len(train):
         problems.append(
             InputProblem(
@@ -81,7 +84,7 @@ def inspect_run_inputs(config: RunConfig, roots: Sequence[Path]) -> InputReport:
     contamination = None
     if config.evaluation.dataset is not None:
         held_out = _load_dataset(
-            "eval_dataset", config.evaluation.dataset, config.evaluation.dataset_columns, roots, problems
+            "eval_dataset", config.evaluation.dataset, config.evaluation.dataset_columns, roots, problems, hub
         )
         if train is not None and held_out is not None:
             evaluated = held_out[: config.evaluation.problems]
@@ -89,10 +92,10 @@ def inspect_run_inputs(config: RunConfig, roots: Sequence[Path]) -> InputReport:
     return InputReport(problems, contamination)
 
 
-def require_run_inputs(config: RunConfig, roots: Sequence[Path]) -> Contamination | None:
+def require_run_inputs(config: RunConfig, roots: Sequence[Path], hub: bool = True) -> Contamination | None:
     """`inspect_run_inputs`, its problems raised as the 422 FastAPI gives a bad body (one entry per
     field); the contamination of usable inputs returned."""
-    report = inspect_run_inputs(config, roots)
+    report = inspect_run_inputs(config, roots, hub)
     problems = report.problems
     if problems:
         raise RequestValidationError(
@@ -126,9 +129,14 @@ def _under_roots(text: str, roots: Sequence[Path]) -> Path | None:
     return resolved if any(resolved.is_relative_to(root) for root in roots) else None
 
 
-def _model_problem(text: str, roots: Sequence[Path]) -> str | None:
+HUB_OFF = "this API takes no hub inputs (ANYTIME_API_ALLOW_HUB=false)"
+
+
+def _model_problem(text: str, roots: Sequence[Path], hub: bool) -> str | None:
     if is_hub_id(text):
-        return None
+        if hub:
+            return None
+        return f"model {text} is a hub id, and {HUB_OFF}: put the model folder under a data root and name it"
     path = _under_roots(text, roots)
     if path is None:
         return outside_roots_message("model", roots) + " (or a hub id such as Qwen/Qwen2.5-1.5B-Instruct)"
@@ -149,10 +157,19 @@ def _model_problem(text: str, roots: Sequence[Path]) -> str | None:
 
 
 def _load_dataset(
-    field: str, text: str, columns: ProblemColumns, roots: Sequence[Path], problems: list[InputProblem]
+    field: str,
+    text: str,
+    columns: ProblemColumns,
+    roots: Sequence[Path],
+    problems: list[InputProblem],
+    hub: bool = True,
 ) -> list[Problem] | None:
     """The problems in the dataset, or None with what is wrong appended to `problems` (under `field`).
     A hub dataset is no path: it is read from the hub (or this machine's cache of it), as the driver will."""
+    if text.startswith(HUB_PREFIX) and not hub:
+        refusal = f"{field} {text} is a hub dataset, and {HUB_OFF}: save it under a data root and name it"
+        problems.append(InputProblem(field, refusal))
+        return None
     path = None if text.startswith(HUB_PREFIX) else _under_roots(text, roots)
     message = None if text.startswith(HUB_PREFIX) else _dataset_path_problem(field, text, path, roots)
     if message is None:

@@ -41,6 +41,12 @@ class ApiSettings(CommonSettings):
         description="GET calls without the key; only honoured when `host` is loopback.",
     )
     readiness_timeout_s: float = Field(default=2.0, gt=0, description="Seconds /readyz waits for Redis.")
+    allow_hub: bool = Field(
+        default=True,
+        description="Take run configs that name a hub model (OWNER/NAME) or a hub dataset (hf:OWNER/NAME), "
+        "which the workers download; false: only model folders and datasets under the data roots (a box "
+        "that must not download, or whose workers cannot), refused at the door with a 422 saying so.",
+    )
     data_roots: Annotated[tuple[Path, ...] | None, NoDecode] = Field(
         default=None,
         validation_alias=AliasChoices("ANYTIME_DATA_ROOTS"),

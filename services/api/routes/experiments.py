@@ -184,7 +184,7 @@ def _require_inputs(
     for arm, config in configs.items():
         key = _inputs_key(config)
         if key not in checked:
-            checked[key] = inspect_run_inputs(config, settings.resolved_data_roots)
+            checked[key] = inspect_run_inputs(config, settings.resolved_data_roots, settings.allow_hub)
         errors += [
             {**_error(("arms", arm, p.field), f"arm {arm}: {p.message}"), "input": config.flat()[p.field]}
             for p in checked[key].problems

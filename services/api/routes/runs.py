@@ -49,7 +49,7 @@ def create_run(
     its model and datasets must lie under the data roots (ANYTIME_DATA_ROOTS), datasets must load and hold
     at least `problems_per_step` problems; nothing is stored then. Evaluation problems that are also in the
     training dataset are counted (`contamination`) and named in the run's `warnings`."""
-    contamination = require_run_inputs(config, settings.resolved_data_roots)
+    contamination = require_run_inputs(config, settings.resolved_data_roots, settings.allow_hub)
     run = repository.create_run(session, config, contamination)
     session.commit()
     _schedule(session, scheduler, run)

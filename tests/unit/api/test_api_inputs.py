@@ -234,3 +234,25 @@ def test_evaluation_problems_that_are_training_problems_are_counted_and_warned(
     assert clean["contamination"] == {"eval_problems": 1, "in_training": 0} and clean["warnings"] == []
     alone = api.client.post("/v1/runs", json=CONFIG).json()  # no evaluation set: nothing to measure
     assert alone["contamination"] is None and alone["warnings"] == []
+
+
+@pytest.fixture
+def no_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The API's settings read with hub inputs turned off (what ANYTIME_API_ALLOW_HUB=false does)."""
+    monkeypatch.setenv("ANYTIME_API_ALLOW_HUB", "false")
+
+
+def test_hub_inputs_can_be_turned_off_at_the_door(no_hub: None, api: Api) -> None:
+    hub_model, hub_data = "Qwen/Qwen2.5-1.5B-Instruct", "hf:agentica-org/DeepScaleR-Preview-Dataset"
+    off = "this API takes no hub inputs (ANYTIME_API_ALLOW_HUB=false)"
+    assert refused(api, model=hub_model, eval_dataset=hub_data) == {
+        "model": f"model {hub_model} is a hub id, and {off}: put the model folder under a data root and "
+        "name it",
+        "eval_dataset": f"eval_dataset {hub_data} is a hub dataset, and {off}: save it under a data root and "
+        "name it",
+    }
+    assert api.client.post("/v1/runs", json=CONFIG).status_code == 201  # local inputs still go
+    base = {**CONFIG, "model": hub_model, "eval_dataset": "data/train.jsonl"}
+    spec = {"name": "e", "base": base, "arms": {"a": {}, "b": {"lr": 1e-4}}, "seeds": [0], "reference": "a"}
+    response = api.client.post("/v1/experiments", json=spec)
+    assert response.status_code == 422 and off in response.text
