@@ -27,6 +27,10 @@ SampleKind = Literal["train", "eval"]
 DEFAULT_SAMPLE_PROBLEMS = 2
 
 Decode = Callable[[Sequence[int]], str]
+# The table's `thinking` cell: the thought up to the answer's cut, its last this many characters (what the
+# answer was forced after). A row per answer repeats the thought, so whole 8k-token thoughts would make a
+# step's table megabytes; the full text stays in SQL (`GET /v1/runs/{id}/samples`).
+TABLE_THOUGHT_CHARS = 1000
 
 
 class _Record(BaseModel):
@@ -168,9 +172,12 @@ def sample_problem_ids(problem_ids: Sequence[str], count: int) -> list[str]:
     return chosen
 
 
-def table_rows(samples: Sequence[RolloutSample]) -> dict[str, list[Any]]:
-    """One row per answer (MLflow's `log_table` columns): where it came from, the thinking up to its cut,
-    the inserted text, the answer, its verdict and advantages; the UI shows them as a table."""
+def table_rows(
+    samples: Sequence[RolloutSample], thought_chars: int = TABLE_THOUGHT_CHARS
+) -> dict[str, list[Any]]:
+    """One row per answer (MLflow's `log_table` columns): where it came from, the end of the thinking up to
+    its cut (its last `thought_chars` characters, "…" first when shortened), the inserted text, the answer,
+    its verdict and advantages; the UI shows them as a table."""
     columns: dict[str, list[Any]] = {
         name: []
         for name in (
@@ -204,7 +211,7 @@ def table_rows(samples: Sequence[RolloutSample]) -> dict[str, list[Any]]:
                     "trace": sample.trace_index,
                     "budget": answer.budget,
                     "cut": cut.cut,
-                    "thinking": thought,
+                    "thinking": thought if len(thought) <= thought_chars else "…" + thought[-thought_chars:],
                     "inserted": cut.inserted,
                     "answer": answer.text,
                     "extracted": answer.extracted,

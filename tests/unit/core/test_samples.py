@@ -116,6 +116,8 @@ def test_the_table_has_one_row_per_answer_with_the_thought_up_to_its_cut() -> No
     assert columns["thinking"][5] == f"<10><11><12><13><14><{THINK_END}>"
     assert columns["verdict"][:2] == ["correct", "incorrect"]
     assert columns["thinking_advantage"][0] is None
+    short = table_rows([sample], thought_chars=8)["thinking"]
+    assert short[0] == "…<12><13>" and short[5] == f"…<14><{THINK_END}>"  # the end of the thought, marked
 
 
 def test_the_shown_problems_are_the_first_distinct_ones_in_the_steps_order() -> None:
