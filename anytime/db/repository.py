@@ -22,6 +22,7 @@ from sqlalchemy import Select, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from anytime.contracts.evaluation import EvalResult
 from anytime.contracts.verify import BudgetReward
 from anytime.db.base import Base
 from anytime.db.models import (
@@ -88,6 +89,21 @@ class SampledEvaluation:
     anytime_score_ci_low: float
     anytime_score_ci_high: float
     per_problem: Mapping[str, Sequence[float]] | None = None
+
+    @classmethod
+    def of(cls, result: EvalResult) -> SampledEvaluation:
+        """What the evaluate task's result says about its sampling and intervals."""
+        return cls(
+            num_problems=result.num_problems,
+            num_samples=result.num_samples,
+            temperature=result.temperature,
+            seed=result.seed,
+            accuracy_ci_low=result.accuracy_ci_low,
+            accuracy_ci_high=result.accuracy_ci_high,
+            anytime_score_ci_low=result.anytime_score_ci_low,
+            anytime_score_ci_high=result.anytime_score_ci_high,
+            per_problem=result.per_problem,
+        )
 
 
 # ---------------------------------------------------------------------------------------------- runs

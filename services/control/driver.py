@@ -392,17 +392,7 @@ class RunDriver:
             step=step,
         )
         result = EvalResult.model_validate(self.deps.run_task(EVALUATE_TASK, job.model_dump(mode="json")))
-        sampled = repository.SampledEvaluation(
-            num_problems=result.num_problems,
-            num_samples=result.num_samples,
-            temperature=result.temperature,
-            seed=result.seed,
-            accuracy_ci_low=result.accuracy_ci_low,
-            accuracy_ci_high=result.accuracy_ci_high,
-            anytime_score_ci_low=result.anytime_score_ci_low,
-            anytime_score_ci_high=result.anytime_score_ci_high,
-            per_problem=result.per_problem,
-        )
+        sampled = repository.SampledEvaluation.of(result)
         with self.deps.sessions() as session:
             repository.record_evaluation(
                 session, run_id, version, step, result.budgets, result.accuracy, result.anytime_score, sampled

@@ -324,17 +324,7 @@ def evaluated(served: Served, warm_model_dir: Path) -> Evaluated:
     with session_scope(make_session_factory(database)) as session:
         run = repository.create_run(session, config)
         repository.record_checkpoint(session, run.id, 1, 0, str(warm_model_dir))
-        sampled = repository.SampledEvaluation(
-            num_problems=result.num_problems,
-            num_samples=result.num_samples,
-            temperature=result.temperature,
-            seed=result.seed,
-            accuracy_ci_low=result.accuracy_ci_low,
-            accuracy_ci_high=result.accuracy_ci_high,
-            anytime_score_ci_low=result.anytime_score_ci_low,
-            anytime_score_ci_high=result.anytime_score_ci_high,
-            per_problem=result.per_problem,
-        )
+        sampled = repository.SampledEvaluation.of(result)
         repository.record_evaluation(
             session, run.id, 1, 0, result.budgets, result.accuracy, result.anytime_score, sampled
         )
