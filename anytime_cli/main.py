@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -75,15 +76,29 @@ def parse_budgets(text: str) -> list[int]:
         raise CliError(f"--{err}") from None
 
 
+class ChatFormat(StrEnum):
+    """`anytime.tinymodel.chat_formats.ChatFormatName`, as the command line offers it."""
+
+    TINY = "tiny"
+    R1 = "r1"
+
+
 @model_app.command("tiny")
 def model_tiny(
     out: Annotated[Path, typer.Option(help="Folder to write the model to (Hugging Face format).")],
     seed: Annotated[int, typer.Option(help="Seed for the tokenizer corpus and the weights.")] = 0,
+    chat: Annotated[
+        ChatFormat,
+        typer.Option(
+            help="The tokenizer's chat template and special tokens: the project's own, or R1-Distill's "
+            "(<｜User｜>…<｜Assistant｜><think>, as the paper's model sees its prompts)."
+        ),
+    ] = ChatFormat.TINY,
 ) -> None:
     """Build the tiny reasoner (tokenizer + ~3M-parameter Qwen2) with no network."""
-    from anytime.tinymodel.build import build_tiny_model
+    from anytime.tinymodel.build import TinyModelSpec, build_tiny_model
 
-    path = build_tiny_model(out, seed=seed)
+    path = build_tiny_model(out, seed=seed, spec=TinyModelSpec(chat_format=chat.value))
     typer.echo(f"tiny model written to {path}")
 
 
