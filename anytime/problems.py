@@ -19,7 +19,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 
 from anytime.boxed import last_boxed
 from anytime.logging import get_logger
@@ -93,6 +93,28 @@ DatasetColumns = Annotated[
     ProblemColumns,
     BeforeValidator(_columns_from_preset, json_schema_input_type=ColumnPreset | ProblemColumns),
 ]
+_COLUMNS: TypeAdapter[ProblemColumns] = TypeAdapter(DatasetColumns)
+
+
+def parse_columns(text: str) -> ProblemColumns:
+    """A command line's `--columns`: a preset's name (deepscaler, verl, math) or the columns as a JSON object,
+    validated as a run config's `dataset_columns` is; a bad value is a `ValueError` saying what is taken."""
+    value: Any = text
+    if text.lstrip().startswith("{"):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(
+                f"--columns is not valid JSON ({err.msg} at character {err.pos}): {text}"
+            ) from None
+    try:
+        return _COLUMNS.validate_python(value)
+    except ValidationError as err:
+        reasons = "; ".join(e["msg"].removeprefix("Value error, ") for e in err.errors())
+        raise ValueError(
+            f"--columns {text!r}: {reasons}; give a preset ({', '.join(COLUMN_PRESETS)}) or a JSON object "
+            '{"problem": COLUMN, "answer": COLUMN, "answer_from": "value" | "last_boxed"}'
+        ) from None
 
 
 class Contamination(BaseModel):

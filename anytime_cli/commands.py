@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from anytime.logging import get_logger
 from anytime.model_facts import ModelFacts
-from anytime.problems import Problem, ProblemSetError, load_problems
+from anytime.problems import DEFAULT_COLUMNS, Problem, ProblemColumns, ProblemSetError, load_problems
 from anytime.summary_format import SummaryFormat
 from anytime_cli.errors import CliError
 
@@ -28,9 +28,9 @@ def load_model(path: Path) -> tuple[Any, Any]:
     return AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
 
 
-def read_problems(path: Path) -> list[Problem]:
+def read_problems(path: Path, columns: ProblemColumns = DEFAULT_COLUMNS) -> list[Problem]:
     try:
-        return load_problems(path)
+        return load_problems(path, columns)
     except ProblemSetError as err:
         raise CliError(str(err)) from None
 
@@ -73,11 +73,18 @@ def run_sft(
     return report.seconds
 
 
-def run_eval(model_dir: Path, data: Path, budgets: list[int], n: int, summary_max_tokens: int) -> list[float]:
+def run_eval(
+    model_dir: Path,
+    data: Path,
+    budgets: list[int],
+    n: int,
+    summary_max_tokens: int,
+    columns: ProblemColumns = DEFAULT_COLUMNS,
+) -> list[float]:
     from services.engines.transformers_engine import TransformersEngine
     from services.rollout.anytime_eval import evaluate_anytime
 
-    problems = read_problems(data)[:n]
+    problems = read_problems(data, columns)[:n]
     check_model_dir(model_dir)
     fmt = SummaryFormat()
     engine = TransformersEngine.from_model_dir(model_dir, fmt)

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from anytime.problems import ProblemColumns
 from anytime_cli.demo import EVAL_PROBLEMS, RUN_STEPS
 from anytime_cli.errors import CliError
 from anytime_cli.experiments import experiment_app
@@ -74,6 +75,17 @@ def parse_budgets(text: str) -> list[int]:
         return list(check_budgets(budgets))
     except ValueError as err:
         raise CliError(f"--{err}") from None
+
+
+# `--columns` of the commands that read problem sets, parsed by `problem_columns`.
+ColumnsOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Where the records keep the problem and answer: deepscaler (problem / answer), verl "
+        "(prompt / reward_model.ground_truth), math (problem / the last \\boxed{} of solution), or JSON "
+        '{"problem": ..., "answer": ..., "answer_from": "value" | "last_boxed"} [default: deepscaler].'
+    ),
+]
 
 
 class ChatFormat(StrEnum):
@@ -148,18 +160,20 @@ def sft(
 @app.command("eval")
 def evaluate(
     model: Annotated[Path, typer.Option(help="Model folder.")],
-    data: Annotated[Path, typer.Option(help="Problems (.jsonl or .json).")],
+    data: Annotated[Path, typer.Option(help="Problems: .jsonl, .json or .parquet, or a dataset folder.")],
     budgets: Annotated[
         str, typer.Option(help="Thinking budgets, comma-separated, increasing.")
     ] = "32,64,96,128",
     n: Annotated[int, typer.Option(min=1, help="Evaluate the first N problems.")] = 200,
     summary_tokens: Annotated[int, typer.Option(min=1, help="Most tokens per summary.")] = 24,
+    columns: ColumnsOption = None,
 ) -> None:
     """Anytime accuracy: one greedy thought per problem, a summary at every budget."""
     parsed = parse_budgets(budgets)  # before the heavy imports, so bad input fails fast
+    layout = problem_columns(columns)
     from anytime_cli.commands import run_eval
 
-    run_eval(model, data, parsed, n=n, summary_max_tokens=summary_tokens)
+    run_eval(model, data, parsed, n=n, summary_max_tokens=summary_tokens, columns=layout)
 
 
 @app.command("demo")
@@ -230,7 +244,7 @@ def verify(
 @app.command("rollout")
 def rollout(
     model: Annotated[Path, typer.Option(help="Model folder (Hugging Face format).")],
-    data: Annotated[Path, typer.Option(help="Problems (.jsonl or .json).")],
+    data: Annotated[Path, typer.Option(help="Problems: .jsonl, .json or .parquet, or a dataset folder.")],
     out: Annotated[Path, typer.Option(help="JSON lines to write: one trajectory per trace.")],
     budgets: Annotated[
         str, typer.Option(help="Thinking budgets, comma-separated, increasing.")
@@ -246,15 +260,17 @@ def rollout(
         typer.Option(help="transformers | vllm [env: ANYTIME_ROLLOUT_ENGINE; default: transformers]."),
     ] = None,
     run_id: Annotated[str, typer.Option(help="Run id written into each trajectory.")] = "cli",
+    columns: ColumnsOption = None,
 ) -> None:
     """Anytime rollouts: G thoughts per problem, cut at every budget, A summaries per budget."""
     parsed = parse_budgets(budgets)
+    layout = problem_columns(columns)
     if engine not in (None, "transformers", "vllm"):
         raise CliError(f"--engine must be 'transformers' or 'vllm'; got {engine!r}")
     from services.rollout.cli import rollout_config, run_rollout
 
     config = rollout_config(parsed, group, summaries, summary_tokens, temperature)
-    run_rollout(model, data, out, config, engine, n, seed, run_id)  # type: ignore[arg-type]
+    run_rollout(model, data, out, config, engine, n, seed, run_id, layout)  # type: ignore[arg-type]
 
 
 @app.command("up")
@@ -279,6 +295,18 @@ def up(
     from anytime_cli.up import run_up
 
     run_up(home or get_common_settings().home, api_port, mlflow_port, serve, rollout_workers)
+
+
+def problem_columns(text: str | None) -> ProblemColumns:
+    """`--columns` parsed (unset: the default layout); a bad value is one line and exit code 2."""
+    from anytime.problems import DEFAULT_COLUMNS, parse_columns
+
+    if text is None:
+        return DEFAULT_COLUMNS
+    try:
+        return parse_columns(text)
+    except ValueError as err:
+        raise CliError(str(err)) from None
 
 
 def one_line(message: str) -> str:

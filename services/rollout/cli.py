@@ -12,7 +12,7 @@ import typer
 from anytime.contracts.rollout import RolloutConfig
 from anytime.contracts.sampling import SamplingConfig
 from anytime.errors import InputError
-from anytime.problems import ProblemSetError, load_problems
+from anytime.problems import DEFAULT_COLUMNS, ProblemColumns, ProblemSetError, load_problems
 from services.engines.factory import EngineKind, make_engine
 from services.rollout.anytime_rollout import rollout
 from services.rollout.settings import RolloutSettings
@@ -27,9 +27,10 @@ def run_rollout(
     limit: int | None,
     seed: int,
     run_id: str,
+    columns: ProblemColumns = DEFAULT_COLUMNS,
 ) -> int:
     try:
-        problems = load_problems(data)[:limit]
+        problems = load_problems(data, columns)[:limit]
     except ProblemSetError as err:
         raise InputError(str(err)) from None
     settings = RolloutSettings()
