@@ -264,7 +264,7 @@ class RunConfig(BaseModel):
         max_length=1000,
         pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]*$",  # no control characters but tab and newline
         description="Text after every training and evaluation problem, inside the user turn (the authors': "
-        "\" Let's think step by step and output the final answer within \\boxed{}.\"); empty: the problem "
+        '" Let\'s think step by step and output the final answer within \\boxed{}."); empty: the problem '
         "alone. Leave it empty for verl parquets, whose prompts carry it already.",
     )
     samples_per_step: int = Field(

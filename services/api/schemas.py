@@ -117,7 +117,6 @@ class RunOut(_FromRow):
         return [] if warning is None else [warning]
 
 
-
 def _row_fields(run: Run) -> dict[str, Any]:
     return {name: getattr(run, name) for name in RunOut.model_fields if name not in ("plan", "resolved")}
 
